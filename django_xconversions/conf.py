@@ -1,0 +1,60 @@
+"""The one place django-xconversions reads its settings.
+
+Everything lives in a single ``XCONVERSIONS`` dict in the project's settings. Values are
+read at call time (never cached at import), so ``override_settings`` and settings changed
+by tests or management commands are always seen.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings as django_settings
+
+SETTING_NAME = "XCONVERSIONS"
+
+# Each key, its default and what it means. README.md documents the same table.
+DEFAULTS: dict[str, Any] = {
+    # X Ads API host and version (the version is the first path segment, e.g. /12/...).
+    "API_BASE_URL": "https://ads-api.x.com",
+    "API_VERSION": "12",
+    # Host of the OAuth 1.0a endpoints (request_token, authorize, access_token).
+    "OAUTH_BASE_URL": "https://api.x.com",
+    # The X app's consumer key and secret (OAuth 1.0a). Access tokens live on AdAccount.
+    "CONSUMER_KEY": "",
+    "CONSUMER_SECRET": "",
+    # Fernet key(s) that encrypt tokens at rest. A string, or a list whose first key
+    # encrypts and all of which decrypt (key rotation).
+    "ENCRYPTION_KEY": "",
+    # Seconds to wait for a TCP connection, and for a response once connected.
+    "CONNECT_TIMEOUT": 5.0,
+    "READ_TIMEOUT": 30.0,
+    # Region used to read phone numbers typed without a +country prefix (e.g. "US").
+    "DEFAULT_PHONE_REGION": None,
+    # ISO 4217 currency used when a conversion has a value but no currency.
+    "DEFAULT_CURRENCY": "USD",
+    # Sent as the User-Agent of API requests.
+    "USER_AGENT": "django-xconversions",
+}
+
+
+class _Settings:
+    """Attribute access to the merged settings, read fresh on every access."""
+
+    def __getattr__(self, name: str) -> Any:
+        if name not in DEFAULTS:
+            raise AttributeError(f"Unknown django-xconversions setting {SETTING_NAME}[{name!r}]")
+        user = getattr(django_settings, SETTING_NAME, None) or {}
+        return user.get(name, DEFAULTS[name])
+
+    def user_settings(self) -> dict[str, Any]:
+        value = getattr(django_settings, SETTING_NAME, None)
+        return dict(value) if isinstance(value, dict) else {}
+
+
+xsettings = _Settings()
+
+
+def setting_path(name: str) -> str:
+    """How a setting is spelled in error messages: ``XCONVERSIONS["NAME"]``."""
+    return f'{SETTING_NAME}["{name}"]'

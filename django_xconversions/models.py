@@ -1,0 +1,303 @@
+"""Ad accounts, pixels, event tags, the conversion outbox and its delivery log."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.contrib.contenttypes.fields import GenericForeignKey
+from django.contrib.contenttypes.models import ContentType
+from django.core.validators import RegexValidator
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+from django_xconversions import crypto
+
+base36_validator = RegexValidator(
+    r"^[0-9a-z]+$", _("Must be a base36 id: lower-case letters and digits only.")
+)
+
+# Permissions X requires of the token's user to send conversions for an account.
+SENDING_PERMISSIONS = frozenset({"AD_MANAGER", "ACCOUNT_ADMIN"})
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """Decrypted tokens, handed to the client only; the repr never shows them."""
+
+    access_token: str = field(default="", repr=False)
+    access_token_secret: str = field(default="", repr=False)
+    pixel_token: str = field(default="", repr=False)
+
+
+def _encrypt_or_blank(value: str) -> str:
+    return crypto.encrypt(value) if value else ""
+
+
+def _decrypt_or_blank(value: str) -> str:
+    return crypto.decrypt(value) if value else ""
+
+
+class AdAccount(models.Model):
+    class Status(models.TextChoices):
+        ACTIVE = "active", _("Active")
+        PAUSED = "paused", _("Paused")
+
+    account_id = models.CharField(
+        _("X account id"), max_length=32, unique=True, validators=[base36_validator]
+    )
+    name = models.CharField(max_length=200, blank=True)
+    # Ciphertext only (Fernet); the plain tokens are never kept on the instance.
+    access_token_encrypted = models.TextField(blank=True, editable=False)
+    access_token_secret_encrypted = models.TextField(blank=True, editable=False)
+    x_user_id = models.CharField(_("X user id of the token"), max_length=32, blank=True)
+    x_screen_name = models.CharField(max_length=100, blank=True)
+    permissions = models.JSONField(default=list, blank=True)
+    access_checked_at = models.DateTimeField(null=True, blank=True)
+    access_check_ok = models.BooleanField(null=True, blank=True)
+    access_check_message = models.TextField(blank=True)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.ACTIVE)
+    paused_reason = models.TextField(blank=True)
+    paused_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = _("ad account")
+        ordering = ["name", "account_id"]
+        permissions = [
+            ("send_conversions", "Can send conversions to X"),
+            ("manage_tags", "Can create, change and delete event tags on X"),
+            ("check_access", "Can check an account's access on X"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.account_id})" if self.name else self.account_id
+
+    def set_tokens(self, access_token: str, access_token_secret: str) -> None:
+        self.access_token_encrypted = _encrypt_or_blank(access_token)
+        self.access_token_secret_encrypted = _encrypt_or_blank(access_token_secret)
+
+    @property
+    def has_tokens(self) -> bool:
+        return bool(self.access_token_encrypted and self.access_token_secret_encrypted)
+
+    def credentials(self, pixel: Pixel | None = None) -> Credentials:
+        return Credentials(
+            access_token=_decrypt_or_blank(self.access_token_encrypted),
+            access_token_secret=_decrypt_or_blank(self.access_token_secret_encrypted),
+            pixel_token=_decrypt_or_blank(pixel.pixel_token_encrypted) if pixel else "",
+        )
+
+    @property
+    def is_active(self) -> bool:
+        return self.status == self.Status.ACTIVE
+
+
+class Pixel(models.Model):
+    pixel_id = models.CharField(
+        _("pixel id"),
+        max_length=32,
+        unique=True,
+        validators=[base36_validator],
+        help_text=_("The base36 id of the X pixel (base tag), e.g. o8z6j."),
+    )
+    account = models.ForeignKey(AdAccount, on_delete=models.PROTECT, related_name="pixels")
+    name = models.CharField(max_length=200, blank=True)
+    # Optional per-pixel Conversions API token, sent as X-Pixel-Token instead of OAuth.
+    pixel_token_encrypted = models.TextField(blank=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("pixel")
+        ordering = ["pixel_id"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.pixel_id})" if self.name else self.pixel_id
+
+    def set_pixel_token(self, token: str) -> None:
+        self.pixel_token_encrypted = _encrypt_or_blank(token)
+
+    @property
+    def has_pixel_token(self) -> bool:
+        return bool(self.pixel_token_encrypted)
+
+
+class EventTag(models.Model):
+    class Type(models.TextChoices):
+        ADDED_PAYMENT_INFO = "ADDED_PAYMENT_INFO", _("Added payment info")
+        ADD_TO_CART = "ADD_TO_CART", _("Add to cart")
+        ADD_TO_WISHLIST = "ADD_TO_WISHLIST", _("Add to wishlist")
+        CHECKOUT_INITIATED = "CHECKOUT_INITIATED", _("Checkout initiated")
+        CONTENT_VIEW = "CONTENT_VIEW", _("Content view")
+        CUSTOM = "CUSTOM", _("Custom")
+        DOWNLOAD = "DOWNLOAD", _("Download")
+        PRODUCT_CUSTOMIZATION = "PRODUCT_CUSTOMIZATION", _("Product customization")
+        PURCHASE = "PURCHASE", _("Purchase")
+        SEARCH = "SEARCH", _("Search")
+        SIGN_UP = "SIGN_UP", _("Sign up (Lead)")
+        SITE_VISIT = "SITE_VISIT", _("Site visit (Page view)")
+        START_TRIAL = "START_TRIAL", _("Start trial")
+        SUBSCRIBE = "SUBSCRIBE", _("Subscribe")
+
+    class Status(models.TextChoices):
+        UNVERIFIED = "UNVERIFIED", _("Unverified")
+        TRACKING = "TRACKING", _("Tracking")
+
+    CLICK_WINDOWS = (1, 7, 14, 30)
+    VIEW_THROUGH_WINDOWS = (0, 1, 7, 14, 30)
+
+    account = models.ForeignKey(AdAccount, on_delete=models.PROTECT, related_name="event_tags")
+    pixel = models.ForeignKey(
+        Pixel,
+        on_delete=models.PROTECT,
+        related_name="event_tags",
+        null=True,
+        blank=True,
+        help_text=_("The pixel its conversions are sent through."),
+    )
+    remote_id = models.CharField(
+        _("X tag id"), max_length=32, unique=True, validators=[base36_validator]
+    )
+    website_tag_id = models.CharField(
+        _("event id"),
+        max_length=32,
+        validators=[base36_validator],
+        help_text=_("The id X expects as event_id in conversions."),
+    )
+    key = models.SlugField(
+        max_length=64,
+        unique=True,
+        null=True,
+        blank=True,
+        help_text=_('Local name track() and SOURCES use, e.g. "purchase".'),
+    )
+    name = models.CharField(max_length=255)
+    type = models.CharField(max_length=32, choices=Type.choices)
+    click_window = models.PositiveSmallIntegerField(
+        choices=[(d, f"{d} days") for d in CLICK_WINDOWS], default=30
+    )
+    view_through_window = models.PositiveSmallIntegerField(
+        choices=[(d, f"{d} days") for d in VIEW_THROUGH_WINDOWS], default=1
+    )
+    retargeting_enabled = models.BooleanField(default=False)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.UNVERIFIED)
+    last_tracked_at = models.DateTimeField(null=True, blank=True)
+    deleted = models.BooleanField(default=False, help_text=_("Deleted on X."))
+    raw = models.JSONField(default=dict, blank=True, help_text=_("The tag as X last sent it."))
+    synced_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("event tag")
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.key or self.website_tag_id})"
+
+
+class ConversionQuerySet(models.QuerySet["Conversion"]):
+    def due(self, now: Any = None) -> ConversionQuerySet:
+        return self.filter(
+            status=Conversion.Status.PENDING, next_attempt_at__lte=now or timezone.now()
+        )
+
+
+class Conversion(models.Model):
+    class Status(models.TextChoices):
+        PENDING = "pending", _("Pending")
+        SENDING = "sending", _("Sending")
+        SENT = "sent", _("Sent")
+        FAILED = "failed", _("Failed")
+        SKIPPED = "skipped", _("Skipped")
+
+    event_tag = models.ForeignKey(EventTag, on_delete=models.PROTECT, related_name="conversions")
+    # Denormalised from the tag so "due conversions of one pixel" is one index scan.
+    pixel = models.ForeignKey(Pixel, on_delete=models.PROTECT, related_name="conversions")
+    conversion_time = models.DateTimeField()
+    conversion_id = models.CharField(max_length=255)
+    # Identifiers: hashes only, never a raw email or phone number.
+    twclid = models.CharField(max_length=255, blank=True)
+    hashed_email = models.CharField(max_length=64, blank=True)
+    hashed_phone = models.CharField(max_length=64, blank=True)
+    ip_address = models.GenericIPAddressField(null=True, blank=True)
+    user_agent = models.TextField(blank=True)
+    value = models.DecimalField(max_digits=18, decimal_places=4, null=True, blank=True)
+    currency = models.CharField(max_length=3, blank=True)
+    number_items = models.PositiveIntegerField(null=True, blank=True)
+    description = models.TextField(blank=True)
+    contents = models.JSONField(default=list, blank=True)
+
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(default=timezone.now)
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    claim_token = models.UUIDField(null=True, blank=True, editable=False)
+    last_error = models.TextField(blank=True)
+    error_reason = models.CharField(max_length=32, blank=True)
+    debug_id = models.CharField(max_length=64, blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    source_type = models.ForeignKey(
+        ContentType, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    source_id = models.CharField(max_length=64, blank=True)
+    source = GenericForeignKey("source_type", "source_id")
+
+    objects = ConversionQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = _("conversion")
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["event_tag", "conversion_id"], name="xconv_unique_tag_conversion_id"
+            ),
+        ]
+        indexes = [
+            # Partial: only pending rows, ordered by due time, per pixel.
+            models.Index(
+                fields=["pixel", "next_attempt_at"],
+                condition=Q(status="pending"),
+                name="xconv_due_pending",
+            ),
+            models.Index(
+                fields=["lease_expires_at"],
+                condition=Q(status="sending"),
+                name="xconv_sending_lease",
+            ),
+            models.Index(fields=["status", "created_at"], name="xconv_status_created"),
+            models.Index(fields=["source_type", "source_id"], name="xconv_source"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.event_tag_id}:{self.conversion_id} ({self.status})"
+
+
+class DeliveryAttempt(models.Model):
+    """One request to X's conversions endpoint, whatever its outcome."""
+
+    account = models.ForeignKey(
+        AdAccount, on_delete=models.SET_NULL, null=True, related_name="delivery_attempts"
+    )
+    pixel = models.ForeignKey(
+        Pixel, on_delete=models.SET_NULL, null=True, related_name="delivery_attempts"
+    )
+    event_count = models.PositiveIntegerField()
+    http_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    outcome = models.CharField(max_length=32)
+    error_code = models.CharField(max_length=64, blank=True)
+    error_body = models.TextField(blank=True)
+    debug_id = models.CharField(max_length=64, blank=True)
+    duration_ms = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        verbose_name = _("delivery attempt")
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.pixel_id} x{self.event_count}: {self.http_status or self.outcome}"

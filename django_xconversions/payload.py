@@ -1,0 +1,242 @@
+"""Conversion rows -> the JSON X expects, and local validation with X's own messages.
+
+Validation runs before anything is sent: an event X would reject never reaches X (X rejects
+the whole batch for one bad event and does not say which). The messages are X's documented
+ones, so a conversion that fails locally shows the same text X would have returned.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from typing import TYPE_CHECKING, Any
+
+from django.utils import timezone
+
+from django_xconversions.currencies import is_iso_4217
+from django_xconversions.identifiers import is_sha256_hex
+
+if TYPE_CHECKING:
+    from django_xconversions.models import Conversion
+
+MAX_EVENTS_PER_REQUEST = 500
+
+# X's documented messages (reference pages 001 and 004).
+MSG_NO_IDENTIFIER = "At least one user identifier must be provided"
+MSG_BAD_HASH = "{field} ({value}) is not a valid SHA-256 hash"
+MSG_NOT_SET = "event_id ({value}) is not a single event tag (SET)"
+MSG_COUNT_LIMIT = "Conversion count limit is 500"
+MSG_NO_EVENT_ID = "Event ID was not found"
+MSG_NOT_IN_ACCOUNT = "event_id ({value}) does not belong to provided account"
+MSG_TIME_FORMAT = 'Expected Time in yyyy-MM-ddTHH:mm:ss.SSSZ, got "{value}" for conversion_time'
+# The rules below are documented without a message; the wording matches the emulator's.
+MSG_NUMBER_ITEMS = "number_items must be a positive number greater than zero"
+MSG_CURRENCY = "price_currency ({value}) is not a valid ISO-4217 currency code"
+MSG_VALUE = "value ({value}) is not a valid number"
+MSG_CONTENT_PRICE = "content_price ({value}) is not a valid number"
+MSG_CONTENT_NUM_ITEMS = "num_items must be a positive number greater than zero"
+MSG_IP = "ip_address ({value}) is not a valid IP address"
+
+TIME_PATTERN = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
+HASHED_FIELDS = ("hashed_email", "hashed_phone_number")
+# Identifiers that count on their own; ip_address and user_agent need a second identifier.
+STRONG_IDENTIFIERS = ("twclid", "hashed_email", "hashed_phone_number")
+WEAK_IDENTIFIERS = ("ip_address", "user_agent")
+
+
+@dataclass(frozen=True)
+class Violation:
+    """One rule an event breaks, as X would report it."""
+
+    code: str
+    message: str
+    parameter: str
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def format_conversion_time(value: dt.datetime) -> str:
+    """``YYYY-MM-DDTHH:MM:SS.sssZ`` in UTC.
+
+    Aware datetimes are converted to UTC. Naive ones are read in Django's default time
+    zone (settings.TIME_ZONE), which is what Django itself does with naive values.
+    """
+    if timezone.is_naive(value):
+        value = timezone.make_aware(value, timezone.get_default_timezone())
+    utc = value.astimezone(dt.timezone.utc)
+    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+
+
+def decimal_text(value: Decimal) -> str:
+    """A decimal as plain text with at least two decimals (X's examples send "20.00")."""
+    whole, _, fraction = format(value.normalize(), "f").partition(".")
+    return f"{whole}.{fraction.ljust(2, '0')}"
+
+
+def _price_number(value: Any) -> Any:
+    # content_price is a JSON number (double) at X; a string price is rejected.
+    if isinstance(value, Decimal):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(Decimal(value))
+        except InvalidOperation:
+            return value  # left for validate() to report
+    return value
+
+
+def build_contents(contents: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    items = []
+    for item in contents:
+        entry = dict(item)
+        if "content_price" in entry and entry["content_price"] is not None:
+            entry["content_price"] = _price_number(entry["content_price"])
+        items.append({k: v for k, v in entry.items() if v is not None and v != ""})
+    return items
+
+
+def build_identifiers(
+    *,
+    twclid: str = "",
+    hashed_email: str = "",
+    hashed_phone_number: str = "",
+    ip_address: str = "",
+    user_agent: str = "",
+) -> list[dict[str, str]]:
+    identifiers: list[dict[str, str]] = []
+    if twclid:
+        identifiers.append({"twclid": twclid})
+    if hashed_email:
+        identifiers.append({"hashed_email": hashed_email})
+    if hashed_phone_number:
+        identifiers.append({"hashed_phone_number": hashed_phone_number})
+    # X's own example sends IP address and user agent together in one object.
+    device = {k: v for k, v in (("ip_address", ip_address), ("user_agent", user_agent)) if v}
+    if device:
+        identifiers.append(device)
+    return identifiers
+
+
+def conversion_to_event(conversion: Conversion, event_id: str | None = None) -> dict[str, Any]:
+    """The API dict for one stored conversion (select_related("event_tag") avoids a query)."""
+    event: dict[str, Any] = {
+        "conversion_time": format_conversion_time(conversion.conversion_time),
+        "event_id": event_id or conversion.event_tag.website_tag_id,
+        "identifiers": build_identifiers(
+            twclid=conversion.twclid,
+            hashed_email=conversion.hashed_email,
+            hashed_phone_number=conversion.hashed_phone,
+            ip_address=conversion.ip_address or "",
+            user_agent=conversion.user_agent,
+        ),
+        "conversion_id": conversion.conversion_id,
+    }
+    if conversion.value is not None:
+        event["value"] = decimal_text(conversion.value)
+    if conversion.currency:
+        event["price_currency"] = conversion.currency
+    if conversion.number_items is not None:
+        event["number_items"] = conversion.number_items
+    if conversion.description:
+        event["description"] = conversion.description
+    if conversion.contents:
+        event["contents"] = build_contents(conversion.contents)
+    return event
+
+
+def _is_positive_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+def _is_number(value: Any, *, allow_text: bool) -> bool:
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int | float | Decimal):
+        return Decimal(str(value)).is_finite()
+    if allow_text and isinstance(value, str):
+        try:
+            return Decimal(value).is_finite()
+        except InvalidOperation:
+            return False
+    return False
+
+
+def _is_ip(value: Any) -> bool:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _identifier_violations(identifiers: Any) -> list[Violation]:
+    values: dict[str, list[Any]] = {}
+    for item in identifiers if isinstance(identifiers, list) else []:
+        for key, value in item.items() if isinstance(item, dict) else ():
+            if isinstance(value, str) and value.strip():
+                values.setdefault(key, []).append(value)
+    found: list[Violation] = []
+    strong = sum(len(values.get(k, ())) for k in STRONG_IDENTIFIERS)
+    weak = sum(1 for k in WEAK_IDENTIFIERS if values.get(k))
+    if strong == 0 and weak < 2:
+        found.append(Violation("INVALID_PARAMETER", MSG_NO_IDENTIFIER, ""))
+    for key in HASHED_FIELDS:
+        for value in values.get(key, ()):
+            if not is_sha256_hex(value):
+                message = MSG_BAD_HASH.format(field=key, value=value)
+                found.append(Violation("INVALID_PARAMETER", message, key))
+    for value in values.get("ip_address", ()):
+        if not _is_ip(value):
+            found.append(Violation("INVALID_PARAMETER", MSG_IP.format(value=value), "ip_address"))
+    return found
+
+
+def _contents_violations(contents: Any) -> list[Violation]:
+    found: list[Violation] = []
+    for item in contents if isinstance(contents, list) else []:
+        if not isinstance(item, dict):
+            continue
+        price = item.get("content_price")
+        if price is not None and not _is_number(price, allow_text=False):
+            message = MSG_CONTENT_PRICE.format(value=price)
+            found.append(Violation("INVALID_PARAMETER", message, "content_price"))
+        if "num_items" in item and not _is_positive_int(item["num_items"]):
+            found.append(Violation("INVALID_PARAMETER", MSG_CONTENT_NUM_ITEMS, "num_items"))
+    return found
+
+
+def validate(event: Mapping[str, Any]) -> list[Violation]:
+    """Every rule of X's that ``event`` (an API dict) breaks; empty when X would accept it.
+
+    Whether the event id exists in the pixel's account is for X (and the emulator) to say.
+    """
+    found: list[Violation] = []
+    time_value = event.get("conversion_time")
+    if not isinstance(time_value, str) or not TIME_PATTERN.match(time_value):
+        message = MSG_TIME_FORMAT.format(value=time_value if time_value is not None else "")
+        found.append(Violation("INVALID_PARAMETER", message, "conversion_time"))
+    if not event.get("event_id"):
+        found.append(Violation("INVALID_PARAMETER", MSG_NO_EVENT_ID, "event_id"))
+    found.extend(_identifier_violations(event.get("identifiers")))
+    if "number_items" in event and not _is_positive_int(event["number_items"]):
+        found.append(Violation("INVALID_PARAMETER", MSG_NUMBER_ITEMS, "number_items"))
+    if "price_currency" in event and not is_iso_4217(event["price_currency"]):
+        message = MSG_CURRENCY.format(value=event["price_currency"])
+        found.append(Violation("INVALID_PARAMETER", message, "price_currency"))
+    if "value" in event and not _is_number(event["value"], allow_text=True):
+        message = MSG_VALUE.format(value=event["value"])
+        found.append(Violation("INVALID_PARAMETER", message, "value"))
+    found.extend(_contents_violations(event.get("contents")))
+    return found
+
+
+def validate_batch(events: Sequence[Mapping[str, Any]]) -> list[Violation]:
+    """Batch-level rules: 1 to 500 events per request."""
+    if len(events) > MAX_EVENTS_PER_REQUEST:
+        return [Violation("INVALID_PARAMETER", MSG_COUNT_LIMIT, "conversions")]
+    return []

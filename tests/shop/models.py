@@ -1,0 +1,16 @@
+"""A minimal shop used as the source of conversions in tests."""
+
+from __future__ import annotations
+
+from django.db import models
+
+
+class Order(models.Model):
+    email = models.EmailField(blank=True)
+    phone = models.CharField(max_length=40, blank=True)
+    total = models.DecimalField(max_digits=12, decimal_places=2, default=0)
+    currency = models.CharField(max_length=3, default="USD")
+    status = models.CharField(max_length=20, default="new")
+
+    def __str__(self) -> str:
+        return f"Order {self.pk}"
