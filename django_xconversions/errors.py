@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import requests
 
+    from django_xconversions.ratelimit import RateLimit
+
 
 @dataclass(frozen=True)
 class APIErrorDetail:
@@ -44,6 +46,7 @@ class XAdsError(XConversionsError):
         errors: tuple[APIErrorDetail, ...] = (),
         response: requests.Response | None = None,
         retry_after: float | None = None,
+        rate_limit: RateLimit | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
@@ -53,6 +56,7 @@ class XAdsError(XConversionsError):
         self.errors = errors
         self.response = response
         self.retry_after = retry_after
+        self.rate_limit = rate_limit
 
     @property
     def messages(self) -> list[str]:
