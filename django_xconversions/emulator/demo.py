@@ -1,0 +1,60 @@
+"""A fixed demo world, and seeding an emulator from a JSON-like description of one.
+
+The description has the shape of DEMO_WORLD; ``--config FILE`` takes the same in JSON.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django_xconversions.emulator.server import EmulatorServer
+
+DEMO_WORLD: dict[str, Any] = {
+    "apps": [{"consumer_key": "demo-consumer-key", "consumer_secret": "demo-consumer-secret"}],
+    "users": [
+        {
+            "user_id": "1000000001",
+            "screen_name": "demo_shop",
+            "access_token": "1000000001-demoAccessToken",
+            "access_token_secret": "demo-access-token-secret",
+        }
+    ],
+    "accounts": [
+        {
+            "account_id": "18ce54d4x5t",
+            "name": "Demo shop",
+            "users": {"1000000001": ["ACCOUNT_ADMIN"]},
+            "pixels": [{"pixel_id": "o8z6j", "pixel_token": "demo-pixel-token"}],
+            "tags": [
+                {"id": "o3bk1", "website_tag_id": "ny3od", "name": "Purchase", "type": "PURCHASE"},
+                {"id": "o3bk2", "website_tag_id": "ny3oe", "name": "Sign up", "type": "SIGN_UP"},
+            ],
+        }
+    ],
+}
+
+
+def seed(emulator: EmulatorServer, world: dict[str, Any]) -> None:
+    for app in world.get("apps", []):
+        emulator.add_app(app["consumer_key"], app["consumer_secret"])
+    for user in world.get("users", []):
+        emulator.add_user(
+            user["user_id"],
+            user["access_token"],
+            user["access_token_secret"],
+            user.get("screen_name", ""),
+        )
+    for account in world.get("accounts", []):
+        emulator.add_account(account["account_id"], account.get("name", ""), account.get("users"))
+        for pixel in account.get("pixels", []):
+            emulator.add_pixel(account["account_id"], pixel["pixel_id"], pixel.get("pixel_token"))
+        for tag in account.get("tags", []):
+            emulator.add_tag(account["account_id"], **tag)
+    budget = world.get("budget")
+    if budget:
+        emulator.set_budget(int(budget["events"]), float(budget["window_seconds"]))
+    faults = world.get("faults")
+    if faults:
+        emulator.faults.set_rates(**faults)
+    if world.get("record") == "ids":
+        emulator.record_ids_only()
