@@ -11,6 +11,7 @@ class XConversionsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from django_xconversions import checks
+        from django_xconversions import checks, immediate
 
         checks.register()
+        immediate.connect()

@@ -35,6 +35,24 @@ DEFAULTS: dict[str, Any] = {
     "DEFAULT_CURRENCY": "USD",
     # Sent as the User-Agent of API requests.
     "USER_AGENT": "django-xconversions",
+    # Events per request (X allows at most 500).
+    "BATCH_SIZE": 500,
+    # Attempts before a conversion that keeps meeting 5xx/timeouts is marked failed.
+    "MAX_ATTEMPTS": 8,
+    # Backoff after a transient failure: BASE * 2**(attempt-1) seconds, capped at MAX,
+    # with jitter (between half and all of it).
+    "RETRY_BACKOFF_BASE": 30.0,
+    "RETRY_BACKOFF_MAX": 3600.0,
+    # How long claimed rows stay "sending" before another worker may take them over.
+    "LEASE_SECONDS": 600,
+    # Per-account budget shared by all workers: events per window (X: 60,000 / 15 min).
+    "RATE_LIMIT_EVENTS": 60_000,
+    "RATE_LIMIT_WINDOW": 900,
+    # send_conversions --loop: seconds to sleep when nothing is due.
+    "LOOP_IDLE_SECONDS": 5.0,
+    # Send as soon as a conversion's transaction commits: False (leave it to the command),
+    # True (Django tasks, else Celery, else in-process), "tasks", "celery" or "inline".
+    "SEND_IMMEDIATELY": False,
 }
 
 

@@ -61,6 +61,11 @@ class AdAccount(models.Model):
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.ACTIVE)
     paused_reason = models.TextField(blank=True)
     paused_at = models.DateTimeField(null=True, blank=True)
+    # The event budget shared by every worker (see budget.py), and X's 429 wait.
+    budget_window_ends_at = models.DateTimeField(null=True, blank=True, editable=False)
+    budget_limit = models.PositiveIntegerField(null=True, blank=True, editable=False)
+    budget_used = models.PositiveIntegerField(default=0, editable=False)
+    rate_limited_until = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -94,6 +99,14 @@ class AdAccount(models.Model):
     @property
     def is_active(self) -> bool:
         return self.status == self.Status.ACTIVE
+
+    def resume(self) -> None:
+        """Let the account send again (after its credentials were fixed)."""
+        self.status = self.Status.ACTIVE
+        self.paused_reason = ""
+        self.paused_at = None
+        self.rate_limited_until = None
+        self.save(update_fields=["status", "paused_reason", "paused_at", "rate_limited_until"])
 
 
 class Pixel(models.Model):

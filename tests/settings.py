@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 
 SECRET_KEY = "tests-only-secret-key"
@@ -74,3 +75,5 @@ XCONVERSIONS = {
     "ENCRYPTION_KEY": "lVebeetN_I_hAAmQv0ry5nDvepmiCJbs2ibPmS3J8i4=",
     "DEFAULT_PHONE_REGION": "US",
 }
+# Worker processes started by tests get the test's settings (e.g. the emulator's URL).
+XCONVERSIONS.update(json.loads(os.environ.get("XCONVERSIONS_TEST_OVERRIDES", "{}")))

@@ -1,0 +1,297 @@
+"""Sending one claimed batch and classifying X's answers into outcomes.
+
+- 200: sent, with X's debug_id.
+- 400 on n > 1 events: X rejects the whole batch without saying which event, so the batch
+  is split in halves until the bad events stand alone (see ``_isolate``); each is failed
+  with X's message.
+- 404 naming event ids: those events are failed with the message, the rest resent; a 404
+  naming no event of the batch (pixel or account not reachable) pauses the account.
+- 401/403: the account is paused with X's message; its events go back to pending.
+- 429: the account waits until X's reset; events go back to pending, no attempt counted.
+- 5xx, timeouts, connection errors: retried with exponential backoff and jitter, up to
+  MAX_ATTEMPTS, then failed (visible, and retryable from the admin).
+Outcomes are collected in memory and written in a few bulk updates at the end.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+import re
+import time
+from collections import defaultdict
+from typing import TYPE_CHECKING, Any
+
+from django.utils import timezone
+
+from django_xconversions import budget, errors
+from django_xconversions.conf import xsettings
+from django_xconversions.models import AdAccount, Conversion, DeliveryAttempt, Pixel
+from django_xconversions.payload import conversion_to_event, validate
+
+if TYPE_CHECKING:
+    from django_xconversions.client import XAdsClient
+    from django_xconversions.delivery import SendSummary
+
+EVENT_ID_IN_MESSAGE = re.compile(r"event_id \(([^)]*)\)")
+ERROR_BODY_LIMIT = 4000
+
+
+class AccountStopped(Exception):
+    """The account cannot send now (paused or rate limited): stop this batch."""
+
+
+def backoff_seconds(attempt: int) -> float:
+    """Exponential backoff with jitter: between half and all of BASE * 2**(attempt-1)."""
+    base = float(xsettings.RETRY_BACKOFF_BASE)
+    ceiling = min(float(xsettings.RETRY_BACKOFF_MAX), base * 2.0 ** max(0, attempt - 1))
+    return ceiling / 2 + random.uniform(0, ceiling / 2)  # noqa: S311 (jitter, not crypto)
+
+
+class _Item:
+    __slots__ = ("event", "row")
+
+    def __init__(self, row: Conversion, event: dict[str, Any]) -> None:
+        self.row = row
+        self.event = event
+
+
+class BatchSender:
+    def __init__(
+        self, client: XAdsClient, pixel: Pixel, rows: list[Conversion], summary: SendSummary
+    ) -> None:
+        self.client = client
+        self.pixel = pixel
+        self.account: AdAccount = pixel.account
+        self.rows = rows
+        self.summary = summary
+        self.account_stopped = False
+        self.now = timezone.now()
+        self._sent: dict[str, list[int]] = defaultdict(list)
+        self._failed: dict[tuple[str, str], list[int]] = defaultdict(list)
+        self._retry: dict[tuple[int, float, str], list[int]] = defaultdict(list)
+        self._attempt_log: list[DeliveryAttempt] = []
+        self._decided: set[int] = set()
+
+    # -- running ---------------------------------------------------------------------------
+
+    def run(self) -> None:
+        items = []
+        for row in self.rows:
+            event = conversion_to_event(row, row.event_tag.website_tag_id)
+            problems = validate(event)
+            if problems:
+                self._fail([row.pk], "invalid", "; ".join(p.message for p in problems))
+            else:
+                items.append(_Item(row, event))
+        # Events failed locally were reserved but will not be sent.
+        budget.give_back(self.account.pk, len(self.rows) - len(items))
+        try:
+            if items:
+                self._deliver(items, reserved=True)
+        except AccountStopped:
+            self.account_stopped = True
+        finally:
+            self._write()
+
+    def _deliver(self, items: list[_Item], *, reserved: bool) -> None:
+        """Send events of unknown status; isolate the bad ones if X rejects the batch."""
+        outcome = self._attempt(items, reserved=reserved)
+        if isinstance(outcome, errors.BadRequest):
+            self._isolate(items, outcome)
+
+    def _attempt(self, items: list[_Item], *, reserved: bool) -> errors.BadRequest | bool:
+        """One request. True: sent. BadRequest: X rejected the whole batch. False: the
+        events were dealt with otherwise (retry scheduled, account stopped, no budget)."""
+        if not reserved and not self._reserve(len(items)):
+            return False  # budget spent: these rows go back to pending when written
+        started = time.monotonic()
+        try:
+            result = self.client.send_conversions(
+                self.pixel.pixel_id, [item.event for item in items]
+            )
+        except errors.XAdsError as exc:
+            self._log(len(items), started, exc)
+            self._observe(exc.rate_limit)
+            if isinstance(exc, errors.BadRequest):
+                return exc
+            self._handle_error(items, exc)
+            return False
+        self._log(len(items), started, None, status=200, debug_id=result.debug_id or "")
+        self._observe(result.rate_limit)
+        self._sent[result.debug_id or ""].extend(item.row.pk for item in items)
+        self._decided.update(item.row.pk for item in items)
+        return True
+
+    def _isolate(self, items: list[_Item], rejection: errors.BadRequest) -> None:
+        """Find the events X rejects in ``items``, which holds at least one.
+
+        Only the left half is sent: if X takes it, the right half must hold a rejected
+        event and needs no request of its own; if not, the right half's status is unknown
+        and it waits, merged with the other such halves into one request at the end. A
+        few bad events in 500 cost about 10 requests each instead of 2 per halving.
+        """
+        unknown: list[_Item] = []
+        segment = items
+        while len(segment) > 1:
+            middle = len(segment) // 2
+            left, right = segment[:middle], segment[middle:]
+            outcome = self._attempt(left, reserved=False)
+            if outcome is True:
+                segment = right  # the rejection came from the right half
+            elif isinstance(outcome, errors.BadRequest):
+                unknown.extend(right)
+                segment, rejection = left, outcome
+            else:
+                unknown.extend(right)
+                segment = []
+        if segment:
+            # Every other event of the last rejected request was accepted, so X's
+            # messages in that rejection are about this event.
+            self._fail([segment[0].row.pk], "rejected", "; ".join(rejection.messages))
+        if unknown:
+            self._deliver(unknown, reserved=False)
+
+    def _reserve(self, events: int) -> bool:
+        grant = budget.reserve(self.account.pk, events)
+        if grant.events < events:
+            budget.give_back(self.account.pk, grant.events)
+            if grant.wait_until is not None:
+                self.summary.budget_exhausted[self.account.account_id] = grant.wait_until
+            return False
+        return True
+
+    def _handle_error(self, items: list[_Item], exc: errors.XAdsError) -> None:
+        if isinstance(exc, errors.NotFound):
+            self._not_found(items, exc)
+        elif isinstance(exc, errors.Unauthorized | errors.Forbidden):
+            self._pause(f"X refused the credentials: {exc}")
+        elif isinstance(exc, errors.RateLimited):
+            self._rate_limited(exc)
+        elif isinstance(exc, errors.ServerError | errors.TransportError):
+            self._schedule_retry(items, exc)
+        else:
+            # Any other 4xx is permanent for these events.
+            self._fail([i.row.pk for i in items], "rejected", str(exc))
+
+    def _not_found(self, items: list[_Item], exc: errors.XAdsError) -> None:
+        named = set(EVENT_ID_IN_MESSAGE.findall(" ".join(exc.messages)))
+        bad = [i for i in items if i.event["event_id"] in named]
+        if not bad:
+            self._pause(f"X could not find the pixel or account: {exc}")
+            return
+        self._fail([i.row.pk for i in bad], "not_found", "; ".join(exc.messages))
+        rest = [i for i in items if i.event["event_id"] not in named]
+        if rest:
+            self._deliver(rest, reserved=False)
+
+    def _pause(self, reason: str) -> None:
+        AdAccount.objects.filter(pk=self.account.pk).update(
+            status=AdAccount.Status.PAUSED, paused_reason=reason, paused_at=timezone.now()
+        )
+        self.summary.paused[self.account.account_id] = reason
+        raise AccountStopped(reason)
+
+    def _rate_limited(self, exc: errors.XAdsError) -> None:
+        reset_at = getattr(exc, "reset_at", None)
+        if reset_at is not None:
+            until = dt.datetime.fromtimestamp(reset_at, tz=dt.timezone.utc)
+        else:
+            until = timezone.now() + dt.timedelta(seconds=exc.retry_after or 60)
+        budget.wait_out_rate_limit(self.account.pk, until)
+        self.summary.rate_limited[self.account.account_id] = until
+        raise AccountStopped(str(exc))
+
+    def _schedule_retry(self, items: list[_Item], exc: errors.XAdsError) -> None:
+        message = str(exc)
+        for item in items:
+            attempt = item.row.attempts + 1
+            if attempt >= int(xsettings.MAX_ATTEMPTS):
+                gave_up = f"Gave up after {attempt} attempts: {message}"
+                self._fail([item.row.pk], "max_attempts", gave_up)
+                continue
+            delay = max(backoff_seconds(attempt), exc.retry_after or 0.0)
+            # Rows of one batch usually share an attempt count: one update per group.
+            self._retry[(attempt, round(delay, 3), message)].append(item.row.pk)
+            self._decided.add(item.row.pk)
+
+    def _fail(self, ids: list[int], reason: str, message: str) -> None:
+        self._failed[(reason, message)].extend(ids)
+        self._decided.update(ids)
+
+    def _observe(self, rate_limit: Any) -> None:
+        if rate_limit is not None:
+            budget.observe(
+                self.account.pk,
+                limit=rate_limit.limit,
+                remaining=rate_limit.remaining,
+                reset_at=rate_limit.reset_at,
+            )
+
+    def _log(
+        self,
+        events: int,
+        started: float,
+        exc: errors.XAdsError | None,
+        *,
+        status: int | None = None,
+        debug_id: str = "",
+    ) -> None:
+        body = exc.body if exc is not None else None
+        self._attempt_log.append(
+            DeliveryAttempt(
+                account_id=self.account.pk,
+                pixel_id=self.pixel.pk,
+                event_count=events,
+                http_status=exc.status if exc is not None else status,
+                outcome=type(exc).__name__ if exc is not None else "sent",
+                error_code=(exc.code or "") if exc is not None else "",
+                error_body=str(body if body is not None else (exc or ""))[:ERROR_BODY_LIMIT],
+                debug_id=debug_id,
+                duration_ms=int((time.monotonic() - started) * 1000),
+            )
+        )
+        self.summary.requests += 1
+
+    # -- writing ---------------------------------------------------------------------------
+
+    def _mine(self, ids: list[int]) -> Any:
+        # The claim token guard: a row re-claimed by another worker after our lease
+        # expired is theirs now, and our late outcome must not overwrite it.
+        return Conversion.objects.filter(pk__in=ids, claim_token=self.rows[0].claim_token)
+
+    def _write(self) -> None:
+        now = timezone.now()
+        cleared = {"claim_token": None, "lease_expires_at": None}
+        for debug_id, ids in self._sent.items():
+            self._mine(ids).update(
+                status=Conversion.Status.SENT,
+                debug_id=debug_id,
+                sent_at=now,
+                last_error="",
+                error_reason="",
+                **cleared,
+            )
+            self.summary.sent += len(ids)
+        for (reason, message), ids in self._failed.items():
+            self._mine(ids).update(
+                status=Conversion.Status.FAILED, error_reason=reason, last_error=message, **cleared
+            )
+            self.summary.failed[reason] += len(ids)
+        for (attempt, delay, message), ids in self._retry.items():
+            self._mine(ids).update(
+                status=Conversion.Status.PENDING,
+                attempts=attempt,
+                next_attempt_at=now + dt.timedelta(seconds=delay),
+                error_reason="transient",
+                last_error=message,
+                **cleared,
+            )
+            self.summary.retrying += len(ids)
+        undecided = [row.pk for row in self.rows if row.pk not in self._decided]
+        if undecided:
+            # Paused, rate limited or out of budget: back to pending, no attempt counted.
+            self._mine(undecided).update(status=Conversion.Status.PENDING, **cleared)
+            self.summary.released += len(undecided)
+        if self._attempt_log:
+            DeliveryAttempt.objects.bulk_create(self._attempt_log)

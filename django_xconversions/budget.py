@@ -1,0 +1,92 @@
+"""The per-account event budget, shared by every worker through the database.
+
+Each request to X first reserves its events here, under a row lock on the account, so any
+number of workers on any number of machines together stay within
+XCONVERSIONS["RATE_LIMIT_EVENTS"] per XCONVERSIONS["RATE_LIMIT_WINDOW"] seconds.
+X's own rate-limit headers, when a response carries them, tighten the window: its reset
+time becomes ours and what X says is used counts as used.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from django.db import transaction
+from django.db.models import F, Value
+from django.db.models.functions import Greatest
+from django.utils import timezone
+
+from django_xconversions.conf import xsettings
+from django_xconversions.models import AdAccount
+
+# Waiting a moment past X's announced reset absorbs clock skew and whole-second rounding.
+RESET_MARGIN = dt.timedelta(seconds=1)
+
+_BUDGET_FIELDS = ["budget_window_ends_at", "budget_limit", "budget_used"]
+
+
+@dataclass(frozen=True)
+class Grant:
+    """How many events may be sent now; when none, until when to wait."""
+
+    events: int
+    wait_until: dt.datetime | None = None
+
+
+def reserve(account_id: int, wanted: int, now: dt.datetime | None = None) -> Grant:
+    """Take up to ``wanted`` events from the account's budget for the current window."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        account = (
+            AdAccount.objects.select_for_update()
+            .only("rate_limited_until", *_BUDGET_FIELDS)
+            .get(pk=account_id)
+        )
+        if account.rate_limited_until and account.rate_limited_until > now:
+            return Grant(0, account.rate_limited_until)
+        if account.budget_window_ends_at is None or account.budget_window_ends_at <= now:
+            account.budget_window_ends_at = now + dt.timedelta(
+                seconds=float(xsettings.RATE_LIMIT_WINDOW)
+            )
+            account.budget_limit = int(xsettings.RATE_LIMIT_EVENTS)
+            account.budget_used = 0
+        limit = min(account.budget_limit or 0, int(xsettings.RATE_LIMIT_EVENTS))
+        granted = max(0, min(wanted, limit - account.budget_used))
+        account.budget_used += granted
+        account.save(update_fields=_BUDGET_FIELDS)
+    return Grant(granted, None if granted else account.budget_window_ends_at)
+
+
+def give_back(account_id: int, events: int) -> None:
+    """Return events reserved but not sent (fewer rows were due than reserved)."""
+    if events > 0:
+        AdAccount.objects.filter(pk=account_id).update(
+            budget_used=Greatest(F("budget_used") - events, Value(0))
+        )
+
+
+def observe(
+    account_id: int, *, limit: int | None, remaining: int | None, reset_at: float | None
+) -> None:
+    """Fold X's rate-limit headers into the shared budget (only ever tighter)."""
+    if reset_at is None:
+        return
+    window_end = dt.datetime.fromtimestamp(reset_at, tz=dt.timezone.utc) + RESET_MARGIN
+    if window_end <= timezone.now():
+        return
+    with transaction.atomic():
+        account = AdAccount.objects.select_for_update().only(*_BUDGET_FIELDS).get(pk=account_id)
+        # X's window is the one that binds: reopen ours just after X's reset.
+        account.budget_window_ends_at = window_end
+        configured = int(xsettings.RATE_LIMIT_EVENTS)
+        if limit is not None:
+            account.budget_limit = min(configured, limit, account.budget_limit or configured)
+            if remaining is not None:
+                account.budget_used = max(account.budget_used, limit - remaining)
+        account.save(update_fields=_BUDGET_FIELDS)
+
+
+def wait_out_rate_limit(account_id: int, until: dt.datetime) -> None:
+    """X answered 429: nothing is sent for this account until ``until``."""
+    AdAccount.objects.filter(pk=account_id).update(rate_limited_until=until + RESET_MARGIN)

@@ -1,0 +1,245 @@
+"""The outbox engine: claim due conversions, send them in batches, record every outcome.
+
+``send_pending`` is the one function the management command, the admin action and the
+tasks call. For each pixel with due conversions it repeatedly:
+
+1. reserves events from the account's shared budget (budget.py),
+2. claims that many due rows with ``SELECT ... FOR UPDATE SKIP LOCKED`` in a short
+   transaction, marking them ``sending`` with a lease and a claim token, and commits,
+3. sends them outside any transaction (batch.py classifies X's answers),
+4. writes the outcomes in bulk, guarded by the claim token.
+
+A worker that dies after step 2 leaves rows ``sending``; once their lease expires any
+worker returns them to ``pending``. Nothing is ever deleted or silently dropped.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.db import transaction
+from django.db.models import Q, QuerySet
+from django.utils import timezone
+
+from django_xconversions import budget
+from django_xconversions.batch import BatchSender
+from django_xconversions.client import XAdsClient
+from django_xconversions.conf import xsettings
+from django_xconversions.connections import client_for
+from django_xconversions.models import AdAccount, Conversion, Pixel
+from django_xconversions.payload import MAX_EVENTS_PER_REQUEST, conversion_to_event, validate
+
+# Columns the sender needs; fetching only these keeps large batches cheap.
+SEND_FIELDS = (
+    "id",
+    "conversion_time",
+    "conversion_id",
+    "twclid",
+    "hashed_email",
+    "hashed_phone",
+    "ip_address",
+    "user_agent",
+    "value",
+    "currency",
+    "number_items",
+    "description",
+    "contents",
+    "attempts",
+    "event_tag__website_tag_id",
+)
+
+
+@dataclass
+class SendSummary:
+    """What one ``send_pending`` call did; the command prints it."""
+
+    sent: int = 0
+    failed: Counter[str] = field(default_factory=Counter)
+    retrying: int = 0
+    released: int = 0
+    requests: int = 0
+    rate_limited: dict[str, dt.datetime] = field(default_factory=dict)
+    budget_exhausted: dict[str, dt.datetime] = field(default_factory=dict)
+    paused: dict[str, str] = field(default_factory=dict)
+    pending_left: int = 0
+    payloads: list[dict[str, Any]] = field(default_factory=list)
+
+    def merge(self, other: SendSummary) -> None:
+        """Add another run's counts (the command's --loop keeps a running total)."""
+        self.sent += other.sent
+        self.failed.update(other.failed)
+        self.retrying += other.retrying
+        self.released += other.released
+        self.requests += other.requests
+        self.rate_limited.update(other.rate_limited)
+        self.budget_exhausted.update(other.budget_exhausted)
+        self.paused.update(other.paused)
+        self.pending_left = other.pending_left
+
+    @property
+    def processed(self) -> int:
+        return self.sent + sum(self.failed.values()) + self.retrying
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "sent": self.sent,
+            "failed": dict(self.failed),
+            "retrying": self.retrying,
+            "requests": self.requests,
+            "rate_limited": {k: v.isoformat() for k, v in self.rate_limited.items()},
+            "budget_exhausted": {k: v.isoformat() for k, v in self.budget_exhausted.items()},
+            "paused": dict(self.paused),
+            "pending_left": self.pending_left,
+        }
+
+
+def requeue(conversions: QuerySet[Conversion]) -> int:
+    """Make failed or skipped conversions due again with a fresh attempt count."""
+    return conversions.exclude(status=Conversion.Status.SENDING).update(
+        status=Conversion.Status.PENDING,
+        attempts=0,
+        next_attempt_at=timezone.now(),
+        error_reason="",
+        last_error="",
+        claim_token=None,
+        lease_expires_at=None,
+    )
+
+
+def batch_size() -> int:
+    return max(1, min(int(xsettings.BATCH_SIZE), MAX_EVENTS_PER_REQUEST))
+
+
+def recover_expired_leases(now: dt.datetime | None = None) -> int:
+    """Return rows whose worker died (lease passed) to ``pending``."""
+    return Conversion.objects.filter(
+        status=Conversion.Status.SENDING, lease_expires_at__lt=now or timezone.now()
+    ).update(status=Conversion.Status.PENDING, claim_token=None, lease_expires_at=None)
+
+
+def _scope(account: AdAccount | None, pixel: Pixel | None) -> Q:
+    scope = Q()
+    if account is not None:
+        scope &= Q(pixel__account=account)
+    if pixel is not None:
+        scope &= Q(pixel=pixel)
+    return scope
+
+
+def pending_count(account: AdAccount | None = None, pixel: Pixel | None = None) -> int:
+    return Conversion.objects.filter(_scope(account, pixel), status="pending").count()
+
+
+def _sendable_pixels(
+    account: AdAccount | None, pixel: Pixel | None, now: dt.datetime
+) -> QuerySet[Pixel]:
+    due = Conversion.objects.due(now).filter(_scope(account, pixel))
+    return (
+        Pixel.objects.filter(pk__in=due.values("pixel_id").distinct())
+        .filter(account__status=AdAccount.Status.ACTIVE)
+        .filter(
+            Q(account__rate_limited_until__isnull=True) | Q(account__rate_limited_until__lte=now)
+        )
+        .select_related("account")
+        .order_by("pk")
+    )
+
+
+def claim(pixel: Pixel, count: int, now: dt.datetime | None = None) -> list[Conversion]:
+    """Mark up to ``count`` due rows of ``pixel`` as ``sending`` under a fresh claim token."""
+    now = now or timezone.now()
+    token = uuid.uuid4()
+    with transaction.atomic():
+        ids = list(
+            Conversion.objects.due(now)
+            .filter(pixel=pixel)
+            .order_by("next_attempt_at")
+            .select_for_update(skip_locked=True)
+            .values_list("pk", flat=True)[:count]
+        )
+        if not ids:
+            return []
+        # The status guard keeps the claim exclusive even where FOR UPDATE is a no-op.
+        Conversion.objects.filter(pk__in=ids, status=Conversion.Status.PENDING).update(
+            status=Conversion.Status.SENDING,
+            claim_token=token,
+            lease_expires_at=now + dt.timedelta(seconds=float(xsettings.LEASE_SECONDS)),
+        )
+    rows = list(
+        Conversion.objects.filter(claim_token=token)
+        .select_related("event_tag")
+        .only(*SEND_FIELDS)
+        .order_by("next_attempt_at", "pk")
+    )
+    for row in rows:
+        row.claim_token = token
+    return rows
+
+
+def dry_run(
+    *, account: AdAccount | None = None, pixel: Pixel | None = None, limit: int | None = None
+) -> SendSummary:
+    """Build and validate what would be sent now; change nothing, send nothing."""
+    summary = SendSummary()
+    due = (
+        Conversion.objects.due()
+        .filter(_scope(account, pixel))
+        .select_related("event_tag", "pixel")
+        .order_by("pixel_id", "next_attempt_at")
+    )
+    for row in due[:limit] if limit else due:
+        event = conversion_to_event(row)
+        problems = validate(event)
+        summary.payloads.append({"pixel_id": row.pixel.pixel_id, "event": event})
+        if problems:
+            summary.failed["invalid"] += 1
+            summary.payloads[-1]["errors"] = [p.message for p in problems]
+    summary.pending_left = pending_count(account, pixel)
+    return summary
+
+
+def send_pending(
+    *,
+    account: AdAccount | None = None,
+    pixel: Pixel | None = None,
+    limit: int | None = None,
+    should_stop: Callable[[], bool] = lambda: False,
+    on_progress: Callable[[int], None] | None = None,
+) -> SendSummary:
+    """Send every due conversion (or up to ``limit``) within the accounts' budgets."""
+    summary = SendSummary()
+    # Rows rescheduled during this run (after a transient failure) wait for the next run.
+    started = timezone.now()
+    recover_expired_leases(started)
+    remaining = limit if limit is not None else float("inf")
+    clients: dict[int, XAdsClient] = {}
+    stopped_accounts: set[int] = set()
+    for target in _sendable_pixels(account, pixel, started):
+        while remaining > 0 and target.account_id not in stopped_accounts and not should_stop():
+            grant = budget.reserve(target.account_id, int(min(batch_size(), remaining)))
+            if not grant.events:
+                if grant.wait_until is not None:
+                    summary.budget_exhausted[target.account.account_id] = grant.wait_until
+                break
+            rows = claim(target, grant.events, started)
+            budget.give_back(target.account_id, grant.events - len(rows))
+            if not rows:
+                break
+            if target.pk not in clients:
+                clients[target.pk] = client_for(target.account, target)
+            sender = BatchSender(clients[target.pk], target, rows, summary)
+            sender.run()
+            remaining -= len(rows)
+            if on_progress is not None:
+                on_progress(len(rows))
+            if sender.account_stopped:
+                stopped_accounts.add(target.account_id)
+    for client in clients.values():
+        client.close()
+    summary.pending_left = pending_count(account, pixel)
+    return summary

@@ -1,0 +1,164 @@
+"""manage.py send_conversions: push pending conversions to X."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import threading
+from types import FrameType
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from django_xconversions import delivery
+from django_xconversions.conf import xsettings
+from django_xconversions.delivery import SendSummary
+from django_xconversions.models import AdAccount, Pixel
+
+EXIT_ACCOUNT_PAUSED = 3
+
+
+class ProgressBar:
+    """A one-line progress bar, drawn only when stdout is a terminal."""
+
+    WIDTH = 30
+
+    def __init__(self, stream: Any, total: int) -> None:
+        self.stream = stream
+        self.total = max(total, 1)
+        self.done = 0
+
+    def advance(self, count: int) -> None:
+        self.done += count
+        filled = min(self.WIDTH, self.WIDTH * self.done // self.total)
+        bar = "#" * filled + "-" * (self.WIDTH - filled)
+        self.stream.write(f"\r[{bar}] {self.done}/{self.total}", ending="")
+        self.stream.flush()
+
+    def finish(self) -> None:
+        self.stream.write("")
+
+
+class Command(BaseCommand):
+    help = "Send pending conversions to X in batches, within each account's rate limit."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--account", help="Only this X account id.")
+        parser.add_argument("--pixel", help="Only this pixel id.")
+        parser.add_argument("--limit", type=int, help="Send at most this many conversions.")
+        parser.add_argument(
+            "--dry-run",
+            action="store_true",
+            help="Validate and print the payloads that would be sent; send nothing.",
+        )
+        parser.add_argument(
+            "--loop",
+            action="store_true",
+            help="Keep draining; sleep when idle; stop cleanly on SIGTERM/SIGINT.",
+        )
+        parser.add_argument("--json", action="store_true", help="Print the summary as JSON.")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        account = self._lookup(AdAccount, "account_id", options["account"], "--account")
+        pixel = self._lookup(Pixel, "pixel_id", options["pixel"], "--pixel")
+        if options["limit"] is not None and options["limit"] < 1:
+            raise CommandError("--limit must be a positive number.")
+        if options["dry_run"]:
+            self._print_dry_run(
+                delivery.dry_run(account=account, pixel=pixel, limit=options["limit"])
+            )
+            return
+        if options["loop"]:
+            totals = self._loop(account, pixel, options["limit"])
+        else:
+            totals = self._once(account, pixel, options["limit"])
+        self._print_summary(totals, as_json=options["json"])
+        if totals.paused:
+            sys.exit(EXIT_ACCOUNT_PAUSED)
+
+    @staticmethod
+    def _lookup(model: Any, field: str, value: str | None, flag: str) -> Any:
+        if value is None:
+            return None
+        try:
+            return model.objects.get(**{field: value})
+        except model.DoesNotExist:
+            raise CommandError(f"{flag} {value}: no such {model._meta.verbose_name}.") from None
+
+    def _once(
+        self,
+        account: AdAccount | None,
+        pixel: Pixel | None,
+        limit: int | None,
+        should_stop: Any = lambda: False,
+    ) -> SendSummary:
+        bar = None
+        if self.stdout.isatty():
+            bar = ProgressBar(
+                self.stdout, min(delivery.pending_count(account, pixel), limit or 10**12)
+            )
+        summary = delivery.send_pending(
+            account=account,
+            pixel=pixel,
+            limit=limit,
+            should_stop=should_stop,
+            on_progress=bar.advance if bar else None,
+        )
+        if bar:
+            bar.finish()
+        return summary
+
+    def _loop(
+        self, account: AdAccount | None, pixel: Pixel | None, limit: int | None
+    ) -> SendSummary:
+        stop = threading.Event()
+
+        def request_stop(signum: int, frame: FrameType | None) -> None:
+            # Finish the batch in flight, then leave: rows are never left half-written.
+            self.stderr.write(f"Received signal {signum}; stopping after the current batch.")
+            stop.set()
+
+        previous = {
+            sig: signal.signal(sig, request_stop) for sig in (signal.SIGTERM, signal.SIGINT)
+        }
+        totals = SendSummary()
+        try:
+            while not stop.is_set():
+                left = None if limit is None else limit - totals.processed
+                if left is not None and left <= 0:
+                    break
+                summary = self._once(account, pixel, left, should_stop=stop.is_set)
+                totals.merge(summary)
+                if summary.processed == 0:
+                    stop.wait(float(xsettings.LOOP_IDLE_SECONDS))
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+        return totals
+
+    def _print_dry_run(self, summary: SendSummary) -> None:
+        for entry in summary.payloads:
+            self.stdout.write(json.dumps(entry, sort_keys=True))
+        invalid = summary.failed.get("invalid", 0)
+        self.stdout.write(
+            f"Dry run: {len(summary.payloads)} conversions would be sent"
+            f" ({invalid} invalid, would fail). Nothing was sent."
+        )
+
+    def _print_summary(self, summary: SendSummary, *, as_json: bool) -> None:
+        if as_json:
+            self.stdout.write(json.dumps(summary.as_dict(), sort_keys=True))
+            return
+        write = self.stdout.write
+        write(f"Sent: {summary.sent} in {summary.requests} requests")
+        failed = ", ".join(f"{reason}: {n}" for reason, n in sorted(summary.failed.items()))
+        write(f"Failed: {sum(summary.failed.values())}" + (f" ({failed})" if failed else ""))
+        write(f"Retrying later: {summary.retrying}")
+        for account_id, until in sorted(summary.rate_limited.items()):
+            write(f"Waiting on X's rate limit: account {account_id} until {until.isoformat()}")
+        for account_id, until in sorted(summary.budget_exhausted.items()):
+            write(f"Budget used up: account {account_id} until {until.isoformat()}")
+        for account_id, reason in sorted(summary.paused.items()):
+            self.stderr.write(f"Account {account_id} paused: {reason}")
+        write(f"Pending left: {summary.pending_left}")

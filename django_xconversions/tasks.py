@@ -1,0 +1,76 @@
+"""Background-task entry points around ``delivery.send_pending``.
+
+- ``send_conversions_task``: a Django tasks task (``django.tasks`` on Django >= 6, or the
+  ``django-tasks`` backport on Django 5.2 when installed); a plain function otherwise
+  (``DJANGO_TASKS_AVAILABLE`` says which).
+- ``celery_send_conversions``: a Celery shared task when Celery is installed
+  (``CELERY_AVAILABLE``).
+
+Both call ``run_send`` below, which is the same function the management command and the
+admin action use.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from django_xconversions import delivery
+from django_xconversions.models import AdAccount, Pixel
+
+
+def run_send(
+    account_id: str | None = None, pixel_id: str | None = None, limit: int | None = None
+) -> dict[str, Any]:
+    """Send due conversions; arguments and result are JSON-friendly for task queues."""
+    account = AdAccount.objects.get(account_id=account_id) if account_id else None
+    pixel = Pixel.objects.get(pixel_id=pixel_id) if pixel_id else None
+    return delivery.send_pending(account=account, pixel=pixel, limit=limit).as_dict()
+
+
+def _django_task_decorator() -> Any:
+    for module in ("django.tasks", "django_tasks"):
+        try:
+            return importlib.import_module(module).task
+        except ImportError:
+            continue
+    return None
+
+
+def send_conversions_task(
+    account_id: str | None = None, pixel_id: str | None = None, limit: int | None = None
+) -> dict[str, Any]:
+    return run_send(account_id, pixel_id, limit)
+
+
+def celery_send_conversions(
+    account_id: str | None = None, pixel_id: str | None = None, limit: int | None = None
+) -> dict[str, Any]:
+    return run_send(account_id, pixel_id, limit)
+
+
+# Rebinding the module-level names keeps them importable by task workers, which look a
+# task up by its function's dotted path.
+_django_task = _django_task_decorator()
+DJANGO_TASKS_AVAILABLE = _django_task is not None
+if _django_task is not None:
+    send_conversions_task = _django_task(send_conversions_task)
+
+try:
+    from celery import shared_task
+except ImportError:
+    CELERY_AVAILABLE = False
+else:
+    CELERY_AVAILABLE = True
+    celery_send_conversions = shared_task(
+        name="django_xconversions.send_conversions", ignore_result=True
+    )(celery_send_conversions)
+
+
+def enqueue_send(pixel_id: str, runner: str) -> None:
+    """Queue a send of one pixel's due conversions on "tasks" or "celery"."""
+    task: Any = send_conversions_task if runner == "tasks" else celery_send_conversions
+    if runner == "tasks":
+        task.enqueue(pixel_id=pixel_id)
+    else:
+        task.delay(pixel_id=pixel_id)

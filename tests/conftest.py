@@ -1,0 +1,104 @@
+"""Shared fixtures: the emulator on loopback and a matching local account, pixel and tags."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from django.utils import timezone
+
+from django_xconversions.emulator import EmulatorServer
+from django_xconversions.models import AdAccount, Conversion, EventTag, Pixel
+
+CONSUMER_KEY = "test-consumer-key"
+CONSUMER_SECRET = "test-consumer-secret"
+USER_ID = "756201191646691328"
+ACCESS_TOKEN = f"{USER_ID}-access-token"
+ACCESS_TOKEN_SECRET = "access-token-secret"
+ACCOUNT_ID = "18ce54d4x5t"
+PIXEL_ID = "o8z6j"
+
+
+@pytest.fixture
+def emulator(settings: Any) -> Iterator[EmulatorServer]:
+    """A running emulator that knows the test app, user, account and pixel."""
+    emu = EmulatorServer(host="127.0.0.1", port=0)
+    emu.add_app(CONSUMER_KEY, CONSUMER_SECRET)
+    emu.add_user(USER_ID, ACCESS_TOKEN, ACCESS_TOKEN_SECRET, screen_name="shop")
+    emu.add_account(ACCOUNT_ID, name="Shop", users={USER_ID: ["ACCOUNT_ADMIN"]})
+    emu.add_pixel(ACCOUNT_ID, PIXEL_ID)
+    emu.start()
+    settings.XCONVERSIONS = {
+        **settings.XCONVERSIONS,
+        "API_BASE_URL": emu.url,
+        "CONSUMER_KEY": CONSUMER_KEY,
+        "CONSUMER_SECRET": CONSUMER_SECRET,
+    }
+    try:
+        yield emu
+    finally:
+        emu.stop()
+
+
+def configure(settings: Any, **values: Any) -> None:
+    settings.XCONVERSIONS = {**settings.XCONVERSIONS, **values}
+
+
+@pytest.fixture
+def account(db: None) -> AdAccount:
+    account = AdAccount(account_id=ACCOUNT_ID, name="Shop")
+    account.set_tokens(ACCESS_TOKEN, ACCESS_TOKEN_SECRET)
+    account.save()
+    return account
+
+
+@pytest.fixture
+def pixel(account: AdAccount) -> Pixel:
+    return Pixel.objects.create(pixel_id=PIXEL_ID, account=account, name="Shop pixel")
+
+
+def mirror_tag(emulator: EmulatorServer, pixel: Pixel, key: str, tag_type: str) -> EventTag:
+    """Create a tag in the emulator and the same tag locally."""
+    remote = emulator.add_tag(pixel.account.account_id, name=key.title(), type=tag_type)
+    return EventTag.objects.create(
+        account=pixel.account,
+        pixel=pixel,
+        remote_id=remote["id"],
+        website_tag_id=remote["website_tag_id"],
+        key=key,
+        name=remote["name"],
+        type=tag_type,
+        raw=remote,
+    )
+
+
+@pytest.fixture
+def purchase_tag(emulator: EmulatorServer, pixel: Pixel) -> EventTag:
+    return mirror_tag(emulator, pixel, "purchase", "PURCHASE")
+
+
+def make_conversions(
+    tag: EventTag, count: int, *, start: int = 0, **fields: Any
+) -> list[Conversion]:
+    """Pending conversions with a twclid, created in bulk (no signals)."""
+    now = timezone.now()
+    rows = [
+        Conversion(
+            event_tag=tag,
+            pixel_id=tag.pixel_id,
+            conversion_time=now - dt.timedelta(minutes=1),
+            conversion_id=f"order:{n}",
+            twclid=f"click{n}",
+            value=fields.get("value"),
+            currency=fields.get("currency", ""),
+            next_attempt_at=now - dt.timedelta(seconds=1),
+        )
+        for n in range(start, start + count)
+    ]
+    return Conversion.objects.bulk_create(rows, batch_size=500)
+
+
+def received_ids(emulator: EmulatorServer) -> list[str]:
+    return [r["conversion"]["conversion_id"] for r in emulator.received]

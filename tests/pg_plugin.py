@@ -1,0 +1,99 @@
+"""Starts a throwaway PostgreSQL server on 127.0.0.1 for the test run.
+
+Loaded with ``-p tests.pg_plugin`` so it runs before pytest-django reads the settings:
+it sets DATABASE_URL, and tests/settings.py then points Django at the server. Without
+PostgreSQL binaries (or with XCONVERSIONS_TEST_DB=sqlite) the suite runs on SQLite and
+the tests marked ``postgres`` are skipped with the reason.
+"""
+
+from __future__ import annotations
+
+import atexit
+import glob
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from typing import Any
+
+import pytest
+
+STATE: dict[str, Any] = {}
+
+
+def _pg_bin() -> str | None:
+    explicit = os.environ.get("PGBIN")
+    if explicit:
+        return explicit
+    candidates = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"))
+    return os.path.dirname(candidates[-1]) if candidates else None
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _run_as_postgres(command: list[str]) -> None:
+    if os.geteuid() == 0:
+        # PostgreSQL refuses to run as root.
+        command = ["runuser", "-u", "postgres", "--", *command]
+    subprocess.run(command, check=True, stdout=subprocess.DEVNULL)  # noqa: S603
+
+
+def start_server() -> str | None:
+    pg_bin = _pg_bin()
+    if pg_bin is None:
+        STATE["skip_reason"] = "PostgreSQL binaries not found (apt-get install postgresql)"
+        return None
+    root = tempfile.mkdtemp(prefix="xconv-pg-")
+    if os.geteuid() == 0:
+        shutil.chown(root, "postgres")
+    data, port = os.path.join(root, "data"), _free_port()
+    _run_as_postgres([f"{pg_bin}/initdb", "-D", data, "-A", "trust", "-U", "postgres"])
+    options = (
+        f"-k {root} -c listen_addresses=127.0.0.1 -p {port} -c fsync=off -c max_connections=200"
+    )
+    _run_as_postgres(
+        [f"{pg_bin}/pg_ctl", "-D", data, "-o", options, "-l", f"{root}/log", "-w", "start"]
+    )
+    STATE.update(pg_bin=pg_bin, data=data, root=root)
+    atexit.register(stop_server)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            time.sleep(0.2)
+    return f"postgres://postgres@127.0.0.1:{port}/postgres"
+
+
+def stop_server() -> None:
+    if "data" in STATE:
+        _run_as_postgres(
+            [f"{STATE['pg_bin']}/pg_ctl", "-D", STATE.pop("data"), "-m", "fast", "stop"]
+        )
+        shutil.rmtree(STATE["root"], ignore_errors=True)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_load_initial_conftests(early_config: Any, parser: Any, args: Any) -> None:
+    if os.environ.get("XCONVERSIONS_TEST_DB") == "sqlite" or os.environ.get("DATABASE_URL"):
+        return
+    url = start_server()
+    if url:
+        os.environ["DATABASE_URL"] = url
+
+
+def pytest_collection_modifyitems(config: Any, items: list[Any]) -> None:
+    if os.environ.get("DATABASE_URL", "").startswith("postgres"):
+        return
+    reason = STATE.get("skip_reason", "the suite runs on SQLite (XCONVERSIONS_TEST_DB=sqlite)")
+    skip = pytest.mark.skip(reason=f"needs PostgreSQL: {reason}")
+    for item in items:
+        if "postgres" in item.keywords:
+            item.add_marker(skip)

@@ -1,0 +1,212 @@
+"""The delivery engine against the emulator over real HTTP on 127.0.0.1."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections import Counter
+from typing import Any
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from django_xconversions import delivery
+from django_xconversions.emulator import EmulatorServer
+from django_xconversions.models import AdAccount, Conversion, DeliveryAttempt, EventTag
+
+from .conftest import ACCESS_TOKEN, ACCESS_TOKEN_SECRET, configure, make_conversions, received_ids
+
+pytestmark = pytest.mark.django_db
+
+
+def statuses() -> Counter[str]:
+    return Counter(Conversion.objects.values_list("status", flat=True))
+
+
+def conversion_requests(emulator: EmulatorServer) -> list[dict[str, Any]]:
+    return [r for r in emulator.requests if "/measurement/conversions/" in r["path"]]
+
+
+def test_1234_conversions_go_out_in_3_requests_each_once(
+    emulator: EmulatorServer, purchase_tag: EventTag
+) -> None:
+    make_conversions(purchase_tag, 1234)
+    summary = delivery.send_pending()
+    assert summary.sent == 1234 and summary.requests == 3
+    assert [r["events"] for r in conversion_requests(emulator)] == [500, 500, 234]
+    ids = received_ids(emulator)
+    assert len(ids) == 1234 and set(ids) == {f"order:{n}" for n in range(1234)}
+    assert statuses() == {"sent": 1234}
+    assert Conversion.objects.exclude(debug_id="").count() == 1234
+    assert DeliveryAttempt.objects.filter(http_status=200).count() == 3
+
+
+def queries_for_one_batch(settings: Any, tag: EventTag, size: int) -> int:
+    configure(settings, BATCH_SIZE=size)
+    Conversion.objects.all().delete()
+    make_conversions(tag, size)
+    with CaptureQueriesContext(connection) as captured:
+        summary = delivery.send_pending(limit=size)
+    assert summary.sent == size and summary.requests == 1
+    return len(captured)
+
+
+def test_queries_per_batch_do_not_grow_with_batch_size(
+    settings: Any, emulator: EmulatorServer, purchase_tag: EventTag
+) -> None:
+    assert queries_for_one_batch(settings, purchase_tag, 10) == queries_for_one_batch(
+        settings, purchase_tag, 500
+    )
+
+
+def test_rejected_events_are_isolated_by_splitting(
+    emulator: EmulatorServer, purchase_tag: EventTag
+) -> None:
+    make_conversions(purchase_tag, 500)
+    bad = {"order:7", "order:250", "order:499"}
+    emulator.reject_event_ids(*bad)
+    summary = delivery.send_pending()
+    assert summary.sent == 497
+    assert summary.failed == Counter({"rejected": 3})
+    # Finding one bad event among 500 takes 9 halvings; each further bad event costs one
+    # more request for the merged remainder that might hold it (see batch._isolate).
+    # Resending both halves at every level would need about 45 requests here.
+    assert summary.requests <= 1 + 3 * (9 + 1)
+    failed = Conversion.objects.filter(status="failed")
+    assert set(failed.values_list("conversion_id", flat=True)) == bad
+    for row in failed:
+        assert row.last_error == "hashed_email (rejected) is not a valid SHA-256 hash"
+    assert set(received_ids(emulator)) == {f"order:{n}" for n in range(500)} - bad
+
+
+def test_locally_invalid_events_never_reach_x(
+    emulator: EmulatorServer, purchase_tag: EventTag
+) -> None:
+    good, bad = make_conversions(purchase_tag, 2)
+    Conversion.objects.filter(pk=bad.pk).update(twclid="", currency="XYZ")
+    summary = delivery.send_pending()
+    bad.refresh_from_db()
+    assert summary.sent == 1 and summary.failed == Counter({"invalid": 1})
+    assert bad.status == "failed" and bad.error_reason == "invalid"
+    assert "At least one user identifier must be provided" in bad.last_error
+    assert "price_currency (XYZ) is not a valid ISO-4217 currency code" in bad.last_error
+    assert received_ids(emulator) == [good.conversion_id]
+
+
+def test_401_pauses_account_keeps_events_pending_until_credentials_fixed(
+    emulator: EmulatorServer, account: AdAccount, purchase_tag: EventTag
+) -> None:
+    account.set_tokens(ACCESS_TOKEN, "wrong-secret")
+    account.save()
+    make_conversions(purchase_tag, 20)
+    summary = delivery.send_pending()
+    account.refresh_from_db()
+    assert account.status == "paused" and "X refused the credentials" in account.paused_reason
+    assert summary.paused == {account.account_id: account.paused_reason}
+    assert statuses() == {"pending": 20}
+    assert set(Conversion.objects.values_list("attempts", flat=True)) == {0}
+    # While paused nothing is attempted.
+    assert delivery.send_pending().requests == 0
+    account.set_tokens(ACCESS_TOKEN, ACCESS_TOKEN_SECRET)
+    account.save()
+    account.resume()
+    assert delivery.send_pending().sent == 20
+    assert statuses() == {"sent": 20}
+
+
+def test_429_waits_for_reset_without_counting_an_attempt(
+    emulator: EmulatorServer, account: AdAccount, purchase_tag: EventTag
+) -> None:
+    emulator.faults.rate_limit_reset_seconds = 2
+    emulator.faults.script(["429"])
+    make_conversions(purchase_tag, 30)
+    first = delivery.send_pending()
+    assert first.sent == 0 and account.account_id in first.rate_limited
+    assert statuses() == {"pending": 30}
+    assert set(Conversion.objects.values_list("attempts", flat=True)) == {0}
+    before = len(emulator.requests)
+    assert delivery.send_pending().sent == 0
+    assert len(emulator.requests) == before, "nothing may be sent before the reset"
+    account.refresh_from_db()
+    assert account.rate_limited_until is not None
+    wait = (account.rate_limited_until - timezone.now()).total_seconds()
+    time.sleep(max(0.0, wait) + 0.1)
+    assert delivery.send_pending().sent == 30
+    assert len(received_ids(emulator)) == 30
+
+
+def test_transient_failures_back_off_then_succeed(
+    settings: Any, emulator: EmulatorServer, purchase_tag: EventTag
+) -> None:
+    configure(settings, RETRY_BACKOFF_BASE=0.2, RETRY_BACKOFF_MAX=10.0, READ_TIMEOUT=0.5)
+    emulator.faults.slow_seconds = 1.0
+    emulator.faults.script(["500", "503", "timeout", "reset"])
+    make_conversions(purchase_tag, 5)
+    for attempt in range(1, 5):
+        started = timezone.now()
+        summary = delivery.send_pending()
+        assert summary.retrying == 5 and summary.sent == 0
+        rows = list(Conversion.objects.all())
+        assert {r.attempts for r in rows} == {attempt}
+        assert {r.status for r in rows} == {"pending"}
+        ceiling = 0.2 * 2 ** (attempt - 1)
+        delays = [(r.next_attempt_at - started).total_seconds() for r in rows]
+        # 503 carries retry-after (1 s by default), which wins over a shorter backoff.
+        floor = max(ceiling / 2, 1.0 if attempt == 2 else 0.0)
+        assert all(floor - 0.05 <= d <= max(ceiling, floor) + 1.0 for d in delays), delays
+        Conversion.objects.update(next_attempt_at=timezone.now())
+    assert delivery.send_pending().sent == 5
+    assert statuses() == {"sent": 5}
+
+
+def test_gives_up_after_max_attempts_then_retry_sends(
+    settings: Any, emulator: EmulatorServer, purchase_tag: EventTag
+) -> None:
+    configure(settings, MAX_ATTEMPTS=3, RETRY_BACKOFF_BASE=0.01)
+    emulator.faults.script(["500", "500", "500"])
+    make_conversions(purchase_tag, 4)
+    for _ in range(3):
+        delivery.send_pending()
+        Conversion.objects.filter(status="pending").update(next_attempt_at=timezone.now())
+    rows = list(Conversion.objects.all())
+    assert {r.status for r in rows} == {"failed"}
+    assert {r.error_reason for r in rows} == {"max_attempts"}
+    assert all("Internal error" in r.last_error for r in rows)
+    assert delivery.requeue(Conversion.objects.filter(status="failed")) == 4
+    assert delivery.send_pending().sent == 4
+
+
+def test_expired_lease_returns_rows_to_another_worker(
+    settings: Any, emulator: EmulatorServer, purchase_tag: EventTag
+) -> None:
+    make_conversions(purchase_tag, 10)
+    claimed = delivery.claim(purchase_tag.pixel, 10)  # a worker that then died
+    assert len(claimed) == 10 and statuses() == {"sending": 10}
+    assert delivery.send_pending().sent == 0, "a live lease is respected"
+    Conversion.objects.update(lease_expires_at=timezone.now() - dt.timedelta(seconds=1))
+    assert delivery.send_pending().sent == 10
+    assert sorted(received_ids(emulator)) == sorted(f"order:{n}" for n in range(10))
+
+
+def test_budget_caps_events_per_window(
+    settings: Any, emulator: EmulatorServer, account: AdAccount, purchase_tag: EventTag
+) -> None:
+    configure(settings, RATE_LIMIT_EVENTS=120, RATE_LIMIT_WINDOW=60, BATCH_SIZE=50)
+    make_conversions(purchase_tag, 300)
+    summary = delivery.send_pending()
+    assert summary.sent == 120
+    assert account.account_id in summary.budget_exhausted
+    assert delivery.send_pending().sent == 0
+    assert statuses() == {"sent": 120, "pending": 180}
+
+
+def test_dry_run_sends_nothing_and_reports_invalid(
+    emulator: EmulatorServer, purchase_tag: EventTag
+) -> None:
+    _, bad = make_conversions(purchase_tag, 2)
+    Conversion.objects.filter(pk=bad.pk).update(twclid="")
+    summary = delivery.dry_run()
+    assert len(summary.payloads) == 2 and summary.failed == Counter({"invalid": 1})
+    assert emulator.requests == [] and statuses() == {"pending": 2}
