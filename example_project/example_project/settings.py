@@ -1,0 +1,79 @@
+"""Settings of the example shop, read from the environment with django-environ.
+
+Defaults: SQLite next to this file, DEBUG on, and the local X emulator as the API host.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import environ
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env = environ.Env(
+    DEBUG=(bool, True),
+    SECRET_KEY=(str, "example-shop-not-secret"),
+    DATABASE_URL=(str, f"sqlite:///{BASE_DIR / 'db.sqlite3'}"),
+    ALLOWED_HOSTS=(list, ["127.0.0.1", "localhost"]),
+    X_API_BASE_URL=(str, "http://127.0.0.1:8765"),
+    X_CONSUMER_KEY=(str, ""),
+    X_CONSUMER_SECRET=(str, ""),
+    XCONVERSIONS_ENCRYPTION_KEY=(str, ""),
+    X_PHONE_REGION=(str, "US"),
+)
+environ.Env.read_env(BASE_DIR / ".env")
+
+DEBUG = env("DEBUG")
+SECRET_KEY = env("SECRET_KEY")
+ALLOWED_HOSTS = env("ALLOWED_HOSTS")
+DATABASES = {"default": env.db("DATABASE_URL")}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+USE_TZ = True
+TIME_ZONE = "UTC"
+ROOT_URLCONF = "example_project.urls"
+STATIC_URL = "/static/"
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "django_xconversions",
+    "shop",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+]
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ]
+        },
+    }
+]
+
+XCONVERSIONS = {
+    "API_BASE_URL": env("X_API_BASE_URL"),
+    "CONSUMER_KEY": env("X_CONSUMER_KEY"),
+    "CONSUMER_SECRET": env("X_CONSUMER_SECRET"),
+    "ENCRYPTION_KEY": env("XCONVERSIONS_ENCRYPTION_KEY"),
+    "DEFAULT_PHONE_REGION": env("X_PHONE_REGION"),
+}
