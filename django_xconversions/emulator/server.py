@@ -68,11 +68,12 @@ class _Handler(BaseHTTPRequestHandler):
         if response.delay:
             # A slow server: the request is still processed, only late.
             self.server.stopping.wait(response.delay)
+        # Logged before answering, so a client that has its answer sees it in the log.
+        self._log(call, response, started)
         if response.reset:
             self._reset()
         else:
             self._answer(response)
-        self._log(call, response, started)
 
     def _reset(self) -> None:
         # SO_LINGER 0 turns close() into a TCP RST, what a dropped connection looks like.
