@@ -26,5 +26,8 @@ typecheck: $(STAMP)
 
 check: lint typecheck test
 
+demo: $(STAMP)
+	$(BIN)/python example_project/manage.py demo
+
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build dist *.egg-info

@@ -14,11 +14,8 @@ from django_xconversions.emulator.demo import DEMO_WORLD, seed
 from django_xconversions.emulator.server import EmulatorServer
 
 
-def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m django_xconversions.emulator",
-        description="A local emulator of the X Ads API (conversions, web event tags, accounts).",
-    )
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The emulator's options; ``manage.py xads_emulator`` takes the same."""
     parser.add_argument("--host", default="127.0.0.1", help="Interface to listen on.")
     parser.add_argument("--port", type=int, default=8765, help="Port (0 picks a free one).")
     parser.add_argument("--demo", action="store_true", help="Seed the fixed demo world.")
@@ -28,6 +25,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--budget-events", type=int, help="Events per account per window.")
     parser.add_argument("--budget-window", type=float, help="Window length in seconds.")
     parser.add_argument("--record-ids-only", action="store_true", help="Keep only conversion ids.")
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m django_xconversions.emulator",
+        description="A local emulator of the X Ads API (conversions, web event tags, accounts).",
+    )
+    add_arguments(parser)
     return parser.parse_args(argv)
 
 
@@ -49,7 +54,11 @@ def build(args: argparse.Namespace) -> EmulatorServer:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
+    return serve(parse_args(argv))
+
+
+def serve(args: argparse.Namespace) -> int:
+    """Run until SIGTERM or SIGINT."""
     emulator = build(args).start()
     stop = threading.Event()
 

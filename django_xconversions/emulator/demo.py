@@ -1,6 +1,9 @@
 """A fixed demo world, and seeding an emulator from a JSON-like description of one.
 
-The description has the shape of DEMO_WORLD; ``--config FILE`` takes the same in JSON.
+The description has the shape of DEMO_WORLD, plus optional keys "budget"
+({"events", "window_seconds"}), "faults" (FaultPlan.set_rates arguments), "record"
+("ids" keeps only conversion ids) and "reject_conversion_ids" (a list).
+``--config FILE`` takes the same in JSON.
 """
 
 from __future__ import annotations
@@ -58,3 +61,5 @@ def seed(emulator: EmulatorServer, world: dict[str, Any]) -> None:
         emulator.faults.set_rates(**faults)
     if world.get("record") == "ids":
         emulator.record_ids_only()
+    if world.get("reject_conversion_ids"):
+        emulator.reject_event_ids(*world["reject_conversion_ids"])

@@ -144,6 +144,7 @@ class World:
         self.request_windows: dict[str, Window] = {}
         self.seen_nonces: set[tuple[str, str, str, str]] = set()
         self.rejected_conversion_ids: set[str] = set()
+        self.used_ids: set[str] = set()  # tag, event and pixel ids handed out
         self.record_mode = "full"
         self.received: list[dict[str, Any]] = []
         self.requests: list[dict[str, Any]] = []
@@ -173,6 +174,7 @@ class World:
             if account_id not in self.accounts:
                 raise KeyError(f"unknown account {account_id}")
             self.pixels[pixel_id] = Pixel(pixel_id, account_id, pixel_token)
+            self.used_ids.add(pixel_id)
 
     def add_tag(
         self,
@@ -199,18 +201,14 @@ class World:
                 retargeting_enabled=retargeting_enabled,
             )
             account.tags[tag.id] = tag
+            self.used_ids.update((tag.id, tag.website_tag_id))
             return tag.as_json()
 
     def _unused_id(self) -> str:
-        taken = {
-            value
-            for account in self.accounts.values()
-            for tag in account.tags.values()
-            for value in (tag.id, tag.website_tag_id)
-        } | set(self.pixels)
         while True:
             candidate = new_base36_id()
-            if candidate not in taken:
+            if candidate not in self.used_ids:
+                self.used_ids.add(candidate)
                 return candidate
 
     def set_budget(self, events: int, window_seconds: float) -> None:

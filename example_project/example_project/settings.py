@@ -17,9 +17,12 @@ env = environ.Env(
     DATABASE_URL=(str, f"sqlite:///{BASE_DIR / 'db.sqlite3'}"),
     ALLOWED_HOSTS=(list, ["127.0.0.1", "localhost"]),
     X_API_BASE_URL=(str, "http://127.0.0.1:8765"),
-    X_CONSUMER_KEY=(str, ""),
-    X_CONSUMER_SECRET=(str, ""),
-    XCONVERSIONS_ENCRYPTION_KEY=(str, ""),
+    # The emulator's demo app (see django_xconversions.emulator.DEMO_WORLD); set your own
+    # X app's values (and X_API_BASE_URL=https://ads-api.x.com) to talk to X.
+    X_CONSUMER_KEY=(str, "demo-consumer-key"),
+    X_CONSUMER_SECRET=(str, "demo-consumer-secret"),
+    # A fixed key for local use only; generate your own for anything real.
+    XCONVERSIONS_ENCRYPTION_KEY=(str, "ZGVtby1vbmx5LWtleS1kby1ub3QtdXNlLWluLXByb2Q="),
     X_PHONE_REGION=(str, "US"),
 )
 environ.Env.read_env(BASE_DIR / ".env")

@@ -1,0 +1,133 @@
+"""Web event tags: sync from X into EventTag rows (idempotent upsert keyed on X's id)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+
+from django_xconversions.client import PAGE_SIZE_MAX, XAdsClient
+from django_xconversions.connections import client_for
+from django_xconversions.models import AdAccount, EventTag
+
+REMOTE_FIELDS = (
+    "name",
+    "type",
+    "click_window",
+    "view_through_window",
+    "retargeting_enabled",
+    "status",
+    "website_tag_id",
+    "deleted",
+)
+
+
+@dataclass
+class SyncResult:
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    flagged_deleted: int = 0
+    seen: set[str] = field(default_factory=set)
+
+
+def _fields_from_remote(data: dict[str, Any]) -> dict[str, Any]:
+    values = {name: data[name] for name in REMOTE_FIELDS if name in data}
+    tracked = data.get("last_tracked_at")
+    values["last_tracked_at"] = parse_datetime(tracked) if tracked else None
+    values["raw"] = data
+    return values
+
+
+def upsert_tag(
+    account: AdAccount,
+    data: dict[str, Any],
+    result: SyncResult,
+    existing: EventTag | None = None,
+    taken_keys: set[str] | None = None,
+) -> EventTag:
+    """Create or update the local copy of one remote tag; local key and pixel are kept.
+
+    ``existing`` is the row already stored for this remote id, when the caller looked
+    it up (sync does, a page at a time).
+    """
+    values = _fields_from_remote(data)
+    remote_id = str(data["id"])
+    result.seen.add(remote_id)
+    tag = existing or EventTag.objects.filter(remote_id=remote_id).first()
+    if tag is None:
+        taken = taken_keys if taken_keys is not None else _taken_keys()
+        key = str(data.get("type", "")).lower()
+        try:
+            with transaction.atomic():
+                tag = EventTag.objects.create(
+                    account=account,
+                    remote_id=remote_id,
+                    # The tag type in lower case is the default key, if still free.
+                    key=key if key and key not in taken else None,
+                    synced_at=timezone.now(),
+                    **values,
+                )
+            taken.add(key)
+            result.created += 1
+            if tag.deleted:
+                result.flagged_deleted += 1
+            return tag
+        except IntegrityError:
+            # Another sync created it meanwhile: update that row instead.
+            tag = EventTag.objects.get(remote_id=remote_id)
+    changed = {name: value for name, value in values.items() if getattr(tag, name) != value}
+    if changed.get("deleted") is True:
+        result.flagged_deleted += 1
+    if changed:
+        for name, value in changed.items():
+            setattr(tag, name, value)
+        tag.synced_at = timezone.now()
+        tag.save(update_fields=[*changed, "synced_at"])
+        result.updated += 1
+    else:
+        result.unchanged += 1
+    return tag
+
+
+def _taken_keys() -> set[str]:
+    return {key for key in EventTag.objects.values_list("key", flat=True) if key}
+
+
+def _pages(items: Iterator[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:
+    page: list[dict[str, Any]] = []
+    for item in items:
+        page.append(item)
+        if len(page) == size:
+            yield page
+            page = []
+    if page:
+        yield page
+
+
+def sync_account_tags(account: AdAccount, client: XAdsClient | None = None) -> SyncResult:
+    """Page through all of the account's tags on X (deleted included) and upsert them."""
+    result = SyncResult()
+    own_client = client is None
+    client = client or client_for(account)
+    taken = _taken_keys()
+    try:
+        remote = client.iter_web_event_tags(account.account_id, with_deleted=True)
+        for page in _pages(remote, PAGE_SIZE_MAX):
+            ids = [str(item["id"]) for item in page]
+            stored = EventTag.objects.in_bulk(ids, field_name="remote_id")
+            for data in page:
+                upsert_tag(account, data, result, stored.get(str(data["id"])), taken)
+    finally:
+        if own_client:
+            client.close()
+    # A tag X no longer lists at all is gone there too.
+    vanished = EventTag.objects.filter(account=account, deleted=False).exclude(
+        remote_id__in=result.seen
+    )
+    result.flagged_deleted += vanished.update(deleted=True, synced_at=timezone.now())
+    return result

@@ -1,0 +1,147 @@
+"""manage.py send_conversions, the tasks and SEND_IMMEDIATELY: all call send_pending."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.core.management import CommandError, call_command
+from django.db import transaction
+
+from django_xconversions import tasks
+from django_xconversions.emulator import EmulatorServer
+from django_xconversions.models import AdAccount, Conversion, EventTag
+
+from .conftest import ACCESS_TOKEN, configure, make_conversions, received_ids
+
+pytestmark = pytest.mark.django_db
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run(*args: str) -> str:
+    out = io.StringIO()
+    call_command("send_conversions", *args, stdout=out, stderr=io.StringIO())
+    return out.getvalue()
+
+
+def test_summary_lists_sent_failed_by_reason_and_pending(
+    emulator: EmulatorServer, purchase_tag: EventTag
+) -> None:
+    make_conversions(purchase_tag, 12)
+    Conversion.objects.filter(conversion_id="order:3").update(twclid="")
+    output = run()
+    assert "Sent: 11 in 1 requests" in output
+    assert "Failed: 1 (invalid: 1)" in output
+    assert "Pending left: 0" in output
+
+
+def test_limit_and_json_summary(emulator: EmulatorServer, purchase_tag: EventTag) -> None:
+    make_conversions(purchase_tag, 30)
+    summary = json.loads(run("--limit", "10", "--json"))
+    assert summary["sent"] == 10 and summary["pending_left"] == 20
+
+
+def test_dry_run_prints_payloads_and_sends_nothing(
+    emulator: EmulatorServer, purchase_tag: EventTag
+) -> None:
+    make_conversions(purchase_tag, 3)
+    output = run("--dry-run")
+    lines = output.strip().splitlines()
+    assert [json.loads(line)["event"]["conversion_id"] for line in lines[:3]] == [
+        "order:0",
+        "order:1",
+        "order:2",
+    ]
+    assert "Nothing was sent" in lines[-1]
+    assert emulator.requests == [] and Conversion.objects.filter(status="pending").count() == 3
+
+
+def test_unknown_account_is_a_clear_error(emulator: EmulatorServer, purchase_tag: EventTag) -> None:
+    with pytest.raises(CommandError, match="--account nope: no such ad account"):
+        run("--account", "nope")
+
+
+def test_exit_status_non_zero_when_credentials_are_refused(
+    emulator: EmulatorServer, account: AdAccount, purchase_tag: EventTag
+) -> None:
+    account.set_tokens(ACCESS_TOKEN, "wrong")
+    account.save()
+    make_conversions(purchase_tag, 2)
+    with pytest.raises(SystemExit) as info:
+        run()
+    assert info.value.code == 3
+
+
+def test_task_function_sends(emulator: EmulatorServer, purchase_tag: EventTag) -> None:
+    make_conversions(purchase_tag, 5)
+    assert tasks.run_send(pixel_id=purchase_tag.pixel.pixel_id)["sent"] == 5
+
+
+@pytest.mark.skipif(not tasks.DJANGO_TASKS_AVAILABLE, reason="needs django.tasks (Django >= 6)")
+def test_django_task_enqueues_a_send(emulator: EmulatorServer, purchase_tag: EventTag) -> None:
+    make_conversions(purchase_tag, 4)
+    result = tasks.send_conversions_task.enqueue(pixel_id=purchase_tag.pixel.pixel_id)
+    assert result.return_value["sent"] == 4  # the default backend runs it immediately
+
+
+@pytest.mark.django_db(transaction=True)
+def test_send_immediately_sends_after_commit_only(
+    settings: Any, emulator: EmulatorServer, purchase_tag: EventTag
+) -> None:
+    from django_xconversions import track
+
+    configure(settings, SEND_IMMEDIATELY="inline")
+    with transaction.atomic():
+        track("purchase", twclid="abc", conversion_id="a")
+        track("purchase", twclid="def", conversion_id="b")
+        assert emulator.requests == [], "nothing is sent before the transaction commits"
+    assert sorted(received_ids(emulator)) == ["a", "b"]
+    assert len(emulator.requests) == 1, "one send per pixel per transaction"
+    with pytest.raises(RuntimeError), transaction.atomic():
+        track("purchase", twclid="ghi", conversion_id="c")
+        raise RuntimeError("rolled back")
+    assert sorted(received_ids(emulator)) == ["a", "b"]
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_loop_stops_cleanly_on_sigterm(emulator: EmulatorServer, purchase_tag: EventTag) -> None:
+    from django.db import connection
+
+    db = connection.settings_dict
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
+        "DJANGO_SETTINGS_MODULE": "tests.settings",
+        "XCONVERSIONS_TEST_OVERRIDES": json.dumps(
+            {"API_BASE_URL": emulator.url, "LOOP_IDLE_SECONDS": 0.1}
+        ),
+    }
+    make_conversions(purchase_tag, 20)
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "django", "send_conversions", "--loop"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 30
+    while Conversion.objects.filter(status="sent").count() < 20 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    make_conversions(purchase_tag, 5, start=100)
+    while Conversion.objects.filter(status="sent").count() < 25 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    worker.send_signal(signal.SIGTERM)
+    out, err = worker.communicate(timeout=30)
+    assert worker.returncode == 0, err
+    assert "stopping after the current batch" in err
+    assert "Sent: 25" in out

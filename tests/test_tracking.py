@@ -1,0 +1,102 @@
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+
+import pytest
+from django.core.exceptions import ValidationError
+from django.test import RequestFactory
+
+from django_xconversions import track
+from django_xconversions.identifiers import hash_email, hash_phone
+from django_xconversions.models import Conversion, EventTag, Pixel
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def tag(pixel: Pixel) -> EventTag:
+    return EventTag.objects.create(
+        account=pixel.account,
+        pixel=pixel,
+        remote_id="o3bk1",
+        website_tag_id="ny3od",
+        key="purchase",
+        name="Purchase",
+        type="PURCHASE",
+    )
+
+
+def test_track_stores_hashes_only_and_defaults(tag: EventTag) -> None:
+    row = track(
+        "purchase",
+        email=" Test-Email@test.com ",
+        phone="(123) 456-7890",
+        value="20",
+        number_items=2,
+        contents=[{"content_id": "1", "content_price": "10.00", "num_items": 2}],
+    )
+    assert row.hashed_email == hash_email("test-email@test.com")
+    assert row.hashed_phone == hash_phone("+11234567890")
+    assert row.value == Decimal("20") and row.currency == "USD"
+    assert row.contents == [{"content_id": "1", "content_price": "10.00", "num_items": 2}]
+    assert row.status == "pending" and row.pixel_id == tag.pixel_id and len(row.conversion_id) == 32
+    stored = Conversion.objects.values().get(pk=row.pk)
+    assert "test-email@test.com" not in str(stored) and "456-7890" not in str(stored)
+
+
+def test_same_conversion_id_returns_the_stored_row(tag: EventTag) -> None:
+    first = track("purchase", twclid="abc", conversion_id="order:1")
+    again = track("purchase", twclid="abc", conversion_id="order:1", value=5)
+    assert first.pk == again.pk and Conversion.objects.count() == 1
+
+
+def test_every_bad_field_is_named_and_nothing_written(tag: EventTag) -> None:
+    with pytest.raises(ValidationError) as info:
+        track(
+            "purchase",
+            email="not-an-email",
+            phone="12",
+            ip_address="999.1.1.1",
+            value="ten",
+            currency="usd1",
+            number_items=0,
+            contents=[{"price": 1}],
+        )
+    assert set(info.value.message_dict) == {
+        "email",
+        "phone",
+        "ip_address",
+        "value",
+        "currency",
+        "number_items",
+        "contents[0]",
+    }
+    assert "not-an-email" not in str(info.value)
+    assert Conversion.objects.count() == 0
+
+
+def test_unknown_event_key(tag: EventTag) -> None:
+    with pytest.raises(ValidationError) as info:
+        track("refund", twclid="abc")
+    assert "No event tag has the key 'refund'" in info.value.message_dict["event"][0]
+
+
+def test_identifiers_required_and_ip_alone_is_not_enough(tag: EventTag) -> None:
+    with pytest.raises(ValidationError) as info:
+        track("purchase", ip_address="1.2.3.4")
+    assert "At least one user identifier" in info.value.message_dict["identifiers"][0]
+    assert track("purchase", ip_address="1.2.3.4", user_agent="UA").ip_address == "1.2.3.4"
+
+
+def test_request_supplies_ip_user_agent_and_captured_twclid(tag: EventTag) -> None:
+    request = RequestFactory().get("/", REMOTE_ADDR="203.0.113.9", HTTP_USER_AGENT="Browser/1")
+    request.session = {"xconversions_twclid": {"twclid": "clickid", "at": 0}}  # type: ignore[assignment]
+    row = track("purchase", request=request, email="a@example.com")
+    assert (row.twclid, row.ip_address, row.user_agent) == ("clickid", "203.0.113.9", "Browser/1")
+
+
+def test_naive_time_is_read_in_default_time_zone(settings, tag: EventTag) -> None:
+    settings.TIME_ZONE = "Europe/Paris"
+    row = track("purchase", twclid="abc", conversion_time=dt.datetime(2024, 1, 1, 12, 0))
+    assert row.conversion_time == dt.datetime(2024, 1, 1, 11, 0, tzinfo=dt.timezone.utc)
