@@ -26,6 +26,10 @@ typecheck: $(STAMP)
 
 check: lint typecheck test
 
+bench: $(STAMP)
+	$(BIN)/python bench/drain.py --db sqlite --events 100000 --baseline-events 3000 --repeat 3
+	$(BIN)/python bench/drain.py --db postgres --events 100000 --baseline-events 3000 --repeat 3
+
 demo: $(STAMP)
 	$(BIN)/python example_project/manage.py demo
 

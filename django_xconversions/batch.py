@@ -20,7 +20,8 @@ import random
 import re
 import time
 from collections import defaultdict
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from django.utils import timezone
 
@@ -30,8 +31,8 @@ from django_xconversions.models import AdAccount, Conversion, DeliveryAttempt, P
 from django_xconversions.payload import conversion_to_event, validate
 
 if TYPE_CHECKING:
-    from django_xconversions.client import XAdsClient
-    from django_xconversions.delivery import SendSummary
+    from django_xconversions.client import ConversionsResult, XAdsClient
+    from django_xconversions.delivery import Claim, ClaimedRow, SendSummary
 
 EVENT_ID_IN_MESSAGE = re.compile(r"event_id \(([^)]*)\)")
 ERROR_BODY_LIMIT = 4000
@@ -51,19 +52,38 @@ def backoff_seconds(attempt: int) -> float:
 class _Item:
     __slots__ = ("event", "row")
 
-    def __init__(self, row: Conversion, event: dict[str, Any]) -> None:
+    def __init__(self, row: ClaimedRow, event: dict[str, Any]) -> None:
         self.row = row
         self.event = event
 
 
+@dataclass(frozen=True)
+class Transmission:
+    """One request's answer: the result, or the error X (or the network) gave."""
+
+    result: ConversionsResult | None
+    error: errors.XAdsError | errors.ImproperlyConfiguredAccount | None
+    seconds: float
+
+
+def _transmit(client: XAdsClient, pixel_id: str, items: list[_Item]) -> Transmission:
+    started = time.monotonic()
+    try:
+        result = client.send_conversions(pixel_id, [item.event for item in items])
+    except (errors.XAdsError, errors.ImproperlyConfiguredAccount) as exc:
+        return Transmission(None, exc, time.monotonic() - started)
+    return Transmission(result, None, time.monotonic() - started)
+
+
 class BatchSender:
     def __init__(
-        self, client: XAdsClient, pixel: Pixel, rows: list[Conversion], summary: SendSummary
+        self, client: XAdsClient, pixel: Pixel, claim: Claim, summary: SendSummary
     ) -> None:
         self.client = client
         self.pixel = pixel
         self.account: AdAccount = pixel.account
-        self.rows = rows
+        self.rows = claim.rows
+        self.token = claim.token
         self.summary = summary
         self.account_stopped = False
         self.now = timezone.now()
@@ -72,52 +92,78 @@ class BatchSender:
         self._retry: dict[tuple[int, float, str], list[int]] = defaultdict(list)
         self._attempt_log: list[DeliveryAttempt] = []
         self._decided: set[int] = set()
+        self._items: list[_Item] = []
 
     # -- running ---------------------------------------------------------------------------
 
     def run(self) -> None:
-        items = []
+        """Prepare, send and write, all on this thread."""
+        self.prepare()
+        self.complete(self.transmit())
+
+    def prepare(self) -> None:
+        """Build and validate the events; locally invalid ones fail at once."""
+        self._items = []
         for row in self.rows:
-            event = conversion_to_event(row, row.event_tag.website_tag_id)
+            event = conversion_to_event(row, row.website_tag_id)
             problems = validate(event)
             if problems:
                 self._fail([row.pk], "invalid", "; ".join(p.message for p in problems))
             else:
-                items.append(_Item(row, event))
+                self._items.append(_Item(row, event))
         # Events failed locally were reserved but will not be sent.
-        budget.give_back(self.account.pk, len(self.rows) - len(items))
+        budget.give_back(self.account.pk, len(self.rows) - len(self._items))
+
+    def transmit(self) -> Transmission | None:
+        """The batch's first request: HTTP only, no database, so it may run on another
+        thread while the next batch is claimed."""
+        if not self._items:
+            return None
+        return _transmit(self.client, self.pixel.pixel_id, self._items)
+
+    def complete(self, transmission: Transmission | None) -> None:
+        """Classify X's answer (sending more requests when events must be isolated) and
+        write every outcome."""
         try:
-            if items:
-                self._deliver(items, reserved=True)
+            if transmission is not None:
+                self._deliver(self._items, reserved=True, transmission=transmission)
         except AccountStopped:
             self.account_stopped = True
         finally:
             self._write()
 
-    def _deliver(self, items: list[_Item], *, reserved: bool) -> None:
+    def _deliver(
+        self, items: list[_Item], *, reserved: bool, transmission: Transmission | None = None
+    ) -> None:
         """Send events of unknown status; isolate the bad ones if X rejects the batch."""
-        outcome = self._attempt(items, reserved=reserved)
+        outcome = self._attempt(items, reserved=reserved, transmission=transmission)
         if isinstance(outcome, errors.BadRequest):
             self._isolate(items, outcome)
 
-    def _attempt(self, items: list[_Item], *, reserved: bool) -> errors.BadRequest | bool:
+    def _attempt(
+        self, items: list[_Item], *, reserved: bool, transmission: Transmission | None = None
+    ) -> errors.BadRequest | bool:
         """One request. True: sent. BadRequest: X rejected the whole batch. False: the
         events were dealt with otherwise (retry scheduled, account stopped, no budget)."""
-        if not reserved and not self._reserve(len(items)):
-            return False  # budget spent: these rows go back to pending when written
-        started = time.monotonic()
-        try:
-            result = self.client.send_conversions(
-                self.pixel.pixel_id, [item.event for item in items]
-            )
-        except errors.XAdsError as exc:
-            self._log(len(items), started, exc)
+        if transmission is None:
+            if not reserved and not self._reserve(len(items)):
+                return False  # budget spent: these rows go back to pending when written
+            transmission = _transmit(self.client, self.pixel.pixel_id, items)
+        exc, result = transmission.error, transmission.result
+        if isinstance(exc, errors.ImproperlyConfiguredAccount):
+            # Nothing was sent: the account lacks credentials. Pause it until fixed.
+            self._pause(f"Credentials missing: {exc}")
+        if exc is not None:
+            self._log(len(items), transmission.seconds, exc)
             self._observe(exc.rate_limit)
             if isinstance(exc, errors.BadRequest):
                 return exc
             self._handle_error(items, exc)
             return False
-        self._log(len(items), started, None, status=200, debug_id=result.debug_id or "")
+        assert result is not None  # noqa: S101 (a transmission has one or the other)
+        self._log(
+            len(items), transmission.seconds, None, status=200, debug_id=result.debug_id or ""
+        )
         self._observe(result.rate_limit)
         self._sent[result.debug_id or ""].extend(item.row.pk for item in items)
         self._decided.update(item.row.pk for item in items)
@@ -185,14 +231,14 @@ class BatchSender:
         if rest:
             self._deliver(rest, reserved=False)
 
-    def _pause(self, reason: str) -> None:
+    def _pause(self, reason: str) -> NoReturn:
         AdAccount.objects.filter(pk=self.account.pk).update(
             status=AdAccount.Status.PAUSED, paused_reason=reason, paused_at=timezone.now()
         )
         self.summary.paused[self.account.account_id] = reason
         raise AccountStopped(reason)
 
-    def _rate_limited(self, exc: errors.XAdsError) -> None:
+    def _rate_limited(self, exc: errors.XAdsError) -> NoReturn:
         reset_at = getattr(exc, "reset_at", None)
         if reset_at is not None:
             until = dt.datetime.fromtimestamp(reset_at, tz=dt.timezone.utc)
@@ -231,7 +277,7 @@ class BatchSender:
     def _log(
         self,
         events: int,
-        started: float,
+        seconds: float,
         exc: errors.XAdsError | None,
         *,
         status: int | None = None,
@@ -248,7 +294,7 @@ class BatchSender:
                 error_code=(exc.code or "") if exc is not None else "",
                 error_body=str(body if body is not None else (exc or ""))[:ERROR_BODY_LIMIT],
                 debug_id=debug_id,
-                duration_ms=int((time.monotonic() - started) * 1000),
+                duration_ms=int(seconds * 1000),
             )
         )
         self.summary.requests += 1
@@ -258,7 +304,7 @@ class BatchSender:
     def _mine(self, ids: list[int]) -> Any:
         # The claim token guard: a row re-claimed by another worker after our lease
         # expired is theirs now, and our late outcome must not overwrite it.
-        return Conversion.objects.filter(pk__in=ids, claim_token=self.rows[0].claim_token)
+        return Conversion.objects.filter(pk__in=ids, claim_token=self.token)
 
     def _write(self) -> None:
         now = timezone.now()

@@ -19,24 +19,29 @@ import datetime as dt
 import uuid
 from collections import Counter
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from decimal import Decimal
+from typing import Any, NamedTuple
 
 from django.db import transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from django_xconversions import budget
-from django_xconversions.batch import BatchSender
+from django_xconversions.batch import BatchSender, Transmission
 from django_xconversions.client import XAdsClient
 from django_xconversions.conf import xsettings
 from django_xconversions.connections import client_for
 from django_xconversions.models import AdAccount, Conversion, Pixel
 from django_xconversions.payload import MAX_EVENTS_PER_REQUEST, conversion_to_event, validate
 
-# Columns the sender needs; fetching only these keeps large batches cheap.
+# Columns the sender reads, fetched as plain tuples: building model instances for every
+# row would cost more than the HTTP request for the batch.
 SEND_FIELDS = (
-    "id",
+    "pk",
+    "attempts",
+    "event_tag__website_tag_id",
     "conversion_time",
     "conversion_id",
     "twclid",
@@ -49,9 +54,33 @@ SEND_FIELDS = (
     "number_items",
     "description",
     "contents",
-    "attempts",
-    "event_tag__website_tag_id",
 )
+
+
+class ClaimedRow(NamedTuple):
+    """A claimed conversion, with what ``payload.conversion_to_event`` reads."""
+
+    pk: int
+    attempts: int
+    website_tag_id: str
+    conversion_time: dt.datetime
+    conversion_id: str
+    twclid: str
+    hashed_email: str
+    hashed_phone: str
+    ip_address: str | None
+    user_agent: str
+    value: Decimal | None
+    currency: str
+    number_items: int | None
+    description: str
+    contents: list[dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Claim:
+    token: uuid.UUID
+    rows: list[ClaimedRow]
 
 
 @dataclass
@@ -150,35 +179,31 @@ def _sendable_pixels(
     )
 
 
-def claim(pixel: Pixel, count: int, now: dt.datetime | None = None) -> list[Conversion]:
+def claim(pixel: Pixel, count: int, now: dt.datetime | None = None) -> Claim:
     """Mark up to ``count`` due rows of ``pixel`` as ``sending`` under a fresh claim token."""
     now = now or timezone.now()
     token = uuid.uuid4()
+    due = Conversion.objects.due(now).filter(pixel=pixel).order_by("next_attempt_at", "pk")
     with transaction.atomic():
-        ids = list(
-            Conversion.objects.due(now)
-            .filter(pixel=pixel)
-            .order_by("next_attempt_at")
-            .select_for_update(skip_locked=True)
-            .values_list("pk", flat=True)[:count]
-        )
-        if not ids:
-            return []
+        # FOR UPDATE OF the conversion rows only; the joined event tag stays unlocked.
+        locked = due.select_for_update(skip_locked=True, of=("self",))
+        rows = [ClaimedRow._make(row) for row in locked.values_list(*SEND_FIELDS)[:count]]
+        if not rows:
+            return Claim(token, [])
+        ids = [row.pk for row in rows]
         # The status guard keeps the claim exclusive even where FOR UPDATE is a no-op.
-        Conversion.objects.filter(pk__in=ids, status=Conversion.Status.PENDING).update(
+        claimed = Conversion.objects.filter(pk__in=ids, status=Conversion.Status.PENDING).update(
             status=Conversion.Status.SENDING,
             claim_token=token,
             lease_expires_at=now + dt.timedelta(seconds=float(xsettings.LEASE_SECONDS)),
         )
-    rows = list(
-        Conversion.objects.filter(claim_token=token)
-        .select_related("event_tag")
-        .only(*SEND_FIELDS)
-        .order_by("next_attempt_at", "pk")
-    )
-    for row in rows:
-        row.claim_token = token
-    return rows
+    if claimed != len(rows):
+        # Another worker took some of them first (possible only without row locks).
+        mine = set(
+            Conversion.objects.filter(pk__in=ids, claim_token=token).values_list("pk", flat=True)
+        )
+        rows = [row for row in rows if row.pk in mine]
+    return Claim(token, rows)
 
 
 def dry_run(
@@ -193,7 +218,7 @@ def dry_run(
         .order_by("pixel_id", "next_attempt_at")
     )
     for row in due[:limit] if limit else due:
-        event = conversion_to_event(row)
+        event = conversion_to_event(row, row.event_tag.website_tag_id)
         problems = validate(event)
         summary.payloads.append({"pixel_id": row.pixel.pixel_id, "event": event})
         if problems:
@@ -211,7 +236,11 @@ def send_pending(
     should_stop: Callable[[], bool] = lambda: False,
     on_progress: Callable[[int], None] | None = None,
 ) -> SendSummary:
-    """Send every due conversion (or up to ``limit``) within the accounts' budgets."""
+    """Send every due conversion (or up to ``limit``) within the accounts' budgets.
+
+    While one batch's request is in flight (on a helper thread, HTTP only), the next
+    batch is claimed and built here; every database write stays on this thread.
+    """
     summary = SendSummary()
     # Rows rescheduled during this run (after a transient failure) wait for the next run.
     started = timezone.now()
@@ -219,26 +248,41 @@ def send_pending(
     remaining = limit if limit is not None else float("inf")
     clients: dict[int, XAdsClient] = {}
     stopped_accounts: set[int] = set()
-    for target in _sendable_pixels(account, pixel, started):
-        while remaining > 0 and target.account_id not in stopped_accounts and not should_stop():
-            grant = budget.reserve(target.account_id, int(min(batch_size(), remaining)))
-            if not grant.events:
-                if grant.wait_until is not None:
-                    summary.budget_exhausted[target.account.account_id] = grant.wait_until
-                break
-            rows = claim(target, grant.events, started)
-            budget.give_back(target.account_id, grant.events - len(rows))
-            if not rows:
-                break
+    in_flight: tuple[BatchSender, Future[Transmission | None]] | None = None
+
+    def finish() -> None:
+        nonlocal in_flight
+        if in_flight is None:
+            return
+        sender, future = in_flight
+        in_flight = None
+        sender.complete(future.result())
+        if on_progress is not None:
+            on_progress(len(sender.rows))
+        if sender.account_stopped:
+            stopped_accounts.add(sender.account.pk)
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="xconversions-send") as pool:
+        for target in _sendable_pixels(account, pixel, started):
             if target.pk not in clients:
                 clients[target.pk] = client_for(target.account, target)
-            sender = BatchSender(clients[target.pk], target, rows, summary)
-            sender.run()
-            remaining -= len(rows)
-            if on_progress is not None:
-                on_progress(len(rows))
-            if sender.account_stopped:
-                stopped_accounts.add(target.account_id)
+            while remaining > 0 and target.account_id not in stopped_accounts and not should_stop():
+                grant = budget.reserve(target.account_id, int(min(batch_size(), remaining)))
+                if not grant.events:
+                    if grant.wait_until is not None:
+                        summary.budget_exhausted[target.account.account_id] = grant.wait_until
+                    break
+                claimed = claim(target, grant.events, started)
+                budget.give_back(target.account_id, grant.events - len(claimed.rows))
+                if not claimed.rows:
+                    break
+                sender = BatchSender(clients[target.pk], target, claimed, summary)
+                sender.prepare()
+                future = pool.submit(sender.transmit)
+                finish()
+                in_flight = (sender, future)
+                remaining -= len(claimed.rows)
+            finish()
     for client in clients.values():
         client.close()
     summary.pending_left = pending_count(account, pixel)

@@ -13,15 +13,12 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from django.utils import timezone
 
 from django_xconversions.currencies import is_iso_4217
 from django_xconversions.identifiers import is_sha256_hex
-
-if TYPE_CHECKING:
-    from django_xconversions.models import Conversion
 
 MAX_EVENTS_PER_REQUEST = 500
 
@@ -43,9 +40,6 @@ MSG_IP = "ip_address ({value}) is not a valid IP address"
 
 TIME_PATTERN = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
 HASHED_FIELDS = ("hashed_email", "hashed_phone_number")
-# Identifiers that count on their own; ip_address and user_agent need a second identifier.
-STRONG_IDENTIFIERS = ("twclid", "hashed_email", "hashed_phone_number")
-WEAK_IDENTIFIERS = ("ip_address", "user_agent")
 
 
 @dataclass(frozen=True)
@@ -122,11 +116,40 @@ def build_identifiers(
     return identifiers
 
 
-def conversion_to_event(conversion: Conversion, event_id: str | None = None) -> dict[str, Any]:
-    """The API dict for one stored conversion (select_related("event_tag") avoids a query)."""
+class ConversionFields(Protocol):
+    """What an event is built from: a Conversion, or a row the sender fetched."""
+
+    @property
+    def conversion_time(self) -> dt.datetime: ...
+    @property
+    def conversion_id(self) -> str: ...
+    @property
+    def twclid(self) -> str: ...
+    @property
+    def hashed_email(self) -> str: ...
+    @property
+    def hashed_phone(self) -> str: ...
+    @property
+    def ip_address(self) -> str | None: ...
+    @property
+    def user_agent(self) -> str: ...
+    @property
+    def value(self) -> Decimal | None: ...
+    @property
+    def currency(self) -> str: ...
+    @property
+    def number_items(self) -> int | None: ...
+    @property
+    def description(self) -> str: ...
+    @property
+    def contents(self) -> Any: ...
+
+
+def conversion_to_event(conversion: ConversionFields, event_id: str) -> dict[str, Any]:
+    """The API dict for one stored conversion, sent for the event tag ``event_id``."""
     event: dict[str, Any] = {
         "conversion_time": format_conversion_time(conversion.conversion_time),
-        "event_id": event_id or conversion.event_tag.website_tag_id,
+        "event_id": event_id,
         "identifiers": build_identifiers(
             twclid=conversion.twclid,
             hashed_email=conversion.hashed_email,
@@ -175,24 +198,29 @@ def _is_ip(value: Any) -> bool:
 
 
 def _identifier_violations(identifiers: Any) -> list[Violation]:
-    values: dict[str, list[Any]] = {}
-    for item in identifiers if isinstance(identifiers, list) else []:
-        for key, value in item.items() if isinstance(item, dict) else ():
-            if isinstance(value, str) and value.strip():
-                values.setdefault(key, []).append(value)
     found: list[Violation] = []
-    strong = sum(len(values.get(k, ())) for k in STRONG_IDENTIFIERS)
-    weak = sum(1 for k in WEAK_IDENTIFIERS if values.get(k))
-    if strong == 0 and weak < 2:
-        found.append(Violation("INVALID_PARAMETER", MSG_NO_IDENTIFIER, ""))
-    for key in HASHED_FIELDS:
-        for value in values.get(key, ()):
-            if not is_sha256_hex(value):
-                message = MSG_BAD_HASH.format(field=key, value=value)
-                found.append(Violation("INVALID_PARAMETER", message, key))
-    for value in values.get("ip_address", ()):
-        if not _is_ip(value):
-            found.append(Violation("INVALID_PARAMETER", MSG_IP.format(value=value), "ip_address"))
+    strong, has_ip, has_user_agent = 0, False, False
+    for item in identifiers if isinstance(identifiers, list) else ():
+        for key, value in item.items() if isinstance(item, dict) else ():
+            if not isinstance(value, str) or not value.strip():
+                continue  # an empty value does not count
+            if key == "twclid":
+                strong += 1
+            elif key in HASHED_FIELDS:
+                strong += 1
+                if not is_sha256_hex(value):
+                    message = MSG_BAD_HASH.format(field=key, value=value)
+                    found.append(Violation("INVALID_PARAMETER", message, key))
+            elif key == "ip_address":
+                has_ip = True
+                if not _is_ip(value):
+                    message = MSG_IP.format(value=value)
+                    found.append(Violation("INVALID_PARAMETER", message, "ip_address"))
+            elif key == "user_agent":
+                has_user_agent = True
+    # ip_address and user_agent each need another identifier beside them.
+    if strong == 0 and not (has_ip and has_user_agent):
+        found.insert(0, Violation("INVALID_PARAMETER", MSG_NO_IDENTIFIER, ""))
     return found
 
 

@@ -183,7 +183,7 @@ def test_expired_lease_returns_rows_to_another_worker(
 ) -> None:
     make_conversions(purchase_tag, 10)
     claimed = delivery.claim(purchase_tag.pixel, 10)  # a worker that then died
-    assert len(claimed) == 10 and statuses() == {"sending": 10}
+    assert len(claimed.rows) == 10 and statuses() == {"sending": 10}
     assert delivery.send_pending().sent == 0, "a live lease is respected"
     Conversion.objects.update(lease_expires_at=timezone.now() - dt.timedelta(seconds=1))
     assert delivery.send_pending().sent == 10
@@ -210,3 +210,16 @@ def test_dry_run_sends_nothing_and_reports_invalid(
     summary = delivery.dry_run()
     assert len(summary.payloads) == 2 and summary.failed == Counter({"invalid": 1})
     assert emulator.requests == [] and statuses() == {"pending": 2}
+
+
+def test_account_without_tokens_is_paused_not_crashed(
+    emulator: EmulatorServer, account: AdAccount, purchase_tag: EventTag
+) -> None:
+    account.set_tokens("", "")
+    account.save()
+    make_conversions(purchase_tag, 3)
+    summary = delivery.send_pending()
+    account.refresh_from_db()
+    assert account.status == "paused" and "Credentials missing" in account.paused_reason
+    assert statuses() == {"pending": 3} and emulator.requests == []
+    assert summary.paused

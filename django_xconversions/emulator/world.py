@@ -145,6 +145,7 @@ class World:
         self.seen_nonces: set[tuple[str, str, str, str]] = set()
         self.rejected_conversion_ids: set[str] = set()
         self.used_ids: set[str] = set()  # tag, event and pixel ids handed out
+        self.tags_by_event_id: dict[str, Tag] = {}
         self.record_mode = "full"
         self.received: list[dict[str, Any]] = []
         self.requests: list[dict[str, Any]] = []
@@ -201,6 +202,7 @@ class World:
                 retargeting_enabled=retargeting_enabled,
             )
             account.tags[tag.id] = tag
+            self.tags_by_event_id[tag.website_tag_id] = tag
             self.used_ids.update((tag.id, tag.website_tag_id))
             return tag.as_json()
 
@@ -220,17 +222,14 @@ class World:
     # -- lookups ---------------------------------------------------------------------------
 
     def tag_by_event_id(self, account_id: str, event_id: str) -> Tag | None:
-        for tag in self.accounts[account_id].tags.values():
-            if tag.website_tag_id == event_id and not tag.deleted:
-                return tag
-        return None
+        tag = self.tags_by_event_id.get(event_id)
+        if tag is None or tag.deleted or tag.account_id != account_id:
+            return None
+        return tag
 
     def any_tag_with_event_id(self, event_id: str) -> Tag | None:
-        for account in self.accounts.values():
-            for tag in account.tags.values():
-                if tag.website_tag_id == event_id and not tag.deleted:
-                    return tag
-        return None
+        tag = self.tags_by_event_id.get(event_id)
+        return None if tag is None or tag.deleted else tag
 
     # -- rate limits -----------------------------------------------------------------------
 

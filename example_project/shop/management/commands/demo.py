@@ -50,7 +50,9 @@ class Command(BaseCommand):
             self._configure(url)
             account = self._connect_account()
             result = sync_account_tags(account)
-            self.stdout.write(f"Synced tags from the emulator: {result.created} created, {result.updated} updated")
+            self.stdout.write(
+                f"Synced tags from the emulator: {result.created} created, {result.updated} updated"
+            )
             EventTag.objects.filter(account=account).update(pixel=account.pixels.get())
             queued = self._queue(options["orders"], options["sign_ups"])
             self.stdout.write(f"Queued {queued} conversions; sending...")
@@ -79,7 +81,8 @@ class Command(BaseCommand):
         account.save()
         account.resume()
         Pixel.objects.update_or_create(
-            pixel_id=spec["pixels"][0]["pixel_id"], defaults={"account": account, "name": "Demo pixel"}
+            pixel_id=spec["pixels"][0]["pixel_id"],
+            defaults={"account": account, "name": "Demo pixel"},
         )
         return account
 
@@ -99,7 +102,14 @@ class Command(BaseCommand):
                     value=str(float(price) * quantity),
                     currency="USD",
                     number_items=quantity,
-                    contents=[{"content_id": sku, "content_name": name, "content_price": price, "num_items": quantity}],
+                    contents=[
+                        {
+                            "content_id": sku,
+                            "content_name": name,
+                            "content_price": price,
+                            "num_items": quantity,
+                        }
+                    ],
                     conversion_id=f"demo-order-{n}",
                     conversion_time=now - dt.timedelta(minutes=rng.randint(1, 600)),
                 )
@@ -107,7 +117,9 @@ class Command(BaseCommand):
                 track("sign_up", email=f"lead{n}@example.com", conversion_id=f"demo-signup-{n}")
             # Rows that lost their identifiers (e.g. an import gone wrong): local validation
             # fails them with X's message; they never reach X.
-            broken = Conversion.objects.filter(conversion_id__in=["demo-signup-3", "demo-signup-4", "demo-signup-5"])
+            broken = Conversion.objects.filter(
+                conversion_id__in=["demo-signup-3", "demo-signup-4", "demo-signup-5"]
+            )
             broken.update(hashed_email="", twclid="")
         return orders + sign_ups
 
@@ -120,4 +132,6 @@ class Command(BaseCommand):
             self.stdout.write(json.dumps(records[0]["conversion"], indent=2))
         failed = Conversion.objects.filter(status="failed").order_by("conversion_id")
         for row in failed:
-            self.stdout.write(f"  failed {row.conversion_id}: [{row.error_reason}] {row.last_error}")
+            self.stdout.write(
+                f"  failed {row.conversion_id}: [{row.error_reason}] {row.last_error}"
+            )
