@@ -23,6 +23,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NoReturn
 
+from django.db import transaction
 from django.utils import timezone
 
 from django_xconversions import budget, errors
@@ -93,6 +94,7 @@ class BatchSender:
         self._attempt_log: list[DeliveryAttempt] = []
         self._decided: set[int] = set()
         self._items: list[_Item] = []
+        self._rate_limit: Any = None
 
     # -- running ---------------------------------------------------------------------------
 
@@ -266,13 +268,9 @@ class BatchSender:
         self._decided.update(ids)
 
     def _observe(self, rate_limit: Any) -> None:
+        # The latest answer's headers are folded into the budget when outcomes are written.
         if rate_limit is not None:
-            budget.observe(
-                self.account.pk,
-                limit=rate_limit.limit,
-                remaining=rate_limit.remaining,
-                reset_at=rate_limit.reset_at,
-            )
+            self._rate_limit = rate_limit
 
     def _log(
         self,
@@ -304,9 +302,24 @@ class BatchSender:
     def _mine(self, ids: list[int]) -> Any:
         # The claim token guard: a row re-claimed by another worker after our lease
         # expired is theirs now, and our late outcome must not overwrite it.
-        return Conversion.objects.filter(pk__in=ids, claim_token=self.token)
+        mine = Conversion.objects.filter(claim_token=self.token)
+        return mine if len(ids) == len(self.rows) else mine.filter(pk__in=ids)
 
     def _write(self) -> None:
+        # One transaction for every outcome of the batch, its attempt log and the budget.
+        with transaction.atomic():
+            self._write_outcomes()
+            if self._attempt_log:
+                DeliveryAttempt.objects.bulk_create(self._attempt_log)
+            if self._rate_limit is not None:
+                budget.observe(
+                    self.account.pk,
+                    limit=self._rate_limit.limit,
+                    remaining=self._rate_limit.remaining,
+                    reset_at=self._rate_limit.reset_at,
+                )
+
+    def _write_outcomes(self) -> None:
         now = timezone.now()
         cleared = {"claim_token": None, "lease_expires_at": None}
         for debug_id, ids in self._sent.items():
@@ -339,5 +352,3 @@ class BatchSender:
             # Paused, rate limited or out of budget: back to pending, no attempt counted.
             self._mine(undecided).update(status=Conversion.Status.PENDING, **cleared)
             self.summary.released += len(undecided)
-        if self._attempt_log:
-            DeliveryAttempt.objects.bulk_create(self._attempt_log)

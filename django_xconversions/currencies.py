@@ -1,6 +1,6 @@
 """ISO 4217 currency codes (the active list), for price_currency validation.
 
-Free of Django imports so the emulator can share it.
+Free of Django imports: the emulator (which runs without Django) shares it.
 """
 
 from __future__ import annotations

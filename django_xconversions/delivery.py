@@ -35,6 +35,7 @@ from django_xconversions.conf import xsettings
 from django_xconversions.connections import client_for
 from django_xconversions.models import AdAccount, Conversion, Pixel
 from django_xconversions.payload import MAX_EVENTS_PER_REQUEST, conversion_to_event, validate
+from django_xconversions.sqltime import conversion_time_column
 
 # Columns the sender reads, fetched as plain tuples: building model instances for every
 # row would cost more than the HTTP request for the batch.
@@ -42,7 +43,7 @@ SEND_FIELDS = (
     "pk",
     "attempts",
     "event_tag__website_tag_id",
-    "conversion_time",
+    "x_time",
     "conversion_id",
     "twclid",
     "hashed_email",
@@ -63,7 +64,8 @@ class ClaimedRow(NamedTuple):
     pk: int
     attempts: int
     website_tag_id: str
-    conversion_time: dt.datetime
+    # X's text when the database formatted it (sqltime.py), else a datetime.
+    conversion_time: dt.datetime | str
     conversion_id: str
     twclid: str
     hashed_email: str
@@ -187,7 +189,8 @@ def claim(pixel: Pixel, count: int, now: dt.datetime | None = None) -> Claim:
     with transaction.atomic():
         # FOR UPDATE OF the conversion rows only; the joined event tag stays unlocked.
         locked = due.select_for_update(skip_locked=True, of=("self",))
-        rows = [ClaimedRow._make(row) for row in locked.values_list(*SEND_FIELDS)[:count]]
+        fetched = locked.annotate(x_time=conversion_time_column()).values_list(*SEND_FIELDS)
+        rows = [ClaimedRow._make(row) for row in fetched[:count]]
         if not rows:
             return Claim(token, [])
         ids = [row.pk for row in rows]

@@ -282,6 +282,12 @@ class Conversion(models.Model):
                 condition=Q(status="sending"),
                 name="xconv_sending_lease",
             ),
+            # Only rows in flight carry a token, so this index stays tiny.
+            models.Index(
+                fields=["claim_token"],
+                condition=Q(claim_token__isnull=False),
+                name="xconv_claim_token",
+            ),
             models.Index(fields=["status", "created_at"], name="xconv_status_created"),
             models.Index(fields=["source_type", "source_id"], name="xconv_source"),
         ]

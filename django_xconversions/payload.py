@@ -38,6 +38,8 @@ MSG_CONTENT_PRICE = "content_price ({value}) is not a valid number"
 MSG_CONTENT_NUM_ITEMS = "num_items must be a positive number greater than zero"
 MSG_IP = "ip_address ({value}) is not a valid IP address"
 
+_OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
+IPV4_PATTERN = re.compile(rf"{_OCTET}(?:\.{_OCTET}){{3}}")
 TIME_PATTERN = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
 HASHED_FIELDS = ("hashed_email", "hashed_phone_number")
 
@@ -63,7 +65,11 @@ def format_conversion_time(value: dt.datetime) -> str:
     if timezone.is_naive(value):
         value = timezone.make_aware(value, timezone.get_default_timezone())
     utc = value.astimezone(dt.timezone.utc)
-    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+    # Formatted by hand: strftime is the slowest step of building a large batch.
+    return (
+        f"{utc.year:04d}-{utc.month:02d}-{utc.day:02d}T"
+        f"{utc.hour:02d}:{utc.minute:02d}:{utc.second:02d}.{utc.microsecond // 1000:03d}Z"
+    )
 
 
 def decimal_text(value: Decimal) -> str:
@@ -120,7 +126,7 @@ class ConversionFields(Protocol):
     """What an event is built from: a Conversion, or a row the sender fetched."""
 
     @property
-    def conversion_time(self) -> dt.datetime: ...
+    def conversion_time(self) -> dt.datetime | str: ...
     @property
     def conversion_id(self) -> str: ...
     @property
@@ -148,7 +154,9 @@ class ConversionFields(Protocol):
 def conversion_to_event(conversion: ConversionFields, event_id: str) -> dict[str, Any]:
     """The API dict for one stored conversion, sent for the event tag ``event_id``."""
     event: dict[str, Any] = {
-        "conversion_time": format_conversion_time(conversion.conversion_time),
+        "conversion_time": format_conversion_time(conversion.conversion_time)
+        if isinstance(conversion.conversion_time, dt.datetime)
+        else conversion.conversion_time,  # already formatted by the database
         "event_id": event_id,
         "identifiers": build_identifiers(
             twclid=conversion.twclid,
@@ -190,6 +198,9 @@ def _is_number(value: Any, *, allow_text: bool) -> bool:
 
 
 def _is_ip(value: Any) -> bool:
+    # Dotted-quad IPv4, the common case, without building an address object.
+    if IPV4_PATTERN.fullmatch(value):
+        return True
     try:
         ipaddress.ip_address(value)
     except ValueError:

@@ -223,3 +223,23 @@ def test_account_without_tokens_is_paused_not_crashed(
     assert account.status == "paused" and "Credentials missing" in account.paused_reason
     assert statuses() == {"pending": 3} and emulator.requests == []
     assert summary.paused
+
+
+@pytest.mark.parametrize(
+    "moment",
+    [
+        dt.datetime(2022, 2, 18, 1, 14, 0, 603_000, tzinfo=dt.timezone.utc),
+        dt.datetime(2022, 2, 18, 1, 14, 0, 603_999, tzinfo=dt.timezone.utc),
+        dt.datetime(2022, 12, 31, 23, 59, 59, 999_999, tzinfo=dt.timezone.utc),
+        dt.datetime(2022, 2, 18, 1, 14, 0, 0, tzinfo=dt.timezone.utc),
+    ],
+)
+def test_database_formats_conversion_time_like_python(
+    purchase_tag: EventTag, moment: dt.datetime
+) -> None:
+    from django_xconversions.payload import format_conversion_time
+
+    [row] = make_conversions(purchase_tag, 1)
+    Conversion.objects.filter(pk=row.pk).update(conversion_time=moment)
+    [claimed] = delivery.claim(purchase_tag.pixel, 1).rows
+    assert claimed.conversion_time == format_conversion_time(moment)

@@ -6,8 +6,8 @@ headers, web event tags with cursor paging. Free of Django, so it runs anywhere:
 ``python -m django_xconversions.emulator --port 8765 --demo``.
 """
 
-from django_xconversions.emulator.demo import DEMO_WORLD, seed
+from django_xconversions.emulator.demo import DEMO_WORLD, demo_world, seed
 from django_xconversions.emulator.faults import FaultPlan
 from django_xconversions.emulator.server import EmulatorServer
 
-__all__ = ["DEMO_WORLD", "EmulatorServer", "FaultPlan", "seed"]
+__all__ = ["DEMO_WORLD", "EmulatorServer", "FaultPlan", "demo_world", "seed"]

@@ -8,8 +8,10 @@ from __future__ import annotations
 import base64
 import json
 import re
+import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,6 +20,7 @@ from django_xconversions.emulator.faults import FaultPlan
 from django_xconversions.emulator.tag_params import (
     ParamError,
     check_windows,
+    parse_boolean,
     parse_count,
     parse_tag_params,
 )
@@ -26,8 +29,10 @@ from django_xconversions.emulator.world import (
     USER_REQUEST_LIMIT,
     Account,
     Pixel,
+    Tag,
     User,
     World,
+    bare_event_id,
 )
 
 CURRENT_VERSION = "12"
@@ -49,7 +54,7 @@ class Call:
     method: str
     path: str
     query: dict[str, str]
-    headers: dict[str, str]
+    headers: dict[str, str]  # names in Title-Case
     body: bytes
     uri: str  # absolute, as the client signed it
 
@@ -60,7 +65,7 @@ class Response:
     body: dict[str, Any] | None = None
     headers: dict[str, str] = field(default_factory=dict)
     reset: bool = False  # close the connection without answering
-    delay: float = 0.0  # sleep before processing (a slow server)
+    delay: float = 0.0  # hold the (already processed) answer back this long
     events: int = 0
     auth: str | None = None
 
@@ -86,6 +91,7 @@ def refuse(
 
 
 def _no_access(user_id: str, account_id: str) -> Refused:
+    # X's documented message, word for word (the server escapes <> in JSON; see server.py).
     message = (
         f"User {user_id} does not have access to account {account_id}. Type 'sn {user_id}' "
         "to get the handle of the user. Use 'twurl accounts' and 'twurl set default "
@@ -101,55 +107,133 @@ def _encode_cursor(offset: int) -> str:
 def _decode_cursor(cursor: str) -> int:
     try:
         text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        return int(text.removeprefix("offset:"))
+        if not text.startswith("offset:"):
+            raise ValueError(text)
+        return max(0, int(text.removeprefix("offset:")))
     except (ValueError, UnicodeDecodeError):
-        raise refuse(
-            400, [rules.invalid(f'Expected valid cursor, got "{cursor}" for cursor', "cursor")]
-        ) from None
+        message = f'Expected valid cursor, got "{cursor}" for cursor'  # inferred wording
+        raise refuse(400, [rules.invalid(message, "cursor")]) from None
 
 
+def _count_events(body: Any) -> int:
+    conversions = body.get("conversions") if isinstance(body, dict) else None
+    return len(conversions) if isinstance(conversions, list) else 0
+
+
+def _parse_json(raw: bytes) -> tuple[Any, bool]:
+    try:
+        return json.loads(raw or b"null"), True
+    except ValueError:
+        return None, False
+
+
+# The route table: (method, path pattern, handler). Versioned paths take any numeric
+# version; X's current one is 12.
 ROUTES: list[tuple[str, re.Pattern[str], str]] = [
     ("POST", re.compile(r"/(\d+)/measurement/conversions/([^/]+)"), "conversions"),
     ("GET", re.compile(r"/(\d+)/accounts"), "accounts"),
+    ("GET", re.compile(r"/(\d+)/accounts/([^/]+)"), "account"),
     ("GET", re.compile(r"/(\d+)/accounts/([^/]+)/authenticated_user_access"), "user_access"),
     ("GET", re.compile(r"/(\d+)/accounts/([^/]+)/web_event_tags"), "list_tags"),
     ("POST", re.compile(r"/(\d+)/accounts/([^/]+)/web_event_tags"), "create_tag"),
     ("GET", re.compile(r"/(\d+)/accounts/([^/]+)/web_event_tags/([^/]+)"), "get_tag"),
     ("PUT", re.compile(r"/(\d+)/accounts/([^/]+)/web_event_tags/([^/]+)"), "update_tag"),
     ("DELETE", re.compile(r"/(\d+)/accounts/([^/]+)/web_event_tags/([^/]+)"), "delete_tag"),
+    # 3-legged OAuth goes here when it is needed (api.x.com, unversioned paths):
+    #   ("POST", re.compile(r"/oauth/request_token"), "request_token"),  oauth.verify(...,
+    #       token_required=False), answer oauth_token/oauth_token_secret form-encoded
+    #   ("GET", re.compile(r"/oauth/authorize"), "authorize"),  redirect with oauth_verifier
+    #   ("POST", re.compile(r"/oauth/access_token"), "access_token"),  answer oauth_token,
+    #       oauth_token_secret, user_id, screen_name; then World.add_user
     # Emulator-only helpers, outside X's API, for demos and tests in other processes.
     ("GET", re.compile(r"/_emulator/received"), "inspect_received"),
     ("GET", re.compile(r"/_emulator/stats"), "inspect_stats"),
     ("POST", re.compile(r"/_emulator/reset"), "inspect_reset"),
 ]
+EMULATOR_ONLY = frozenset({"inspect_received", "inspect_stats", "inspect_reset"})
 
 
 class XAdsApi:
-    def __init__(self, world: World, faults: FaultPlan) -> None:
+    def __init__(
+        self, world: World, faults: FaultPlan, stopping: threading.Event | None = None
+    ) -> None:
         self.world = world
         self.faults = faults
+        # Set when the server stops: wakes handlers sleeping in a slow fault.
+        self.stopping = stopping or threading.Event()
 
     # -- dispatch --------------------------------------------------------------------------
 
-    def handle(self, call: Call) -> Response:
+    def _route(self, call: Call) -> tuple[str, re.Match[str]] | None:
         for method, pattern, name in ROUTES:
-            match = pattern.fullmatch(call.path)
-            if match and method == call.method:
-                try:
-                    response: Response = getattr(self, name)(call, match)
-                except Refused as refused:
-                    response = refused.response
-                break
-        else:
+            if method == call.method:
+                match = pattern.fullmatch(call.path)
+                if match:
+                    return name, match
+        return None
+
+    def handle(self, call: Call) -> Response:
+        routed = self._route(call)
+        if routed is None:
             response = Response(404, errors_body([ROUTE_NOT_FOUND], {}))
-        version = call.path.split("/")[1] if call.path.count("/") > 1 else ""
+        else:
+            name, match = routed
+            faulty = name == "conversions" or (
+                self.faults.all_endpoints and name not in EMULATOR_ONLY
+            )
+            response = self._run(name, call, match, self.faults.next() if faulty else "ok")
+        if response.reset:
+            return response
         response.headers.setdefault("x-current-api-version", CURRENT_VERSION)
+        version = call.path.split("/")[1] if call.path.count("/") > 1 else ""
         if version.isdigit() and version != CURRENT_VERSION:
+            # Inferred wording; X announces deprecations in this header.
             response.headers["x-api-warn"] = (
                 f"Version {version} of the Ads API is not the current version "
-                f"({CURRENT_VERSION}); please migrate."
+                f"({CURRENT_VERSION}); please migrate to version {CURRENT_VERSION}."
             )
         return response
+
+    def _run(self, name: str, call: Call, match: re.Match[str], fault: str) -> Response:
+        if fault not in ("ok", "timeout"):
+            response = self._fault(fault)
+            if name == "conversions":
+                response.events = _count_events(_parse_json(call.body)[0])
+            return response
+        slow_first = fault == "timeout" and self.faults.slow_before_processing
+        if slow_first and self.stopping.wait(self.faults.slow_seconds):
+            return Response(0, reset=True)  # stopped while waiting: never processed
+        handler: Callable[[Call, re.Match[str]], Response] = getattr(self, name)
+        try:
+            response = handler(call, match)
+        except Refused as refused:
+            response = refused.response
+        if fault == "timeout" and not self.faults.slow_before_processing:
+            response.delay = self.faults.slow_seconds
+        return response
+
+    def _fault(self, fault: str) -> Response:
+        if fault == "reset":
+            return Response(0, reset=True)
+        if fault == "500":
+            error = rules.error("INTERNAL_ERROR", "Internal error", None)
+            return Response(500, errors_body([error], {}))
+        if fault == "503":
+            error = rules.error("SERVICE_UNAVAILABLE", "Service unavailable", None)
+            headers = {"retry-after": str(self.faults.retry_after_seconds)}
+            return Response(503, errors_body([error], {}), headers)
+        # "429": both limits exhausted until a reset a few seconds away.
+        reset = str(int(time.time()) + self.faults.rate_limit_reset_seconds)
+        headers = {
+            "x-rate-limit-limit": str(USER_REQUEST_LIMIT),
+            "x-rate-limit-remaining": "0",
+            "x-rate-limit-reset": reset,
+            "x-account-rate-limit-limit": str(self.world.budget_events),
+            "x-account-rate-limit-remaining": "0",
+            "x-account-rate-limit-reset": reset,
+        }
+        error = rules.error("TOO_MANY_REQUESTS", "Rate limit exceeded", None)
+        return Response(429, errors_body([error], {}), headers)
 
     # -- authentication --------------------------------------------------------------------
 
@@ -163,8 +247,7 @@ class XAdsApi:
         return signed.user
 
     def _account_for(self, user: User, account_id: str) -> Account:
-        with self.world.lock:
-            account = self.world.accounts.get(account_id)
+        account = self.world.accounts.get(account_id)
         if account is None or user.user_id not in account.users:
             raise _no_access(user.user_id, account_id)
         return account
@@ -182,102 +265,89 @@ class XAdsApi:
 
     # -- conversions -----------------------------------------------------------------------
 
-    def _authenticate_conversions(self, call: Call, pixel: Pixel | None, pixel_id: str) -> str:
+    def _authenticate_conversions(self, call: Call, pixel: Pixel | None) -> tuple[Pixel, str, str]:
+        """The pixel, "oauth" or "pixel_token", and the key of the user-level rate limit."""
         token = call.headers.get("X-Pixel-Token")
         if token is not None:
+            # A pixel token is bound to its pixel: for an unknown pixel nothing can match
+            # (inferred: 401, not 404).
             if pixel is None or not pixel.pixel_token or token != pixel.pixel_token:
                 raise refuse(401, [NOT_AUTHENTICATED])
-            return "pixel_token"
+            return pixel, "pixel_token", f"pixel:{pixel.pixel_id}:conversions"
         user = self._user(call)
         if pixel is None:
-            raise refuse(
-                404,
-                [rules.error("NOT_FOUND", "The requested resource could not be found", "pixel_id")],
-            )
+            # Inferred wording: X documents only "404 Not Found" for a wrong pixel_id.
+            message = "The requested resource could not be found"
+            raise refuse(404, [rules.error("NOT_FOUND", message, "pixel_id")])
         account = self._account_for(user, pixel.account_id)
         if not SENDING_PERMISSIONS & set(account.users[user.user_id]):
-            message = (
-                f"User {user.user_id} needs AD_MANAGER or ACCOUNT_ADMIN access to account "
-                f"{account.account_id} to send conversions"
-            )
-            raise refuse(403, [rules.error("UNAUTHORIZED_ACCESS", message, None)])
-        return "oauth"
+            # Only AD_MANAGER and ACCOUNT_ADMIN may send: for anyone else the account is
+            # out of reach, and X answers with its no-access 404.
+            raise _no_access(user.user_id, account.account_id)
+        return pixel, "oauth", f"user:{user.user_id}:conversions"
+
+    def _account_headers(self, account_id: str, now: float) -> tuple[dict[str, str], int]:
+        window = self.world.event_window(account_id, now)
+        remaining = max(0, self.world.budget_events - window.used)
+        headers = {
+            "x-account-rate-limit-limit": str(self.world.budget_events),
+            "x-account-rate-limit-remaining": str(remaining),
+            "x-account-rate-limit-reset": str(window.reset_at),
+        }
+        return headers, remaining
 
     def conversions(self, call: Call, match: re.Match[str]) -> Response:
-        fault = self.faults.next()
-        if fault == "reset":
-            return Response(0, reset=True)
-        if fault == "500":
-            error = rules.error("INTERNAL_ERROR", "Internal error", None)
-            return Response(500, errors_body([error], {}))
-        if fault == "503":
-            error = rules.error("SERVICE_UNAVAILABLE", "Service unavailable", None)
-            headers = {"retry-after": str(self.faults.retry_after_seconds)}
-            return Response(503, errors_body([error], {}), headers)
-        if fault == "429":
-            reset = int(time.time()) + self.faults.rate_limit_reset_seconds
-            headers = {
-                "x-account-rate-limit-limit": str(self.world.budget_events),
-                "x-account-rate-limit-remaining": "0",
-                "x-account-rate-limit-reset": str(reset),
-            }
-            error = rules.error("TOO_MANY_REQUESTS", "Rate limit exceeded", None)
-            return Response(429, errors_body([error], {}), headers)
-        response = self._conversions(call, match.group(2))
-        if fault == "timeout":
-            response.delay = self.faults.slow_seconds
-        return response
-
-    def _conversions(self, call: Call, pixel_id: str) -> Response:
-        with self.world.lock:
-            pixel = self.world.pixels.get(pixel_id)
-        auth = self._authenticate_conversions(call, pixel, pixel_id)
-        if pixel is None:  # authentication already refused unknown pixels
-            raise refuse(404, [ROUTE_NOT_FOUND])
-        params = {"account_id": pixel.account_id}
+        body, parsed = _parse_json(call.body)
+        events = _count_events(body)
         try:
-            body = json.loads(call.body or b"null")
-        except ValueError:
-            error = rules.invalid("Request body is not valid JSON", "conversions")  # inferred
-            return Response(400, errors_body([error], params), auth=auth)
-        conversions = body.get("conversions") if isinstance(body, dict) else None
-        events = len(conversions) if isinstance(conversions, list) else 0
-        headers = self._user_rate_headers(auth + ":" + pixel_id)
-        now = time.time()
-        with self.world.lock:
-            window = self.world.event_window(pixel.account_id, now)
-            over = window.used + events > self.world.budget_events
-            if not over:
-                # Every event of an admitted request counts, rejected or not.
-                window.used += events
-            headers.update(
-                {
-                    "x-account-rate-limit-limit": str(self.world.budget_events),
-                    "x-account-rate-limit-remaining": str(
-                        max(0, self.world.budget_events - window.used)
-                    ),
-                    "x-account-rate-limit-reset": str(window.reset_at),
-                }
+            pixel, auth, rate_key = self._authenticate_conversions(
+                call, self.world.pixels.get(match.group(2))
             )
-            if over:
-                error = rules.error("TOO_MANY_REQUESTS", "Rate limit exceeded", None)
-                return Response(
-                    429, errors_body([error], params), headers, events=events, auth=auth
-                )
-            errors = rules.check_request(self.world, pixel, body)
-            if errors:
-                status = 404 if any(e["code"] == "NOT_FOUND" for e in errors) else 400
-                return Response(
-                    status, errors_body(errors, params), headers, events=events, auth=auth
-                )
-            debug_id = str(uuid.uuid4())
-            self.world.record_conversions(pixel, conversions or [], debug_id, now)
+        except Refused as refused:
+            refused.response.events = events
+            raise
+        params = {"account_id": pixel.account_id}
+
+        def answer(status: int, payload: dict[str, Any], headers: dict[str, str]) -> Response:
+            return Response(status, payload, headers, events=events, auth=auth)
+
+        if not parsed:
+            error = rules.invalid("Request body is not valid JSON", "conversions")  # inferred
+            return answer(400, errors_body([error], params), {})
+        headers = self._user_rate_headers(rate_key)
+        shape = rules.check_shape(body)
+        if shape:
+            # A malformed request is refused before any of its events is counted (inferred).
+            with self.world.lock:
+                headers.update(self._account_headers(pixel.account_id, time.time())[0])
+            return answer(400, errors_body(shape, params), headers)
+        with self.world.lock:
+            now = time.time()
+            remaining = self._account_headers(pixel.account_id, now)[1]
+            admitted = events <= remaining
+            if admitted:
+                # Every event of an admitted request counts, valid or not (inferred).
+                self.world.event_window(pixel.account_id, now).used += events
+            headers.update(self._account_headers(pixel.account_id, now)[0])
+        if not admitted:
+            error = rules.error("TOO_MANY_REQUESTS", "Rate limit exceeded", None)
+            return answer(429, errors_body([error], params), headers)
+        # Validation reads the world without the lock: 500 events must stay cheap.
+        errors = rules.check_request(self.world, pixel, body)
+        if errors:
+            status = 404 if any(e["code"] == "NOT_FOUND" for e in errors) else 400
+            return answer(status, errors_body(errors, params), headers)
+        debug_id = str(uuid.uuid4())
+        with self.world.lock:
+            self.world.record_conversions(pixel, body["conversions"], debug_id, time.time())
         data = {"conversions_processed": events, "debug_id": debug_id}
-        return Response(200, envelope(data, params), headers, events=events, auth=auth)
+        return answer(200, envelope(data, params), headers)
 
     # -- accounts --------------------------------------------------------------------------
 
-    def _page(self, call: Call, items: list[dict[str, Any]], params: dict[str, Any]) -> Response:
+    def _page(
+        self, call: Call, items: list[dict[str, Any]], params: dict[str, Any], **extra: Any
+    ) -> dict[str, Any]:
         try:
             count = parse_count(call.query.get("count"))
         except ParamError as exc:
@@ -286,24 +356,30 @@ class XAdsApi:
         page = items[offset : offset + count]
         more = offset + count < len(items)
         next_cursor = _encode_cursor(offset + count) if more else None
-        body = envelope(page, params, next_cursor=next_cursor)
-        return Response(200, body, auth="oauth")
+        return envelope(page, params, next_cursor=next_cursor, **extra)
+
+    def _oauth_answer(self, user: User, body: dict[str, Any]) -> Response:
+        response = Response(200, body, auth="oauth")
+        response.headers.update(self._user_rate_headers(f"user:{user.user_id}"))
+        return response
 
     def accounts(self, call: Call, match: re.Match[str]) -> Response:
         user = self._user(call)
         with self.world.lock:
             mine = [a.as_json() for a in self.world.accounts.values() if user.user_id in a.users]
-        response = self._page(call, mine, {})
-        response.headers.update(self._user_rate_headers(user.user_id))
-        return response
+        return self._oauth_answer(user, self._page(call, mine, {}))
+
+    def account(self, call: Call, match: re.Match[str]) -> Response:
+        user = self._user(call)
+        account = self._account_for(user, match.group(2))
+        params = {"account_id": account.account_id}
+        return self._oauth_answer(user, envelope(account.as_json(), params))
 
     def user_access(self, call: Call, match: re.Match[str]) -> Response:
         user = self._user(call)
         account = self._account_for(user, match.group(2))
         data = {"user_id": user.user_id, "permissions": list(account.users[user.user_id])}
-        response = Response(200, envelope(data, {"account_id": account.account_id}), auth="oauth")
-        response.headers.update(self._user_rate_headers(user.user_id))
-        return response
+        return self._oauth_answer(user, envelope(data, {"account_id": account.account_id}))
 
     # -- web event tags --------------------------------------------------------------------
 
@@ -311,105 +387,142 @@ class XAdsApi:
         user = self._user(call)
         return user, self._account_for(user, match.group(2))
 
+    def _flag(self, call: Call, name: str, params: dict[str, Any]) -> bool:
+        raw = call.query.get(name)
+        if raw is None:
+            return False
+        try:
+            params[name] = parse_boolean(name, raw)
+        except ParamError as exc:
+            raise refuse(400, exc.errors, params) from None
+        return bool(params[name])
+
     def list_tags(self, call: Call, match: re.Match[str]) -> Response:
         user, account = self._tag_context(call, match)
         params: dict[str, Any] = {"account_id": account.account_id}
-        with_deleted = call.query.get("with_deleted") == "true"
+        with_deleted = self._flag(call, "with_deleted", params)
+        with_total_count = self._flag(call, "with_total_count", params)
+        if with_total_count and call.query.get("cursor"):
+            # Documented: "This parameter and cursor are exclusive" (message inferred).
+            message = "with_total_count and cursor are exclusive"
+            raise refuse(400, [rules.error("EXCLUSIVE_PARAMETERS", message, "cursor")], params)
         with self.world.lock:
             tags = [t for t in account.tags.values() if with_deleted or not t.deleted]
         if call.query.get("web_event_tag_ids"):
-            wanted = call.query["web_event_tag_ids"].split(",")
+            wanted = [i.strip() for i in call.query["web_event_tag_ids"].split(",") if i.strip()]
+            params["web_event_tag_ids"] = wanted
             if len(wanted) > MAX_TAG_IDS:
                 message = f"Expected at most {MAX_TAG_IDS} ids for web_event_tag_ids"  # inferred
                 raise refuse(400, [rules.invalid(message, "web_event_tag_ids")], params)
-            params["web_event_tag_ids"] = wanted
-            tags = [t for t in tags if t.id in set(wanted)]
+            chosen = set(wanted)
+            tags = [t for t in tags if t.id in chosen]
         sort_by = call.query.get("sort_by", "created_at-asc")
         field_name, _, direction = sort_by.partition("-")
         if field_name not in ("created_at", "name", "id") or direction not in ("asc", "desc"):
             message = f'Expected a sortable field with -asc or -desc, got "{sort_by}" for sort_by'
             raise refuse(400, [rules.invalid(message, "sort_by")], params)
+        if "sort_by" in call.query:
+            params["sort_by"] = [sort_by]
         tags.sort(key=lambda t: (getattr(t, field_name), t.id), reverse=direction == "desc")
-        response = self._page(call, [t.as_json() for t in tags], params)
-        response.headers.update(self._user_rate_headers(user.user_id))
-        return response
+        extra = {"total_count": len(tags)} if with_total_count else {}
+        body = self._page(call, [t.as_json() for t in tags], params, **extra)
+        return self._oauth_answer(user, body)
 
-    def _find_tag(self, account: Account, tag_id: str, *, with_deleted: bool) -> Any:
+    def _find_tag(self, account: Account, tag_id: str, *, with_deleted: bool) -> Tag:
         tag = account.tags.get(tag_id)
         if tag is None or (tag.deleted and not with_deleted):
             message = f"web_event_tag_id ({tag_id}) was not found"  # inferred wording
             params = {"account_id": account.account_id, "web_event_tag_id": tag_id}
-            raise refuse(404, [rules.error("NOT_FOUND", message, "web_event_tag_id")], params)
+            error = rules.error("WEB_EVENT_TAG_NOT_FOUND", message, "web_event_tag_id")
+            raise refuse(404, [error], params)
         return tag
 
     def get_tag(self, call: Call, match: re.Match[str]) -> Response:
-        _, account = self._tag_context(call, match)
-        with_deleted = call.query.get("with_deleted") == "true"
+        user, account = self._tag_context(call, match)
+        params: dict[str, Any] = {
+            "web_event_tag_id": match.group(3),
+            "account_id": account.account_id,
+        }
+        with_deleted = self._flag(call, "with_deleted", params)
         with self.world.lock:
-            tag = self._find_tag(account, match.group(3), with_deleted=with_deleted)
-            data = tag.as_json()
-        params = {"account_id": account.account_id, "web_event_tag_id": tag.id}
-        return Response(200, envelope(data, params), auth="oauth")
+            data = self._find_tag(account, match.group(3), with_deleted=with_deleted).as_json()
+        return self._oauth_answer(user, envelope(data, params))
 
     def create_tag(self, call: Call, match: re.Match[str]) -> Response:
-        _, account = self._tag_context(call, match)
-        params: dict[str, Any] = {"account_id": account.account_id, **call.query}
+        user, account = self._tag_context(call, match)
+        params: dict[str, Any] = {"account_id": account.account_id}
         try:
             fields = parse_tag_params(call.query, create=True)
             check_windows(fields["click_window"], fields["view_through_window"])
         except ParamError as exc:
-            raise refuse(400, exc.errors, params) from None
+            raise refuse(400, exc.errors, {**params, **call.query}) from None
         data = self.world.add_tag(account.account_id, **fields)
-        return Response(200, envelope(data, params), auth="oauth")
+        # X echoes the parameters as it read them (typed), as in its example.
+        return self._oauth_answer(user, envelope(data, {**fields, **params}))
 
     def update_tag(self, call: Call, match: re.Match[str]) -> Response:
-        _, account = self._tag_context(call, match)
+        user, account = self._tag_context(call, match)
         params: dict[str, Any] = {
-            "account_id": account.account_id,
             "web_event_tag_id": match.group(3),
-            **call.query,
+            "account_id": account.account_id,
         }
         with self.world.lock:
             tag = self._find_tag(account, match.group(3), with_deleted=False)
             try:
                 fields = parse_tag_params(call.query, create=False)
+                # Only what is sent changes; the rules apply to the merged values.
                 check_windows(
                     fields.get("click_window", tag.click_window),
                     fields.get("view_through_window", tag.view_through_window),
                 )
             except ParamError as exc:
-                raise refuse(400, exc.errors, params) from None
+                raise refuse(400, exc.errors, {**params, **call.query}) from None
             for name, value in fields.items():
                 setattr(tag, name, value)
             data = tag.as_json()
-        return Response(200, envelope(data, params), auth="oauth")
+        return self._oauth_answer(user, envelope(data, {**fields, **params}))
 
     def delete_tag(self, call: Call, match: re.Match[str]) -> Response:
-        _, account = self._tag_context(call, match)
-        params = {"account_id": account.account_id, "web_event_tag_id": match.group(3)}
+        user, account = self._tag_context(call, match)
+        params = {"web_event_tag_id": match.group(3), "account_id": account.account_id}
         with self.world.lock:
             tag = self._find_tag(account, match.group(3), with_deleted=False)
             tag.deleted = True
             data = tag.as_json()
-        return Response(200, envelope(data, params), auth="oauth")
+        return self._oauth_answer(user, envelope(data, params))
 
     # -- emulator-only ---------------------------------------------------------------------
 
     def inspect_received(self, call: Call, match: re.Match[str]) -> Response:
-        since = int(call.query.get("since", "0") or 0)
+        raw = call.query.get("since", "0") or "0"
+        if not raw.isdigit():
+            raise refuse(400, [rules.invalid(f'Expected Integer, got "{raw}" for since', "since")])
         with self.world.lock:
-            records = self.world.received[since:]
+            records = self.world.received[int(raw) :]
             total = len(self.world.received)
         return Response(200, {"data": records, "total": total})
 
     def inspect_stats(self, call: Call, match: re.Match[str]) -> Response:
         with self.world.lock:
             statuses: dict[str, int] = {}
+            events = 0
             for entry in self.world.requests:
                 statuses[str(entry["status"])] = statuses.get(str(entry["status"]), 0) + 1
+                events += entry["events"]
+            keys = [
+                (
+                    r["account_id"],
+                    bare_event_id(r["event_id"], r["pixel_id"]),
+                    r["conversion"].get("conversion_id"),
+                )
+                for r in self.world.received
+            ]
             data = {
-                "received": len(self.world.received),
+                "received": len(keys),
+                # Accepted twice or more (same event and conversion_id): X would dedupe them.
+                "duplicates": len(keys) - len(set(keys)),
                 "requests": len(self.world.requests),
+                "events_sent": events,
                 "by_status": statuses,
             }
         return Response(200, {"data": data})

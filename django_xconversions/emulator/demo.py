@@ -1,13 +1,16 @@
 """A fixed demo world, and seeding an emulator from a JSON-like description of one.
 
-The description has the shape of DEMO_WORLD, plus optional keys "budget"
-({"events", "window_seconds"}), "faults" (FaultPlan.set_rates arguments), "record"
-("ids" keeps only conversion ids) and "reject_conversion_ids" (a list).
-``--config FILE`` takes the same in JSON.
+The description has the shape of DEMO_WORLD: "apps", "users", "accounts" (each with
+optional nested "pixels" and "tags"); top-level "pixels" and "tags" lists whose items name
+their "account_id" are accepted too. Optional keys: "budget" ({"events",
+"window_seconds"}), "faults" (FaultPlan.configure: set_rates arguments, "script",
+"slow_seconds", ...), "record" ("ids" keeps only conversion ids) and
+"reject_conversion_ids" (a list). ``--config FILE`` takes the same in JSON.
 """
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from django_xconversions.emulator.server import EmulatorServer
@@ -37,6 +40,11 @@ DEMO_WORLD: dict[str, Any] = {
 }
 
 
+def demo_world() -> dict[str, Any]:
+    """A copy of DEMO_WORLD, free to change (the Django side reuses these values)."""
+    return copy.deepcopy(DEMO_WORLD)
+
+
 def seed(emulator: EmulatorServer, world: dict[str, Any]) -> None:
     for app in world.get("apps", []):
         emulator.add_app(app["consumer_key"], app["consumer_secret"])
@@ -53,12 +61,17 @@ def seed(emulator: EmulatorServer, world: dict[str, Any]) -> None:
             emulator.add_pixel(account["account_id"], pixel["pixel_id"], pixel.get("pixel_token"))
         for tag in account.get("tags", []):
             emulator.add_tag(account["account_id"], **tag)
+    for pixel in world.get("pixels", []):
+        emulator.add_pixel(pixel["account_id"], pixel["pixel_id"], pixel.get("pixel_token"))
+    for tag in world.get("tags", []):
+        fields = {k: v for k, v in tag.items() if k != "account_id"}
+        emulator.add_tag(tag["account_id"], **fields)
     budget = world.get("budget")
     if budget:
         emulator.set_budget(int(budget["events"]), float(budget["window_seconds"]))
     faults = world.get("faults")
     if faults:
-        emulator.faults.set_rates(**faults)
+        emulator.faults.configure(faults)
     if world.get("record") == "ids":
         emulator.record_ids_only()
     if world.get("reject_conversion_ids"):

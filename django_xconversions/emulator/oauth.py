@@ -67,13 +67,14 @@ def verify(
         raise OAuthFailure("signature method must be HMAC-SHA1")
     if params.get("oauth_version", "1.0") != "1.0":
         raise OAuthFailure("oauth_version must be 1.0")
-    with world.lock:
-        consumer_secret = world.apps.get(consumer_key)
-        user = world.tokens.get(token) if token else None
+    consumer_secret = world.apps.get(consumer_key)
+    user = world.tokens.get(token) if token else None
     if consumer_secret is None:
         raise OAuthFailure("unknown consumer key")
     if token_required and user is None:
         raise OAuthFailure("unknown or missing access token")
+    if not params.get("oauth_nonce"):
+        raise OAuthFailure("missing nonce")
     try:
         timestamp = int(params.get("oauth_timestamp", ""))
     except ValueError as exc:
@@ -102,9 +103,8 @@ def verify(
     if not safe_string_equals(expected, params.get("oauth_signature", "")):
         raise OAuthFailure("bad signature")
 
+    # A nonce may be used once per consumer, token and timestamp (RFC 5849 3.3).
     nonce_key = (consumer_key, token, str(timestamp), params.get("oauth_nonce", ""))
-    with world.lock:
-        if nonce_key in world.seen_nonces:
-            raise OAuthFailure("nonce already used")
-        world.seen_nonces.add(nonce_key)
+    if not world.remember_nonce(nonce_key, timestamp, time.time()):
+        raise OAuthFailure("nonce already used")
     return Signed(consumer_key, user)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import struct
@@ -16,6 +17,14 @@ from django_xconversions.emulator.faults import FaultPlan
 from django_xconversions.emulator.world import World
 
 
+def dumps(body: Any) -> bytes:
+    """Compact JSON with < and > escaped, as X writes it (its docs show \\u003Cusername\\u003E)."""
+    text = json.dumps(body, separators=(",", ":"))
+    if "<" in text or ">" in text:
+        text = text.replace("<", "\\u003C").replace(">", "\\u003E")
+    return text.encode()
+
+
 class _HTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = False  # stop() must not wait for a handler sleeping in a slow fault
@@ -25,6 +34,26 @@ class _HTTPServer(ThreadingHTTPServer):
         super().__init__(address, _Handler)
         self.api = api
         self.stopping = stopping
+        # Open client connections, so stop() can cut idle keep-alive ones too.
+        self._open: set[socket.socket] = set()
+        self._open_lock = threading.Lock()
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self._open_lock:
+            self._open.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        with self._open_lock:
+            self._open.discard(request)
+        super().shutdown_request(request)
+
+    def close_connections(self) -> None:
+        with self._open_lock:
+            connections = list(self._open)
+        for connection in connections:
+            with contextlib.suppress(OSError):
+                connection.shutdown(socket.SHUT_RDWR)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         # Connection resets (ours, on purpose, or the client's) are not errors worth printing.
@@ -53,26 +82,32 @@ class _Handler(BaseHTTPRequestHandler):
     def do_DELETE(self) -> None:
         self._dispatch("DELETE")
 
+    def do_PATCH(self) -> None:
+        self._dispatch("PATCH")  # no route takes it: ROUTE_NOT_FOUND, like any unknown route
+
     def _dispatch(self, method: str) -> None:
         started = time.time()
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length else b""
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            length = 0
+        body = self.rfile.read(length) if length > 0 else b""
         split = urlsplit(self.path)
-        host = self.headers.get("Host") or f"127.0.0.1:{self.server.server_port}"
+        host = self.headers.get("Host") or "{}:{}".format(*self.server.server_address[:2])
         call = Call(
             method=method,
             path=split.path.rstrip("/") or "/",
             query=dict(parse_qsl(split.query, keep_blank_values=True)),
-            headers={k: v for k, v in self.headers.items()},
+            headers={name.title(): value for name, value in self.headers.items()},
             body=body,
+            # The URI the client signed: scheme and host as it addressed us.
             uri=f"http://{host}{self.path}",
         )
         response = self.server.api.handle(call)
-        if response.delay:
-            # A slow server: the request is still processed, only late.
-            self.server.stopping.wait(response.delay)
         # Logged before answering, so a client that has its answer sees it in the log.
         self._log(call, response, started)
+        if response.delay and self.server.stopping.wait(response.delay):
+            response.reset = True  # stopping: drop the connection rather than answer
         if response.reset:
             self._reset()
         else:
@@ -80,12 +115,13 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _reset(self) -> None:
         # SO_LINGER 0 turns close() into a TCP RST, what a dropped connection looks like.
-        self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         self.close_connection = True
-        self.connection.close()
+        with contextlib.suppress(OSError):
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self.connection.close()
 
     def _answer(self, response: Response) -> None:
-        payload = json.dumps(response.body).encode() if response.body is not None else b""
+        payload = dumps(response.body) if response.body is not None else b""
         try:
             self.send_response(response.status)
             self.send_header("Content-Type", "application/json;charset=utf-8")
@@ -98,22 +134,23 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
 
     def _log(self, call: Call, response: Response, started: float) -> None:
+        first = call.path.split("/")[1] if call.path.count("/") > 1 else ""
+        entry = {
+            "method": call.method,
+            "path": call.path,
+            "version": first if first.isdigit() else None,
+            "query": call.query,
+            "content_type": call.headers.get("Content-Type", ""),
+            "body_length": len(call.body),
+            "status": None if response.reset else response.status,
+            "events": response.events,
+            "auth": response.auth,
+            "time": started,
+            "duration": time.time() - started,
+        }
         world = self.server.api.world
         with world.lock:
-            world.requests.append(
-                {
-                    "method": call.method,
-                    "path": call.path,
-                    "query": call.query,
-                    "content_type": call.headers.get("Content-Type", ""),
-                    "body_length": len(call.body),
-                    "status": None if response.reset else response.status,
-                    "events": response.events,
-                    "auth": response.auth,
-                    "time": started,
-                    "duration": time.time() - started,
-                }
-            )
+            world.requests.append(entry)
 
 
 class EmulatorServer:
@@ -127,12 +164,12 @@ class EmulatorServer:
         self.requested_port = port
         self.world = World()
         self.faults = FaultPlan()
-        self.api = XAdsApi(self.world, self.faults)
         self._stopping = threading.Event()
+        self.api = XAdsApi(self.world, self.faults, self._stopping)
         self._httpd: _HTTPServer | None = None
         self._thread: threading.Thread | None = None
 
-    # Seeding delegates to the world (see world.py for the arguments).
+    # Seeding delegates to the world (see world.py).
     def add_app(self, consumer_key: str, consumer_secret: str) -> None:
         self.world.add_app(consumer_key, consumer_secret)
 
@@ -149,10 +186,35 @@ class EmulatorServer:
     def add_pixel(self, account_id: str, pixel_id: str, pixel_token: str | None = None) -> None:
         self.world.add_pixel(account_id, pixel_id, pixel_token)
 
-    def add_tag(self, account_id: str, **fields: Any) -> dict[str, Any]:
-        return self.world.add_tag(account_id, **fields)
+    def add_tag(
+        self,
+        account_id: str,
+        *,
+        name: str,
+        type: str = "PURCHASE",
+        click_window: int = 30,
+        view_through_window: int = 1,
+        retargeting_enabled: bool = False,
+        pixel_id: str | None = None,
+        id: str | None = None,
+        website_tag_id: str | None = None,
+    ) -> dict[str, Any]:
+        """Create a web event tag; returns it as X does. Its website_tag_id is the event id
+        conversions name. ``id`` and ``website_tag_id`` pin the ids (fixed demo worlds)."""
+        return self.world.add_tag(
+            account_id,
+            name=name,
+            type=type,
+            click_window=click_window,
+            view_through_window=view_through_window,
+            retargeting_enabled=retargeting_enabled,
+            pixel_id=pixel_id,
+            id=id,
+            website_tag_id=website_tag_id,
+        )
 
     def set_budget(self, events: int, window_seconds: float) -> None:
+        """Events per account per fixed window (X: 60,000 per 15 minutes)."""
         self.world.set_budget(events, window_seconds)
 
     def reject_event_ids(self, *conversion_ids: str) -> None:
@@ -190,28 +252,31 @@ class EmulatorServer:
         return f"http://{self.host}:{self.port}"
 
     def start(self) -> EmulatorServer:
+        if self._httpd is not None:
+            raise RuntimeError("the emulator is already running")
         self._stopping.clear()
         self._httpd = _HTTPServer((self.host, self.requested_port), self.api, self._stopping)
         self._thread = threading.Thread(
-            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+            target=self._httpd.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name=f"x-ads-emulator:{self.port}",
+            daemon=True,
         )
         self._thread.start()
         return self
 
-    def serve_forever(self) -> None:
-        """Serve on the calling thread (the command-line entry point)."""
-        self._httpd = _HTTPServer((self.host, self.requested_port), self.api, self._stopping)
-        self._httpd.serve_forever(poll_interval=0.2)
-
     def stop(self) -> None:
-        self._stopping.set()
-        if self._httpd is not None:
-            if self._thread is not None:
-                self._httpd.shutdown()
-            self._httpd.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+        """Stop serving; returns promptly even while handlers sleep in slow faults."""
+        self._stopping.set()  # wakes sleeping handlers; they drop their connections
+        httpd, thread = self._httpd, self._thread
         self._httpd = self._thread = None
+        if httpd is None:
+            return
+        httpd.shutdown()
+        httpd.server_close()
+        httpd.close_connections()  # idle keep-alive connections would hold their threads
+        if thread is not None:
+            thread.join(timeout=5)
 
     def __enter__(self) -> EmulatorServer:
         return self.start()

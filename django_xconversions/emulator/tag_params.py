@@ -6,10 +6,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from django_xconversions.emulator.rules import Error, error, invalid
-from django_xconversions.emulator.world import TAG_TYPES
+from django_xconversions.emulator.world import CLICK_WINDOWS, TAG_TYPES, VIEW_THROUGH_WINDOWS
 
-CLICK_WINDOWS = (1, 7, 14, 30)
-VIEW_THROUGH_WINDOWS = (0, 1, 7, 14, 30)
 REQUIRED_ON_CREATE = ("click_window", "name", "retargeting_enabled", "type", "view_through_window")
 
 
@@ -31,7 +29,7 @@ def _int_in(name: str, raw: str, allowed: tuple[int, ...]) -> int:
     return value
 
 
-def _boolean(name: str, raw: str) -> bool:
+def parse_boolean(name: str, raw: str) -> bool:
     if raw not in ("true", "false"):
         raise ParamError([invalid(f'Expected Boolean, got "{raw}" for {name}', name)])
     return raw == "true"
@@ -66,7 +64,7 @@ def parse_tag_params(query: Mapping[str, str], *, create: bool) -> dict[str, Any
             "view_through_window", query["view_through_window"], VIEW_THROUGH_WINDOWS
         )
     if "retargeting_enabled" in query:
-        fields["retargeting_enabled"] = _boolean(
+        fields["retargeting_enabled"] = parse_boolean(
             "retargeting_enabled", query["retargeting_enabled"]
         )
     return fields

@@ -26,11 +26,15 @@ TAG_TYPES = (
     "START_TRIAL",
     "SUBSCRIBE",
 )
+CLICK_WINDOWS = (1, 7, 14, 30)
+VIEW_THROUGH_WINDOWS = (0, 1, 7, 14, 30)
 SENDING_PERMISSIONS = frozenset({"AD_MANAGER", "ACCOUNT_ADMIN"})
 DEFAULT_BUDGET_EVENTS = 60_000
 DEFAULT_BUDGET_WINDOW = 900.0
 # User-level limit on requests (X's reference: 100,000 requests per 15 minutes).
 USER_REQUEST_LIMIT = 100_000
+# Nonces older than this are forgotten (twice the 300 s timestamp tolerance).
+NONCE_HORIZON = 600
 
 
 def new_base36_id(length: int = 5) -> str:
@@ -61,6 +65,8 @@ class Tag:
     click_window: int
     view_through_window: int
     retargeting_enabled: bool
+    # The event source (pixel) the event was created in; None: any pixel of the account.
+    pixel_id: str | None = None
     status: str = "UNVERIFIED"
     last_tracked_at: str | None = None
     deleted: bool = False
@@ -129,7 +135,11 @@ class Window:
 
 
 class World:
-    """Everything the emulated X knows. All access goes through ``lock``."""
+    """Everything the emulated X knows.
+
+    Writes go through ``lock``; hot-path reads of single dict entries (tags, pixels, tokens)
+    do not need it.
+    """
 
     def __init__(self) -> None:
         self.lock = threading.RLock()
@@ -142,7 +152,9 @@ class World:
         self.budget_window = DEFAULT_BUDGET_WINDOW
         self.event_windows: dict[str, Window] = {}
         self.request_windows: dict[str, Window] = {}
-        self.seen_nonces: set[tuple[str, str, str, str]] = set()
+        # (consumer key, token, timestamp, nonce) -> timestamp; pruned once too old to replay.
+        self.seen_nonces: dict[tuple[str, str, str, str], int] = {}
+        self.nonces_pruned_at = time.time()
         self.rejected_conversion_ids: set[str] = set()
         self.used_ids: set[str] = set()  # tag, event and pixel ids handed out
         self.tags_by_event_id: dict[str, Tag] = {}
@@ -186,11 +198,26 @@ class World:
         click_window: int = 30,
         view_through_window: int = 1,
         retargeting_enabled: bool = False,
+        pixel_id: str | None = None,
         id: str | None = None,
         website_tag_id: str | None = None,
     ) -> dict[str, Any]:
+        """Create a tag as X would; ``id`` and ``website_tag_id`` pin ids (fixed demo worlds)."""
+        # Seeding mistakes fail loudly here rather than as puzzling API answers later.
+        if type not in TAG_TYPES:
+            raise ValueError(f"unknown tag type {type!r}; X's types are {TAG_TYPES}")
+        if click_window not in CLICK_WINDOWS or view_through_window not in VIEW_THROUGH_WINDOWS:
+            raise ValueError("click_window or view_through_window is not one of X's values")
+        if view_through_window > click_window:
+            raise ValueError("view_through_window must be less than or equal to click_window")
         with self.lock:
             account = self.accounts[account_id]
+            pixel = self.pixels.get(pixel_id) if pixel_id is not None else None
+            if pixel_id is not None and (pixel is None or pixel.account_id != account_id):
+                raise KeyError(f"pixel {pixel_id} is not a pixel of account {account_id}")
+            for fixed in (id, website_tag_id):
+                if fixed is not None and fixed in self.used_ids:
+                    raise ValueError(f"id {fixed} is already taken")
             tag = Tag(
                 id=id or self._unused_id(),
                 website_tag_id=website_tag_id or self._unused_id(),
@@ -200,6 +227,7 @@ class World:
                 click_window=click_window,
                 view_through_window=view_through_window,
                 retargeting_enabled=retargeting_enabled,
+                pixel_id=pixel_id,
             )
             account.tags[tag.id] = tag
             self.tags_by_event_id[tag.website_tag_id] = tag
@@ -221,15 +249,24 @@ class World:
 
     # -- lookups ---------------------------------------------------------------------------
 
-    def tag_by_event_id(self, account_id: str, event_id: str) -> Tag | None:
-        tag = self.tags_by_event_id.get(event_id)
-        if tag is None or tag.deleted or tag.account_id != account_id:
-            return None
-        return tag
-
-    def any_tag_with_event_id(self, event_id: str) -> Tag | None:
+    # Plain dict reads: atomic under the GIL, so validation runs without the lock.
+    def live_tag(self, event_id: str) -> Tag | None:
+        """The non-deleted tag whose event id (website_tag_id) is ``event_id``, if any."""
         tag = self.tags_by_event_id.get(event_id)
         return None if tag is None or tag.deleted else tag
+
+    def remember_nonce(self, key: tuple[str, str, str, str], timestamp: int, now: float) -> bool:
+        """False if ``key`` was seen before (a replay). Old nonces are forgotten: their
+        timestamps are outside the tolerance, so a replay of them fails anyway."""
+        with self.lock:
+            if key in self.seen_nonces:
+                return False
+            if now - self.nonces_pruned_at > 60:
+                horizon = now - NONCE_HORIZON
+                self.seen_nonces = {k: t for k, t in self.seen_nonces.items() if t >= horizon}
+                self.nonces_pruned_at = now
+            self.seen_nonces[key] = timestamp
+            return True
 
     # -- rate limits -----------------------------------------------------------------------
 
@@ -250,27 +287,30 @@ class World:
     def record_conversions(
         self, pixel: Pixel, conversions: list[dict[str, Any]], debug_id: str, now: float
     ) -> None:
+        """Keep an accepted batch; the caller holds ``lock``."""
+        event_ids = {str(c["event_id"]) for c in conversions}
         stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now))
-        for conversion in conversions:
-            event_id = str(conversion["event_id"])
-            tag = self.tag_by_event_id(pixel.account_id, _bare_event_id(event_id, pixel.pixel_id))
+        for event_id in event_ids:
+            tag = self.live_tag(bare_event_id(event_id, pixel.pixel_id))
             if tag is not None:
+                # Emulator choice: X flips a tag to TRACKING 12 to 24 hours after its first
+                # event; here it happens at once, so the change is observable in tests.
                 tag.status, tag.last_tracked_at = "TRACKING", stamp
-            kept = (
-                conversion
-                if self.record_mode == "full"
-                else {"conversion_id": conversion.get("conversion_id")}
-            )
-            self.received.append(
-                {
-                    "pixel_id": pixel.pixel_id,
-                    "account_id": pixel.account_id,
-                    "event_id": event_id,
-                    "conversion": kept,
-                    "debug_id": debug_id,
-                    "received_at": now,
-                }
-            )
+        full = self.record_mode == "full"
+        pixel_id, account_id = pixel.pixel_id, pixel.account_id
+        self.received.extend(
+            {
+                "pixel_id": pixel_id,
+                "account_id": account_id,
+                "event_id": conversion["event_id"],
+                "conversion": (
+                    conversion if full else {"conversion_id": conversion.get("conversion_id")}
+                ),
+                "debug_id": debug_id,
+                "received_at": now,
+            }
+            for conversion in conversions
+        )
 
     def reset_records(self) -> None:
         with self.lock:
@@ -278,10 +318,7 @@ class World:
             self.requests.clear()
 
 
-def _bare_event_id(event_id: str, pixel_id: str) -> str:
-    """``tw-<pixel>-<event>`` and ``<event>`` name the same event."""
+def bare_event_id(event_id: str, pixel_id: str) -> str:
+    """``tw-<pixel>-<event>`` and ``<event>`` name the same event (for this pixel only)."""
     prefix = f"tw-{pixel_id}-"
     return event_id[len(prefix) :] if event_id.startswith(prefix) else event_id
-
-
-bare_event_id = _bare_event_id

@@ -1,0 +1,111 @@
+"""Local validation (payload.py) and the emulator agree on every documented rule.
+
+The emulator's own fidelity is covered in test_emulator.py; this file checks that the
+client refuses locally exactly what X (the emulator) refuses, with the same message.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import requests
+from requests_oauthlib import OAuth1
+
+from django_xconversions import payload
+from django_xconversions.emulator import EmulatorServer
+
+from .conftest import (
+    ACCESS_TOKEN,
+    ACCESS_TOKEN_SECRET,
+    ACCOUNT_ID,
+    CONSUMER_KEY,
+    CONSUMER_SECRET,
+    PIXEL_ID,
+)
+
+AUTH = OAuth1(CONSUMER_KEY, CONSUMER_SECRET, ACCESS_TOKEN, ACCESS_TOKEN_SECRET)
+
+
+def post(emu: EmulatorServer, conversions: Any) -> requests.Response:
+    url = f"{emu.url}/12/measurement/conversions/{PIXEL_ID}"
+    return requests.post(url, json={"conversions": conversions}, auth=AUTH, timeout=5)
+
+
+@pytest.fixture
+def event_id(emulator: EmulatorServer) -> str:
+    return str(emulator.add_tag(ACCOUNT_ID, name="Purchase")["website_tag_id"])
+
+
+def good(event_id: str) -> dict[str, Any]:
+    return {
+        "conversion_time": "2022-02-18T01:14:00.603Z",
+        "event_id": event_id,
+        "identifiers": [{"twclid": "23opevjt88psuo13lu8d020qkn"}],
+        "conversion_id": "c1",
+    }
+
+
+def test_a_valid_event_passes_both(emulator: EmulatorServer, event_id: str) -> None:
+    assert payload.validate(good(event_id)) == []
+    assert post(emulator, [good(event_id)]).status_code == 200
+
+
+# Each documented 400 case, checked against the emulator AND the client's local validation.
+DOCUMENTED = [
+    ({"identifiers": [{"twclid": ""}]}, "At least one user identifier must be provided", ""),
+    (
+        {"identifiers": [{"ip_address": "8.25.197.25"}]},
+        "At least one user identifier must be provided",
+        "",
+    ),
+    (
+        {"identifiers": [{"hashed_email": "abc"}]},
+        "hashed_email (abc) is not a valid SHA-256 hash",
+        "hashed_email",
+    ),
+    (
+        {"conversion_time": "2022-06-16T01:14:00.603"},
+        'Expected Time in yyyy-MM-ddTHH:mm:ss.SSSZ, got "2022-06-16T01:14:00.603" '
+        "for conversion_time",
+        "conversion_time",
+    ),
+    ({"event_id": ""}, "Event ID was not found", "event_id"),
+    (
+        {"number_items": 0},
+        "number_items must be a positive number greater than zero",
+        "number_items",
+    ),
+    (
+        {"price_currency": "XYZ"},
+        "price_currency (XYZ) is not a valid ISO-4217 currency code",
+        "price_currency",
+    ),
+    (
+        {"contents": [{"content_price": "100"}]},
+        "content_price (100) is not a valid number",
+        "content_price",
+    ),
+]
+
+
+@pytest.mark.parametrize(("overrides", "message", "parameter"), DOCUMENTED)
+def test_emulator_and_local_validation_give_the_same_x_message(
+    emulator: EmulatorServer, event_id: str, overrides: dict[str, Any], message: str, parameter: str
+) -> None:
+    event = {**good(event_id), **overrides}
+    response = post(emulator, [event])
+    assert response.status_code == 400
+    assert response.json()["errors"] == [
+        {"code": "INVALID_PARAMETER", "message": message, "parameter": parameter}
+    ]
+    assert [(v.message, v.parameter) for v in payload.validate(event)] == [(message, parameter)]
+    assert emulator.received == []
+
+
+def test_count_limit_message_both_sides(emulator: EmulatorServer, event_id: str) -> None:
+    events = [{**good(event_id), "conversion_id": str(n)} for n in range(501)]
+    response = post(emulator, events)
+    assert response.status_code == 400
+    assert response.json()["errors"][0]["message"] == "Conversion count limit is 500"
+    assert [v.message for v in payload.validate_batch(events)] == ["Conversion count limit is 500"]
