@@ -21,6 +21,7 @@ from requests_oauthlib import OAuth1
 
 from django_xconversions.emulator import EmulatorServer, FaultPlan, demo_world
 from django_xconversions.emulator.__main__ import build, parse_args
+from tests.x_messages import DOCUMENTED_400
 
 CONSUMER_KEY, CONSUMER_SECRET = "ck-test", "cs-test"
 USER_ID, TOKEN, TOKEN_SECRET = "756201191646691328", "756201191646691328-tok", "tok-secret"
@@ -203,50 +204,6 @@ def test_authenticated_user_access(emu: EmulatorServer) -> None:
 
 
 # -- conversions: X's documented messages -----------------------------------------------------
-
-DOCUMENTED_400 = [
-    ({"identifiers": [{"twclid": ""}]}, "At least one user identifier must be provided", ""),
-    ({"identifiers": []}, "At least one user identifier must be provided", ""),
-    (
-        {"identifiers": [{"ip_address": "8.25.197.25"}]},
-        "At least one user identifier must be provided",
-        "",
-    ),
-    (
-        {"identifiers": [{"user_agent": "Mozilla/5.0"}]},
-        "At least one user identifier must be provided",
-        "",
-    ),
-    (
-        {"identifiers": [{"hashed_email": "abc"}]},
-        "hashed_email (abc) is not a valid SHA-256 hash",
-        "hashed_email",
-    ),
-    (
-        {"identifiers": [{"hashed_phone_number": "+11234567890"}]},
-        "hashed_phone_number (+11234567890) is not a valid SHA-256 hash",
-        "hashed_phone_number",
-    ),
-    (
-        {"conversion_time": "2022-06-16T01:14:00.603"},
-        'Expected Time in yyyy-MM-ddTHH:mm:ss.SSSZ, got "2022-06-16T01:14:00.603" '
-        "for conversion_time",
-        "conversion_time",
-    ),
-    (
-        {"conversion_time": "2022-06-16T01:14:00Z"},
-        'Expected Time in yyyy-MM-ddTHH:mm:ss.SSSZ, got "2022-06-16T01:14:00Z" for conversion_time',
-        "conversion_time",
-    ),
-    (
-        {"conversion_time": "2022-06-16T01:14:00.603+00:00"},
-        'Expected Time in yyyy-MM-ddTHH:mm:ss.SSSZ, got "2022-06-16T01:14:00.603+00:00" '
-        "for conversion_time",
-        "conversion_time",
-    ),
-    ({"event_id": ""}, "Event ID was not found", "event_id"),
-    ({"event_id": None}, "Event ID was not found", "event_id"),
-]
 
 
 @pytest.mark.parametrize(("overrides", "message", "parameter"), DOCUMENTED_400)

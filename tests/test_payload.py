@@ -9,6 +9,7 @@ import pytest
 
 from django_xconversions import payload
 from django_xconversions.payload import Violation
+from tests.x_messages import DOCUMENTED_400, INFERRED_400
 
 HASH = "e586883b2b4faf78d48300a79e0e15138d664cdf796ffb86e533170a9893eda8"
 
@@ -59,56 +60,11 @@ def test_isoformat_would_be_rejected_but_ours_is_accepted() -> None:
 # -- documented messages -------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    ("overrides", "message", "parameter"),
-    [
-        ({"identifiers": [{"twclid": ""}]}, "At least one user identifier must be provided", ""),
-        ({"identifiers": []}, "At least one user identifier must be provided", ""),
-        (
-            {"identifiers": [{"ip_address": "8.25.197.25"}]},
-            "At least one user identifier must be provided",
-            "",
-        ),
-        (
-            {"identifiers": [{"user_agent": "Mozilla/5.0"}]},
-            "At least one user identifier must be provided",
-            "",
-        ),
-        (
-            {"identifiers": [{"hashed_email": "abc"}]},
-            "hashed_email (abc) is not a valid SHA-256 hash",
-            "hashed_email",
-        ),
-        (
-            {"identifiers": [{"hashed_phone_number": "+1123"}]},
-            "hashed_phone_number (+1123) is not a valid SHA-256 hash",
-            "hashed_phone_number",
-        ),
-        ({"event_id": ""}, "Event ID was not found", "event_id"),
-        (
-            {"conversion_time": "2022-06-16T01:14:00.603"},
-            'Expected Time in yyyy-MM-ddTHH:mm:ss.SSSZ, got "2022-06-16T01:14:00.603" '
-            "for conversion_time",
-            "conversion_time",
-        ),
-        ({"number_items": 0}, payload.MSG_NUMBER_ITEMS, "number_items"),
-        (
-            {"price_currency": "XYZ"},
-            "price_currency (XYZ) is not a valid ISO-4217 currency code",
-            "price_currency",
-        ),
-        ({"value": "twenty"}, "value (twenty) is not a valid number", "value"),
-        (
-            {"contents": [{"content_id": "1", "content_price": "100"}]},
-            "content_price (100) is not a valid number",
-            "content_price",
-        ),
-    ],
-)
+@pytest.mark.parametrize(("overrides", "message", "parameter"), DOCUMENTED_400 + INFERRED_400)
 def test_each_rule_reports_x_message(
     overrides: dict[str, object], message: str, parameter: str
 ) -> None:
-    found = payload.validate(event(**overrides))
+    found = payload.validate({**event(), **overrides})
     assert [(v.message, v.parameter) for v in found] == [(message, parameter)]
 
 

@@ -1,8 +1,5 @@
-"""Local validation (payload.py) and the emulator agree on every documented rule.
-
-The emulator's own fidelity is covered in test_emulator.py; this file checks that the
-client refuses locally exactly what X (the emulator) refuses, with the same message.
-"""
+"""Local validation (payload.py) and the emulator agree on every rule, event by event:
+the client refuses locally exactly what X (the emulator) refuses, with the same message."""
 
 from __future__ import annotations
 
@@ -14,6 +11,7 @@ from requests_oauthlib import OAuth1
 
 from django_xconversions import payload
 from django_xconversions.emulator import EmulatorServer
+from tests.x_messages import DOCUMENTED_400, INFERRED_400
 
 from .conftest import (
     ACCESS_TOKEN,
@@ -51,45 +49,7 @@ def test_a_valid_event_passes_both(emulator: EmulatorServer, event_id: str) -> N
     assert post(emulator, [good(event_id)]).status_code == 200
 
 
-# Each documented 400 case, checked against the emulator AND the client's local validation.
-DOCUMENTED = [
-    ({"identifiers": [{"twclid": ""}]}, "At least one user identifier must be provided", ""),
-    (
-        {"identifiers": [{"ip_address": "8.25.197.25"}]},
-        "At least one user identifier must be provided",
-        "",
-    ),
-    (
-        {"identifiers": [{"hashed_email": "abc"}]},
-        "hashed_email (abc) is not a valid SHA-256 hash",
-        "hashed_email",
-    ),
-    (
-        {"conversion_time": "2022-06-16T01:14:00.603"},
-        'Expected Time in yyyy-MM-ddTHH:mm:ss.SSSZ, got "2022-06-16T01:14:00.603" '
-        "for conversion_time",
-        "conversion_time",
-    ),
-    ({"event_id": ""}, "Event ID was not found", "event_id"),
-    (
-        {"number_items": 0},
-        "number_items must be a positive number greater than zero",
-        "number_items",
-    ),
-    (
-        {"price_currency": "XYZ"},
-        "price_currency (XYZ) is not a valid ISO-4217 currency code",
-        "price_currency",
-    ),
-    (
-        {"contents": [{"content_price": "100"}]},
-        "content_price (100) is not a valid number",
-        "content_price",
-    ),
-]
-
-
-@pytest.mark.parametrize(("overrides", "message", "parameter"), DOCUMENTED)
+@pytest.mark.parametrize(("overrides", "message", "parameter"), DOCUMENTED_400 + INFERRED_400)
 def test_emulator_and_local_validation_give_the_same_x_message(
     emulator: EmulatorServer, event_id: str, overrides: dict[str, Any], message: str, parameter: str
 ) -> None:

@@ -186,32 +186,10 @@ class EmulatorServer:
     def add_pixel(self, account_id: str, pixel_id: str, pixel_token: str | None = None) -> None:
         self.world.add_pixel(account_id, pixel_id, pixel_token)
 
-    def add_tag(
-        self,
-        account_id: str,
-        *,
-        name: str,
-        type: str = "PURCHASE",
-        click_window: int = 30,
-        view_through_window: int = 1,
-        retargeting_enabled: bool = False,
-        pixel_id: str | None = None,
-        id: str | None = None,
-        website_tag_id: str | None = None,
-    ) -> dict[str, Any]:
-        """Create a web event tag; returns it as X does. Its website_tag_id is the event id
-        conversions name. ``id`` and ``website_tag_id`` pin the ids (fixed demo worlds)."""
-        return self.world.add_tag(
-            account_id,
-            name=name,
-            type=type,
-            click_window=click_window,
-            view_through_window=view_through_window,
-            retargeting_enabled=retargeting_enabled,
-            pixel_id=pixel_id,
-            id=id,
-            website_tag_id=website_tag_id,
-        )
+    def add_tag(self, account_id: str, **fields: Any) -> dict[str, Any]:
+        """Create a web event tag (fields as ``World.add_tag``); returns it as X does. Its
+        website_tag_id is the event id conversions name."""
+        return self.world.add_tag(account_id, **fields)
 
     def set_budget(self, events: int, window_seconds: float) -> None:
         """Events per account per fixed window (X: 60,000 per 15 minutes)."""
