@@ -27,13 +27,14 @@ from django.db import transaction
 from django.utils import timezone
 
 from django_xconversions import budget, errors
+from django_xconversions.claimed import ClaimedRow, build_event
 from django_xconversions.conf import xsettings
 from django_xconversions.models import AdAccount, Conversion, DeliveryAttempt, Pixel
-from django_xconversions.payload import conversion_to_event, validate
+from django_xconversions.payload import validate
 
 if TYPE_CHECKING:
     from django_xconversions.client import ConversionsResult, XAdsClient
-    from django_xconversions.delivery import Claim, ClaimedRow, SendSummary
+    from django_xconversions.delivery import Claim, SendSummary
 
 EVENT_ID_IN_MESSAGE = re.compile(r"event_id \(([^)]*)\)")
 ERROR_BODY_LIMIT = 4000
@@ -107,8 +108,8 @@ class BatchSender:
         """Build and validate the events; locally invalid ones fail at once."""
         self._items = []
         for row in self.rows:
-            event = conversion_to_event(row, row.website_tag_id)
-            problems = validate(event)
+            event, surely_valid = build_event(row)
+            problems = [] if surely_valid else validate(event)
             if problems:
                 self._fail([row.pk], "invalid", "; ".join(p.message for p in problems))
             else:

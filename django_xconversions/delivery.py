@@ -21,62 +21,31 @@ from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from decimal import Decimal
-from typing import Any, NamedTuple
+from typing import Any
 
-from django.db import transaction
-from django.db.models import Q, QuerySet
+from django.db import connection, transaction
+from django.db.models import (
+    BooleanField,
+    Exists,
+    F,
+    Func,
+    IntegerField,
+    OuterRef,
+    Q,
+    QuerySet,
+    Subquery,
+)
 from django.utils import timezone
 
 from django_xconversions import budget
+from django_xconversions import claimed as claimed_rows
 from django_xconversions.batch import BatchSender, Transmission
+from django_xconversions.claimed import ClaimedRow
 from django_xconversions.client import XAdsClient
 from django_xconversions.conf import xsettings
 from django_xconversions.connections import client_for
 from django_xconversions.models import AdAccount, Conversion, Pixel
 from django_xconversions.payload import MAX_EVENTS_PER_REQUEST, conversion_to_event, validate
-from django_xconversions.sqltime import conversion_time_column
-
-# Columns the sender reads, fetched as plain tuples: building model instances for every
-# row would cost more than the HTTP request for the batch.
-SEND_FIELDS = (
-    "pk",
-    "attempts",
-    "event_tag__website_tag_id",
-    "x_time",
-    "conversion_id",
-    "twclid",
-    "hashed_email",
-    "hashed_phone",
-    "ip_address",
-    "user_agent",
-    "value",
-    "currency",
-    "number_items",
-    "description",
-    "contents",
-)
-
-
-class ClaimedRow(NamedTuple):
-    """A claimed conversion, with what ``payload.conversion_to_event`` reads."""
-
-    pk: int
-    attempts: int
-    website_tag_id: str
-    # X's text when the database formatted it (sqltime.py), else a datetime.
-    conversion_time: dt.datetime | str
-    conversion_id: str
-    twclid: str
-    hashed_email: str
-    hashed_phone: str
-    ip_address: str | None
-    user_agent: str
-    value: Decimal | None
-    currency: str
-    number_items: int | None
-    description: str
-    contents: list[dict[str, Any]]
 
 
 @dataclass(frozen=True)
@@ -171,7 +140,8 @@ def _sendable_pixels(
 ) -> QuerySet[Pixel]:
     due = Conversion.objects.due(now).filter(_scope(account, pixel))
     return (
-        Pixel.objects.filter(pk__in=due.values("pixel_id").distinct())
+        # EXISTS per pixel reads the due-pending index, not every pending row.
+        Pixel.objects.filter(Exists(due.filter(pixel=OuterRef("pk"))))
         .filter(account__status=AdAccount.Status.ACTIVE)
         .filter(
             Q(account__rate_limited_until__isnull=True) | Q(account__rate_limited_until__lte=now)
@@ -181,32 +151,50 @@ def _sendable_pixels(
     )
 
 
+def _one_of(chosen: QuerySet[Any]) -> Q:
+    """``pk IN (chosen)``, with the subquery run once.
+
+    PostgreSQL may run an ``IN (SELECT ... LIMIT n FOR UPDATE SKIP LOCKED)`` subquery once
+    per outer row and so claim more than n rows; ``= ANY(ARRAY(...))`` is evaluated once.
+    """
+    if connection.vendor != "postgresql":
+        return Q(pk__in=Subquery(chosen))
+    ids = Func(Subquery(chosen), template="(ARRAY%(expressions)s)", output_field=IntegerField())
+    return Q(
+        Func(
+            F("pk"),
+            ids,
+            template="%(expressions)s",
+            arg_joiner=" = ANY ",
+            output_field=BooleanField(),
+        )
+    )
+
+
 def claim(pixel: Pixel, count: int, now: dt.datetime | None = None) -> Claim:
-    """Mark up to ``count`` due rows of ``pixel`` as ``sending`` under a fresh claim token."""
+    """Mark up to ``count`` due rows of ``pixel`` as ``sending`` under a fresh claim token.
+
+    One UPDATE whose subquery picks the rows with ``FOR UPDATE SKIP LOCKED``, so workers
+    never wait on each other's rows; the rows are then read back by their claim token.
+    """
     now = now or timezone.now()
     token = uuid.uuid4()
     due = Conversion.objects.due(now).filter(pixel=pixel).order_by("next_attempt_at", "pk")
+    # FOR UPDATE OF the conversion rows only (no join is locked).
+    chosen = due.select_for_update(skip_locked=True, of=("self",)).values("pk")[:count]
     with transaction.atomic():
-        # FOR UPDATE OF the conversion rows only; the joined event tag stays unlocked.
-        locked = due.select_for_update(skip_locked=True, of=("self",))
-        fetched = locked.annotate(x_time=conversion_time_column()).values_list(*SEND_FIELDS)
-        rows = [ClaimedRow._make(row) for row in fetched[:count]]
-        if not rows:
-            return Claim(token, [])
-        ids = [row.pk for row in rows]
-        # The status guard keeps the claim exclusive even where FOR UPDATE is a no-op.
-        claimed = Conversion.objects.filter(pk__in=ids, status=Conversion.Status.PENDING).update(
+        # Exclusive without a status guard out here: PostgreSQL rechecks the subquery's
+        # conditions on each row it locks, and SQLite runs the statement under its single
+        # write lock. (A guard would also lead SQLite to scan every pending row.)
+        claimed = Conversion.objects.filter(_one_of(chosen)).update(
             status=Conversion.Status.SENDING,
             claim_token=token,
             lease_expires_at=now + dt.timedelta(seconds=float(xsettings.LEASE_SECONDS)),
         )
-    if claimed != len(rows):
-        # Another worker took some of them first (possible only without row locks).
-        mine = set(
-            Conversion.objects.filter(pk__in=ids, claim_token=token).values_list("pk", flat=True)
-        )
-        rows = [row for row in rows if row.pk in mine]
-    return Claim(token, rows)
+    if not claimed:
+        return Claim(token, [])
+    mine = Conversion.objects.filter(claim_token=token).order_by("next_attempt_at", "pk")
+    return Claim(token, claimed_rows.fetch(mine))
 
 
 def dry_run(

@@ -225,7 +225,11 @@ class Conversion(models.Model):
         FAILED = "failed", _("Failed")
         SKIPPED = "skipped", _("Skipped")
 
-    event_tag = models.ForeignKey(EventTag, on_delete=models.PROTECT, related_name="conversions")
+    # No index of its own: the unique (event_tag, conversion_id) constraint leads with it,
+    # and every index costs an entry on each status change.
+    event_tag = models.ForeignKey(
+        EventTag, on_delete=models.PROTECT, related_name="conversions", db_index=False
+    )
     # Denormalised from the tag so "due conversions of one pixel" is one index scan.
     pixel = models.ForeignKey(Pixel, on_delete=models.PROTECT, related_name="conversions")
     conversion_time = models.DateTimeField()
@@ -255,7 +259,12 @@ class Conversion(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
 
     source_type = models.ForeignKey(
-        ContentType, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+        ContentType,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        db_index=False,  # xconv_source leads with it
     )
     source_id = models.CharField(max_length=64, blank=True)
     source = GenericForeignKey("source_type", "source_id")

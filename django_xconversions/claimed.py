@@ -1,0 +1,163 @@
+"""Claimed conversions on the sending hot path: read as plain tuples, turned into events.
+
+A batch of 500 is read, built and checked in a few milliseconds only if no model
+instance, no field converter and no generic validation runs per row. Rows are read with
+the database's own text for the time (sqltime.py) and the raw value and contents; an
+event is checked here against the rules in a form that is cheap for typed rows, and only
+an event this check doubts goes through ``payload.validate`` for X's exact messages.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+from decimal import Decimal
+from typing import Any, NamedTuple
+
+from django.db.models import ExpressionWrapper, F, FloatField, QuerySet, TextField
+
+from django_xconversions.currencies import ISO_4217_CODES
+from django_xconversions.identifiers import SHA256_HEX
+from django_xconversions.payload import (
+    IPV4_PATTERN,
+    TIME_PATTERN,
+    build_contents,
+    conversion_to_event,
+    decimal_text,
+)
+from django_xconversions.sqltime import conversion_time_column
+
+# Stored values have at most this many decimals (Conversion.value).
+VALUE_PLACES = 4
+
+
+class ClaimedRow(NamedTuple):
+    """A claimed conversion, with what ``payload.conversion_to_event`` reads."""
+
+    pk: int
+    attempts: int
+    website_tag_id: str
+    # X's text when the database formatted it (sqltime.py), else a datetime.
+    conversion_time: dt.datetime | str
+    conversion_id: str
+    twclid: str
+    hashed_email: str
+    hashed_phone: str
+    ip_address: str | None
+    user_agent: str
+    value: Decimal | None
+    currency: str
+    number_items: int | None
+    description: str
+    contents: list[dict[str, Any]]
+
+
+def fetch(rows: QuerySet[Any]) -> list[ClaimedRow]:
+    """Read ``rows`` (a Conversion queryset) as ClaimedRow tuples."""
+    fetched = rows.annotate(
+        x_time=conversion_time_column(),
+        # No field converters: the value arrives as the driver gives it (a float on
+        # SQLite, a Decimal on PostgreSQL), the contents as JSON text.
+        x_value=ExpressionWrapper(F("value"), output_field=FloatField()),
+        x_contents=ExpressionWrapper(F("contents"), output_field=TextField()),
+    ).values_list(
+        "pk",
+        "attempts",
+        "event_tag__website_tag_id",
+        "x_time",
+        "conversion_id",
+        "twclid",
+        "hashed_email",
+        "hashed_phone",
+        "ip_address",
+        "user_agent",
+        "x_value",
+        "currency",
+        "number_items",
+        "description",
+        "x_contents",
+    )
+    return [
+        ClaimedRow(*row[:10], _decimal(row[10]), *row[11:14], _contents(row[14])) for row in fetched
+    ]
+
+
+def _decimal(raw: Any) -> Decimal | None:
+    if raw is None or isinstance(raw, Decimal):
+        return raw
+    # SQLite keeps decimals as REAL: round to the field's places, as Django's converter does.
+    return Decimal(f"{raw:.{VALUE_PLACES}f}")
+
+
+def _contents(raw: Any) -> list[dict[str, Any]]:
+    if raw is None or raw in ("[]", "null", ""):
+        return []
+    if isinstance(raw, str):
+        loaded = json.loads(raw)
+        return loaded if isinstance(loaded, list) else loaded and [loaded]
+    return list(raw)
+
+
+def build_event(row: ClaimedRow) -> tuple[dict[str, Any], bool]:
+    """The API dict for ``row`` and whether it surely passes ``payload.validate``.
+
+    False means "not sure": the caller runs the full validation for X's messages. The
+    checks here are never looser than validate's (a test holds them to that).
+    """
+    if not isinstance(row.conversion_time, str):
+        return conversion_to_event(row, row.website_tag_id), False
+    ok = TIME_PATTERN.match(row.conversion_time) is not None and bool(row.website_tag_id)
+    identifiers: list[dict[str, str]] = []
+    strong = False
+    if row.twclid:
+        identifiers.append({"twclid": row.twclid})
+        strong = row.twclid.strip() != ""
+    if row.hashed_email:
+        identifiers.append({"hashed_email": row.hashed_email})
+        ok = ok and SHA256_HEX.match(row.hashed_email) is not None
+        strong = True
+    if row.hashed_phone:
+        identifiers.append({"hashed_phone_number": row.hashed_phone})
+        ok = ok and SHA256_HEX.match(row.hashed_phone) is not None
+        strong = True
+    if row.ip_address and row.user_agent:
+        identifiers.append({"ip_address": row.ip_address, "user_agent": row.user_agent})
+    elif row.ip_address:
+        identifiers.append({"ip_address": row.ip_address})
+    elif row.user_agent:
+        identifiers.append({"user_agent": row.user_agent})
+    if row.ip_address:
+        ok = ok and IPV4_PATTERN.fullmatch(row.ip_address) is not None
+    event: dict[str, Any] = {
+        "conversion_time": row.conversion_time,
+        "event_id": row.website_tag_id,
+        "identifiers": identifiers,
+        "conversion_id": row.conversion_id,
+    }
+    ok = ok and strong
+    if row.value is not None:
+        event["value"] = decimal_text(row.value)
+        ok = ok and row.value.is_finite()
+    if row.currency:
+        event["price_currency"] = row.currency
+        ok = ok and row.currency in ISO_4217_CODES
+    if row.number_items is not None:
+        event["number_items"] = row.number_items
+        ok = ok and row.number_items > 0
+    if row.description:
+        event["description"] = row.description
+    if row.contents:
+        event["contents"] = contents = build_contents(row.contents)
+        ok = ok and all(_plain_content(item) for item in contents)
+    return event, ok
+
+
+def _plain_content(item: Any) -> bool:
+    if not isinstance(item, dict):
+        return False
+    price = item.get("content_price")
+    if price is not None and not (type(price) in (int, float) and math.isfinite(price)):
+        return False
+    count = item.get("num_items")
+    return "num_items" not in item or (type(count) is int and count > 0)

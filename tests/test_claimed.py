@@ -1,0 +1,120 @@
+"""The sending hot path builds exactly the events payload.py builds, and its quick check
+never lets through an event payload.validate would refuse."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, seed
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
+
+from django_xconversions import claimed, payload
+from django_xconversions.claimed import ClaimedRow
+from django_xconversions.models import Conversion, EventTag
+from tests.conftest import make_conversions
+
+HASH = "e586883b2b4faf78d48300a79e0e15138d664cdf796ffb86e533170a9893eda8"
+
+texts = st.one_of(
+    st.just(""),
+    st.just(" "),
+    st.sampled_from([HASH, HASH.upper(), "abc", "192.0.2.1", "::1", "300.1.1.1", "USD", "xx"]),
+    st.text(max_size=12),
+)
+rows = st.builds(
+    ClaimedRow,
+    pk=st.just(1),
+    attempts=st.just(0),
+    website_tag_id=st.sampled_from(["o87ne", ""]),
+    conversion_time=st.sampled_from(
+        ["2022-02-18T01:14:00.603Z", "2022-02-18 01:14:00", "", "2022-02-18T01:14:00Z"]
+    ),
+    conversion_id=st.text(max_size=8),
+    twclid=texts,
+    hashed_email=texts,
+    hashed_phone=texts,
+    ip_address=st.one_of(st.none(), texts),
+    user_agent=texts,
+    value=st.one_of(
+        st.none(),
+        st.decimals(allow_nan=False, allow_infinity=True, places=4),
+        st.just(Decimal("NaN")),  # PostgreSQL's numeric can hold it
+    ),
+    currency=st.sampled_from(["", "USD", "JPY", "usd", "XYZ"]),
+    number_items=st.one_of(st.none(), st.integers(min_value=-2, max_value=3)),
+    description=st.text(max_size=5),
+    contents=st.lists(
+        st.fixed_dictionaries(
+            {},
+            optional={
+                "content_id": st.text(max_size=4),
+                "content_price": st.one_of(
+                    st.none(),
+                    st.floats(allow_nan=True, allow_infinity=True),
+                    st.integers(),
+                    st.booleans(),
+                    st.text(max_size=4),
+                ),
+                "num_items": st.one_of(st.integers(-1, 3), st.booleans(), st.text(max_size=2)),
+            },
+        ),
+        max_size=3,
+    ),
+)
+
+
+@seed(20261122)
+@hypothesis_settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(row=rows)
+def test_quick_check_is_never_looser_than_validate(row: ClaimedRow) -> None:
+    event, surely_valid = claimed.build_event(row)
+    assert event == payload.conversion_to_event(row, row.website_tag_id)
+    if surely_valid:
+        assert payload.validate(event) == []
+
+
+def test_a_typical_row_is_surely_valid() -> None:
+    row = ClaimedRow(
+        1, 0, "o87ne", "2022-02-18T01:14:00.603Z", "order:1", "click", HASH, "",
+        "192.0.2.1", "Mozilla/5.0", Decimal("19.99"), "USD", 2, "",
+        [{"content_id": "sku", "content_price": 9.99, "num_items": 2}],
+    )  # fmt: skip
+    event, surely_valid = claimed.build_event(row)
+    assert surely_valid
+    assert event["value"] == "19.99" and event["contents"][0]["content_price"] == 9.99
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "value", [None, Decimal("19.99"), Decimal("20"), Decimal("0.0001"), Decimal("12345678.9999")]
+)
+def test_rows_read_back_with_the_stored_value_and_contents(
+    purchase_tag: EventTag, value: Decimal | None
+) -> None:
+    (row,) = make_conversions(purchase_tag, 1, value=value)
+    contents: list[dict[str, Any]] = [{"content_id": "a", "content_price": 1.5}]
+    Conversion.objects.filter(pk=row.pk).update(contents=contents)
+    (fetched,) = claimed.fetch(Conversion.objects.filter(pk=row.pk))
+    stored = Conversion.objects.get(pk=row.pk)
+    assert fetched.value == stored.value
+    assert fetched.contents == contents
+    assert fetched.conversion_time == payload.format_conversion_time(stored.conversion_time)
+    assert isinstance(fetched.conversion_time, str)
+    event, _ = claimed.build_event(fetched)
+    assert event == payload.conversion_to_event(stored, purchase_tag.website_tag_id)
+
+
+@pytest.mark.django_db
+def test_rows_read_back_without_time_zone_support(
+    settings: Any, purchase_tag: EventTag
+) -> None:
+    (row,) = make_conversions(purchase_tag, 1)
+    settings.USE_TZ = False
+    (fetched,) = claimed.fetch(Conversion.objects.filter(pk=row.pk))
+    assert isinstance(fetched.conversion_time, dt.datetime)
+    event, surely_valid = claimed.build_event(fetched)
+    assert not surely_valid and payload.validate(event) == []
