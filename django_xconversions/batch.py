@@ -335,7 +335,11 @@ class BatchSender:
             self.summary.sent += len(ids)
         for (reason, message), ids in self._failed.items():
             self._mine(ids).update(
-                status=Conversion.Status.FAILED, error_reason=reason, last_error=message, **cleared
+                status=Conversion.Status.FAILED,
+                error_reason=reason,
+                last_error=message,
+                failed_at=now,
+                **cleared,
             )
             self.summary.failed[reason] += len(ids)
         for (attempt, delay, message), ids in self._retry.items():

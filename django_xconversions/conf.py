@@ -53,6 +53,37 @@ DEFAULTS: dict[str, Any] = {
     # Send as soon as a conversion's transaction commits: False (leave it to the command),
     # True (Django tasks, else Celery, else in-process), "tasks", "celery" or "inline".
     "SEND_IMMEDIATELY": False,
+    # -- capture (middleware, sources, track) -------------------------------------------
+    # How long a captured twclid is used, in seconds (X's longest click window: 30 days).
+    "TWCLID_TTL": 30 * 24 * 3600,
+    # Treat a request with the Sec-GPC: 1 header as refusing tracking.
+    "HONOR_GPC": True,
+    # Dotted path to a callable(request) -> bool; False means no consent: nothing is
+    # captured and conversions of that request are recorded as skipped.
+    "CONSENT_CHECK": None,
+    # request.META key holding the client IP set by your reverse proxy (for example
+    # "HTTP_X_REAL_IP", or "HTTP_X_FORWARDED_FOR" with TRUSTED_PROXY_COUNT). None: use
+    # REMOTE_ADDR; forwarding headers are never trusted unless named here.
+    "CLIENT_IP_HEADER": None,
+    # With an X-Forwarded-For style header: how many proxies of yours append to it (the
+    # client IP is read that many entries from the right).
+    "TRUSTED_PROXY_COUNT": 1,
+    # Models bound to X events: a list of dicts (see README "Binding your models").
+    "SOURCES": [],
+    # -- pixel template tags ----------------------------------------------------------------
+    # The pixel whose base code {% xconversions_pixel %} renders (a Pixel.pixel_id); empty:
+    # the only Pixel in the database.
+    "PIXEL_ID": "",
+    # -- REST API ---------------------------------------------------------------------------
+    # Dotted paths of DRF classes for the API; None for authentication means DRF's defaults.
+    "API_AUTHENTICATION_CLASSES": None,
+    "API_PERMISSION_CLASSES": ["rest_framework.permissions.IsAdminUser"],
+    # Requests per user (or per IP when anonymous), in DRF's rate syntax.
+    "API_THROTTLE_RATE": "600/minute",
+    "API_PAGE_SIZE": 100,
+    # -- retention --------------------------------------------------------------------------
+    # purge_conversions deletes sent, failed and skipped rows older than this many days.
+    "RETENTION_DAYS": 90,
 }
 
 

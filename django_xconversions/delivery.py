@@ -106,6 +106,7 @@ def requeue(conversions: QuerySet[Conversion]) -> int:
         next_attempt_at=timezone.now(),
         error_reason="",
         last_error="",
+        failed_at=None,
         claim_token=None,
         lease_expires_at=None,
     )

@@ -255,6 +255,7 @@ class Conversion(models.Model):
     error_reason = models.CharField(max_length=32, blank=True)
     debug_id = models.CharField(max_length=64, blank=True)
     sent_at = models.DateTimeField(null=True, blank=True)
+    failed_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

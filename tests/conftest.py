@@ -12,6 +12,8 @@ from django.utils import timezone
 from django_xconversions.emulator import EmulatorServer
 from django_xconversions.models import AdAccount, Conversion, EventTag, Pixel
 
+pytest_plugins = ["tests.browser"]
+
 CONSUMER_KEY = "test-consumer-key"
 CONSUMER_SECRET = "test-consumer-secret"
 USER_ID = "756201191646691328"
