@@ -11,7 +11,13 @@ class XConversionsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from django_xconversions import checks, immediate
+        from django.db.models.signals import post_delete, post_save
+
+        from django_xconversions import checks, immediate, sources, tracking
+        from django_xconversions.models import EventTag
 
         checks.register()
         immediate.connect()
+        sources.connect()
+        for signal in (post_save, post_delete):
+            signal.connect(tracking.clear_tag_cache, sender=EventTag, dispatch_uid="xconv-tags")

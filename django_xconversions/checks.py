@@ -9,6 +9,7 @@ from urllib.parse import urlparse
 import phonenumbers
 from django.conf import settings
 from django.core import checks
+from django.utils.module_loading import import_string
 
 from django_xconversions import crypto
 from django_xconversions.conf import DEFAULTS, SETTING_NAME, setting_path, xsettings
@@ -110,7 +111,83 @@ def check_values(**kwargs: Any) -> Messages:
     ]
 
 
+def check_sources(**kwargs: Any) -> Messages:
+    from django_xconversions import sources
+
+    found: Messages = []
+    entries = xsettings.SOURCES or []
+    if not isinstance(entries, list | tuple):
+        return [
+            checks.Error(
+                f"{setting_path('SOURCES')} must be a list of dicts.", id="xconversions.E006"
+            )
+        ]
+    for index, entry in enumerate(entries):
+        try:
+            sources.parse(index, entry)
+        except sources.SourceError as exc:
+            found.append(checks.Error(str(exc), id="xconversions.E006"))
+    return found
+
+
+def check_capture_settings(**kwargs: Any) -> Messages:
+    problems: list[tuple[str, str]] = []
+    if not _positive_number(xsettings.TWCLID_TTL):
+        problems.append(("TWCLID_TTL", "must be a positive number of seconds"))
+    header = xsettings.CLIENT_IP_HEADER
+    if header is not None and not (isinstance(header, str) and header.isupper() and header):
+        problems.append(
+            ("CLIENT_IP_HEADER", 'must be a request.META key such as "HTTP_X_REAL_IP" or None')
+        )
+    count = xsettings.TRUSTED_PROXY_COUNT
+    if not isinstance(count, int) or isinstance(count, bool) or count < 1:
+        problems.append(("TRUSTED_PROXY_COUNT", "must be a whole number of at least 1"))
+    check = xsettings.CONSENT_CHECK
+    if check is not None and not callable(check):
+        try:
+            if not callable(import_string(str(check))):
+                problems.append(("CONSENT_CHECK", "must be a dotted path to a callable(request)"))
+        except ImportError as exc:
+            problems.append(
+                ("CONSENT_CHECK", f"must be a dotted path to a callable(request) ({exc})")
+            )
+    return [
+        checks.Error(f"{setting_path(name)} {rule}.", id="xconversions.E007")
+        for name, rule in problems
+    ]
+
+
+MIDDLEWARE_PATH = "django_xconversions.middleware.TwclidMiddleware"
+SESSION_MIDDLEWARE = "django.contrib.sessions.middleware.SessionMiddleware"
+
+
+def check_middleware(**kwargs: Any) -> Messages:
+    middleware = list(getattr(settings, "MIDDLEWARE", None) or [])
+    if MIDDLEWARE_PATH not in middleware:
+        return [
+            checks.Warning(
+                f"{MIDDLEWARE_PATH} is not in settings.MIDDLEWARE: click ids (twclid) "
+                "are not captured.",
+                hint=f"Add it after {SESSION_MIDDLEWARE}.",
+                id="xconversions.W003",
+            )
+        ]
+    if SESSION_MIDDLEWARE in middleware and middleware.index(SESSION_MIDDLEWARE) > middleware.index(
+        MIDDLEWARE_PATH
+    ):
+        return [
+            checks.Error(
+                f"{MIDDLEWARE_PATH} must come after {SESSION_MIDDLEWARE} in settings.MIDDLEWARE.",
+                id="xconversions.E008",
+            )
+        ]
+    return []
+
+
 ALL_CHECKS: Iterable[Callable[..., Messages]] = (
+    check_sources,
+    check_capture_settings,
+    check_middleware,
     check_settings_shape,
     check_encryption_key,
     check_credentials,

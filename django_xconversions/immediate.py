@@ -49,7 +49,14 @@ def dispatch_send(pixel_pk: int) -> None:
 
 
 def on_conversion_saved(sender: Any, instance: Conversion, created: bool, **kwargs: Any) -> None:
-    if not created or not xsettings.SEND_IMMEDIATELY:
+    if created:
+        conversion_stored(instance)
+
+
+def conversion_stored(instance: Conversion) -> None:
+    """Schedule a send of the conversion's pixel after commit (track() calls this: its
+    INSERT ... ON CONFLICT sends no post_save)."""
+    if not xsettings.SEND_IMMEDIATELY:
         return
     if instance.status != Conversion.Status.PENDING or instance.pixel_id in _pending_pixels():
         return

@@ -8,17 +8,18 @@ with the same event and conversion_id returns the stored row instead of a duplic
 from __future__ import annotations
 
 import datetime as dt
+import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, models, transaction
+from django.db import models
 from django.http import HttpRequest
 from django.utils import timezone
 
-from django_xconversions import identifiers
+from django_xconversions import context, identifiers, immediate
 from django_xconversions.conf import setting_path, xsettings
 from django_xconversions.currencies import is_iso_4217
 from django_xconversions.models import Conversion, EventTag
@@ -28,7 +29,6 @@ CONTENT_KEYS = frozenset(
 )
 CONVERSION_ID_MAX_LENGTH = 255
 DESCRIPTION_MAX_LENGTH = 1000
-SESSION_KEY = "xconversions_twclid"
 
 Errors = dict[str, list[str]]
 
@@ -88,24 +88,28 @@ def clean_contents(contents: Iterable[Mapping[str, Any]], errors: Errors) -> lis
     return cleaned
 
 
-def request_identifiers(request: HttpRequest) -> dict[str, str]:
-    """twclid (captured on landing), client IP and user agent of a request."""
-    found: dict[str, str] = {}
-    session = getattr(request, "session", None)
-    stored = session.get(SESSION_KEY) if session is not None else None
-    if isinstance(stored, Mapping) and stored.get("twclid"):
-        found["twclid"] = str(stored["twclid"])
-    remote = request.META.get("REMOTE_ADDR")
-    if remote:
-        found["ip_address"] = str(remote)
-    agent = request.META.get("HTTP_USER_AGENT")
-    if agent:
-        found["user_agent"] = str(agent)
-    return found
+# Tags change rarely and a bound model's save must stay cheap: look keys up at most once
+# a minute per process (any local tag save or delete clears the cache at once).
+TAG_CACHE_SECONDS = 60.0
+_tag_cache: dict[str, tuple[float, EventTag | None]] = {}
+
+
+def clear_tag_cache(**kwargs: Any) -> None:
+    _tag_cache.clear()
+
+
+def tag_for_key(event: str) -> EventTag | None:
+    now = time.monotonic()
+    cached = _tag_cache.get(event)
+    if cached is not None and cached[0] > now:
+        return cached[1]
+    tag = EventTag.objects.filter(key=event, deleted=False).select_related("pixel").first()
+    _tag_cache[event] = (now + TAG_CACHE_SECONDS, tag)
+    return tag
 
 
 def _resolve_tag(event: str, errors: Errors) -> EventTag | None:
-    tag = EventTag.objects.filter(key=event, deleted=False).select_related("pixel").first()
+    tag = tag_for_key(event)
     if tag is None:
         errors.setdefault("event", []).append(
             f"No event tag has the key {event!r}: set the key of a tag in the admin "
@@ -137,12 +141,61 @@ def track(
     description: str | None = None,
     source: models.Model | None = None,
 ) -> Conversion:
-    """Record a conversion for the event tag whose key is ``event``; see the README."""
+    """Record a conversion for the event tag whose key is ``event``; see the README.
+
+    Identifiers not given are taken from ``request``, else from the request being handled
+    (set by TwclidMiddleware). When that request refused tracking, the row is stored
+    ``skipped`` with the reason and without identifiers.
+    """
+    conversion = build(
+        event,
+        request=request,
+        user=user,
+        email=email,
+        phone=phone,
+        twclid=twclid,
+        ip_address=ip_address,
+        user_agent=user_agent,
+        value=value,
+        currency=currency,
+        number_items=number_items,
+        contents=contents,
+        conversion_id=conversion_id,
+        conversion_time=conversion_time,
+        description=description,
+        source=source,
+    )
+    return store(conversion)
+
+
+def build(
+    event: str,
+    *,
+    request: HttpRequest | None = None,
+    user: Any = None,
+    email: str | None = None,
+    phone: str | None = None,
+    twclid: str | None = None,
+    ip_address: str | None = None,
+    user_agent: str | None = None,
+    value: Any = None,
+    currency: str | None = None,
+    number_items: int | None = None,
+    contents: Iterable[Mapping[str, Any]] | None = None,
+    conversion_id: str | None = None,
+    conversion_time: dt.datetime | None = None,
+    description: str | None = None,
+    source: models.Model | None = None,
+) -> Conversion:
+    """track()'s checks and hashing: an unsaved Conversion, or one ValidationError
+    naming every field and rule broken."""
     errors: Errors = {}
-    from_request = request_identifiers(request) if request is not None else {}
-    twclid = twclid or from_request.get("twclid")
-    ip_address = ip_address or from_request.get("ip_address")
-    user_agent = user_agent or from_request.get("user_agent")
+    request_context = context.for_request(request) if request is not None else context.current()
+    refusal = request_context.refusal if request_context is not None else ""
+    if request_context is not None and not refusal:
+        twclid = twclid or request_context.twclid
+        ip_address = ip_address or request_context.ip_address
+        user_agent = user_agent or request_context.user_agent
     if email is None and user is not None:
         email = getattr(user, "email", None) or None
 
@@ -163,7 +216,8 @@ def track(
         "user_agent": identifiers.normalize_user_agent(user_agent) if user_agent else "",
     }
     strong = fields["hashed_email"] or fields["hashed_phone"] or fields["twclid"]
-    if not strong and not (fields["ip_address"] and fields["user_agent"]) and not errors:
+    device = fields["ip_address"] and fields["user_agent"]
+    if not strong and not device and not errors and not refusal:
         errors["identifiers"] = [
             "At least one user identifier must be provided: email, phone, twclid, or "
             "ip_address together with user_agent."
@@ -206,28 +260,30 @@ def track(
 
         fields["source_type"] = ContentType.objects.get_for_model(source)
         fields["source_id"] = str(source.pk)
-    return _store(tag, conversion_id, when, fields)
+    if refusal:
+        # Kept visible as skipped, but nothing that identifies the visitor is stored.
+        fields.update(hashed_email="", hashed_phone="", twclid="", ip_address=None, user_agent="")
+        fields.update(status=Conversion.Status.SKIPPED, error_reason="consent", last_error=refusal)
+    return Conversion(
+        event_tag=tag,
+        pixel_id=tag.pixel_id,
+        conversion_id=conversion_id,
+        conversion_time=when,
+        **fields,
+    )
 
 
-def _store(
-    tag: EventTag, conversion_id: str, when: dt.datetime, fields: dict[str, Any]
-) -> Conversion:
-    """Insert, or return the row already stored for (tag, conversion_id)."""
-    if tag.pixel is None:
-        raise ValidationError({"event": [f"Event tag {tag.key!r} has no pixel."]})
-    existing = Conversion.objects.filter(event_tag=tag, conversion_id=conversion_id).first()
-    if existing is not None:
-        return existing
-    try:
-        # A savepoint, so losing a race to a concurrent insert leaves the caller's
-        # transaction usable.
-        with transaction.atomic():
-            return Conversion.objects.create(
-                event_tag=tag,
-                pixel=tag.pixel,
-                conversion_id=conversion_id,
-                conversion_time=when,
-                **fields,
-            )
-    except IntegrityError:
-        return Conversion.objects.get(event_tag=tag, conversion_id=conversion_id)
+def store(conversion: Conversion, *, fetch: bool = True) -> Conversion:
+    """Insert ``conversion`` unless (event tag, conversion_id) is already stored.
+
+    One INSERT ... ON CONFLICT DO NOTHING: no savepoint, and a repeat (a second save of
+    the same order, a retried request) neither duplicates nor breaks the caller's
+    transaction. With ``fetch``, the stored row is read back (the existing one on a repeat).
+    """
+    Conversion.objects.bulk_create([conversion], ignore_conflicts=True)
+    immediate.conversion_stored(conversion)
+    if not fetch:
+        return conversion
+    return Conversion.objects.get(
+        event_tag_id=conversion.event_tag_id, conversion_id=conversion.conversion_id
+    )

@@ -28,6 +28,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
+    "django_xconversions.middleware.TwclidMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
@@ -74,6 +75,21 @@ XCONVERSIONS = {
     # A fixed Fernet key so encrypted columns are reproducible in tests.
     "ENCRYPTION_KEY": "lVebeetN_I_hAAmQv0ry5nDvepmiCJbs2ibPmS3J8i4=",
     "DEFAULT_PHONE_REGION": "US",
+    # The test shop's models, bound the documented way.
+    "SOURCES": [
+        {
+            "model": "shop.Order",
+            "event": "purchase",
+            "when": {"field": "status", "value": "paid"},
+            "email": "email",
+            "phone": "phone",
+            "value": "total",
+            "currency": "currency",
+            "number_items": "quantity",
+            "contents": "tests.shop.tracking.order_contents",
+        },
+        {"model": "shop.Member", "event": "sign_up", "email": "email", "phone": "phone"},
+    ],
 }
 # Worker processes started by tests get the test's settings (e.g. the emulator's URL).
 XCONVERSIONS.update(json.loads(os.environ.get("XCONVERSIONS_TEST_OVERRIDES", "{}")))

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import time
 from decimal import Decimal
 
 import pytest
@@ -91,7 +92,7 @@ def test_identifiers_required_and_ip_alone_is_not_enough(tag: EventTag) -> None:
 
 def test_request_supplies_ip_user_agent_and_captured_twclid(tag: EventTag) -> None:
     request = RequestFactory().get("/", REMOTE_ADDR="203.0.113.9", HTTP_USER_AGENT="Browser/1")
-    request.session = {"xconversions_twclid": {"twclid": "clickid", "at": 0}}  # type: ignore[assignment]
+    request.session = {"xconversions_twclid": {"twclid": "clickid", "at": time.time()}}  # type: ignore[assignment]
     row = track("purchase", request=request, email="a@example.com")
     assert (row.twclid, row.ip_address, row.user_agent) == ("clickid", "203.0.113.9", "Browser/1")
 
