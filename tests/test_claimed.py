@@ -109,9 +109,7 @@ def test_rows_read_back_with_the_stored_value_and_contents(
 
 
 @pytest.mark.django_db
-def test_rows_read_back_without_time_zone_support(
-    settings: Any, purchase_tag: EventTag
-) -> None:
+def test_rows_read_back_without_time_zone_support(settings: Any, purchase_tag: EventTag) -> None:
     (row,) = make_conversions(purchase_tag, 1)
     settings.USE_TZ = False
     (fetched,) = claimed.fetch(Conversion.objects.filter(pk=row.pk))
