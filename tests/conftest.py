@@ -81,6 +81,23 @@ def purchase_tag(emulator: EmulatorServer, pixel: Pixel) -> EventTag:
     return mirror_tag(emulator, pixel, "purchase", "PURCHASE")
 
 
+@pytest.fixture
+def shop_tags(pixel: Pixel) -> dict[str, EventTag]:
+    """Local purchase and sign_up tags, the keys the test shop's SOURCES use."""
+    tags = {}
+    for number, (key, tag_type) in enumerate((("purchase", "PURCHASE"), ("sign_up", "SIGNUP"))):
+        tags[key] = EventTag.objects.create(
+            account=pixel.account,
+            pixel=pixel,
+            remote_id=f"r{number}",
+            website_tag_id=f"w{number}",
+            key=key,
+            name=key,
+            type=tag_type,
+        )
+    return tags
+
+
 def make_conversions(
     tag: EventTag, count: int, *, start: int = 0, **fields: Any
 ) -> list[Conversion]:
