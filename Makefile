@@ -31,6 +31,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/drain.py --db postgres --events 100000 --baseline-events 3000 --repeat 3
 	$(BIN)/python bench/memory.py --sizes 100000 1000000
 	$(BIN)/python bench/budget.py --events-per-window 20000 --window 10 --windows 4
+	$(BIN)/python bench/middleware.py --requests 20000 --repeat 5
 
 demo: $(STAMP)
 	$(BIN)/python example_project/manage.py demo

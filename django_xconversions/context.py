@@ -14,7 +14,7 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 from functools import cached_property
 from typing import Any
 
@@ -151,6 +151,16 @@ def for_request(request: HttpRequest) -> RequestContext:
 def current() -> RequestContext | None:
     """The context of the request being handled on this thread or task, if any."""
     return _current.get()
+
+
+def enter(request_context: RequestContext) -> Token[RequestContext | None]:
+    """Make ``request_context`` current (the middleware; leave() undoes it)."""
+    request_context.request._xconversions_context = request_context  # type: ignore[attr-defined]
+    return _current.set(request_context)
+
+
+def leave(token: Token[RequestContext | None]) -> None:
+    _current.reset(token)
 
 
 @contextmanager

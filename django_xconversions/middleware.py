@@ -19,9 +19,15 @@ from django_xconversions import context
 GetResponse = Callable[[HttpRequest], Any]
 
 
+def has_twclid(request: HttpRequest) -> bool:
+    # A substring test on the raw query string: parsing request.GET for every request
+    # would cost more than the rest of the middleware.
+    return context.QUERY_PARAMETER in request.META.get("QUERY_STRING", "")
+
+
 def capture(request: HttpRequest, request_context: context.RequestContext) -> None:
     """Store this request's valid twclid, if any, when tracking is allowed."""
-    if context.QUERY_PARAMETER not in request.GET:
+    if not has_twclid(request) or context.QUERY_PARAMETER not in request.GET:
         return
     twclid = request_context.url_twclid
     if twclid is not None and request_context.consent:
@@ -41,15 +47,23 @@ class TwclidMiddleware:
     def __call__(self, request: HttpRequest) -> HttpResponseBase | Awaitable[HttpResponseBase]:
         if self.is_async:
             return self._acall(request)
-        with context.activate(request) as request_context:
+        request_context = context.RequestContext(request)
+        token = context.enter(request_context)
+        try:
             capture(request, request_context)
             response: HttpResponseBase = self.get_response(request)
-            return response
+        finally:
+            context.leave(token)
+        return response
 
     async def _acall(self, request: HttpRequest) -> HttpResponseBase:
-        with context.activate(request) as request_context:
-            if context.QUERY_PARAMETER in request.GET:
+        request_context = context.RequestContext(request)
+        token = context.enter(request_context)
+        try:
+            if has_twclid(request):
                 # Sessions and consent checks may touch the database: not on the loop.
                 await sync_to_async(capture)(request, request_context)
             response: HttpResponseBase = await self.get_response(request)
-            return response
+        finally:
+            context.leave(token)
+        return response
