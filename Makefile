@@ -32,6 +32,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/memory.py --sizes 100000 1000000
 	$(BIN)/python bench/budget.py --events-per-window 20000 --window 10 --windows 4
 	$(BIN)/python bench/middleware.py --requests 20000 --repeat 5
+	$(BIN)/python bench/chaos.py --events 20000 --workers 4
 
 demo: $(STAMP)
 	$(BIN)/python example_project/manage.py demo

@@ -10,7 +10,7 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from django_xconversions.emulator.api import Call, Response, XAdsApi
 from django_xconversions.emulator.faults import FaultPlan
@@ -121,10 +121,15 @@ class _Handler(BaseHTTPRequestHandler):
             self.connection.close()
 
     def _answer(self, response: Response) -> None:
-        payload = dumps(response.body) if response.body is not None else b""
+        if response.raw is not None:
+            payload = response.raw
+        else:
+            payload = dumps(response.body) if response.body is not None else b""
         try:
             self.send_response(response.status)
-            self.send_header("Content-Type", "application/json;charset=utf-8")
+            self.send_header(
+                "Content-Type", response.content_type or "application/json;charset=utf-8"
+            )
             self.send_header("Content-Length", str(len(payload)))
             for name, value in response.headers.items():
                 self.send_header(name, value)
@@ -147,6 +152,8 @@ class _Handler(BaseHTTPRequestHandler):
             "auth": response.auth,
             "time": started,
             "duration": time.time() - started,
+            # Seconds the answer is held back (a "timeout" fault): the batch is processed.
+            "delay": response.delay,
         }
         world = self.server.api.world
         with world.lock:
@@ -216,6 +223,20 @@ class EmulatorServer:
 
     def reset_records(self) -> None:
         self.world.reset_records()
+
+    # 3-legged OAuth (see oauth_flow.py).
+    def allow_callback(self, consumer_key: str, url: str) -> None:
+        """Put ``url`` on the app's callback allowlist (X: exact match, no query, no
+        localhost); request tokens for other callbacks are refused with X's 403."""
+        self.api.oauth_flow.allow_callback(consumer_key, url)
+
+    def authorize(self, request_token: str, user_id: str) -> str:
+        """Approve a request token as ``user_id``, as the authorize page does; returns the
+        oauth_verifier (a 7-digit PIN for an oob token)."""
+        return self.api.oauth_flow.authorize(request_token, user_id)
+
+    def authorize_url(self, request_token: str) -> str:
+        return f"{self.url}/oauth/authorize?{urlencode({'oauth_token': request_token})}"
 
     # -- lifecycle ---------------------------------------------------------------------------
 

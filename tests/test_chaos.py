@@ -1,0 +1,39 @@
+"""The chaos run at reduced size, in CI: bench/chaos.py with its own PostgreSQL server."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.pg_plugin import _pg_bin
+
+ROOT = Path(__file__).resolve().parent.parent
+pytestmark = [pytest.mark.postgres, pytest.mark.slow]
+SCALED_DOWN = ["--events", "2000", "--workers", "4", "--batch-size", "40", "--max-seconds", "240"]
+
+
+@pytest.mark.skipif(_pg_bin() is None, reason="PostgreSQL binaries not installed")
+def test_faults_and_a_killed_worker_lose_nothing_and_leave_nothing_stuck(tmp_path: Path) -> None:
+    output = tmp_path / "chaos.json"
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    env["BENCH_SQLITE_PATH"] = str(tmp_path / "unused.sqlite3")
+    subprocess.run(  # noqa: S603
+        [sys.executable, "bench/chaos.py", "--output", str(output), *SCALED_DOWN],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        timeout=420,
+        capture_output=True,
+    )
+    result = json.loads(output.read_text())
+    assert result["drained"] and result["lost"] == 0 and result["stuck_sending"] == 0
+    assert result["delivered"] + result["failed"] == 2000
+    assert result["duplicates"] <= result["duplicate_bound"]
+    assert result["killed_worker_held"] > 0, "a worker was killed holding a batch"
+    faults = {status for status in result["requests_by_status"] if status != "200"}
+    assert len(faults) >= 2, f"the run met too few faults: {result['requests_by_status']}"
