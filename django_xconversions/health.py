@@ -42,7 +42,8 @@ class Health:
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready: datetimes and dates as ISO 8601 text."""
-        return _jsonable(asdict(self))
+        jsonable: dict[str, Any] = _jsonable(asdict(self))
+        return jsonable
 
 
 def _jsonable(value: Any) -> Any:

@@ -131,3 +131,51 @@ def sync_account_tags(account: AdAccount, client: XAdsClient | None = None) -> S
     )
     result.flagged_deleted += vanished.update(deleted=True, synced_at=timezone.now())
     return result
+
+
+# -- admin edits pushed to X ---------------------------------------------------------------
+
+# What X lets a PUT change; key and pixel are local only.
+EDITABLE_FIELDS = ("name", "type", "click_window", "view_through_window", "retargeting_enabled")
+
+
+def apply_remote(tag: EventTag, data: dict[str, Any]) -> None:
+    """Copy X's answer onto ``tag`` (not saved): X's values win over what was typed."""
+    if data.get("id"):
+        tag.remote_id = str(data["id"])
+    for name, value in _fields_from_remote(data).items():
+        setattr(tag, name, value)
+    tag.synced_at = timezone.now()
+
+
+def push_new_tag(tag: EventTag) -> None:
+    """POST ``tag`` to X and fill in X's ids and fields; the caller saves it."""
+    with client_for(tag.account) as client:
+        data = client.create_web_event_tag(
+            tag.account.account_id,
+            name=tag.name,
+            type=tag.type,
+            click_window=tag.click_window,
+            view_through_window=tag.view_through_window,
+            retargeting_enabled=tag.retargeting_enabled,
+        )
+    apply_remote(tag, data)
+
+
+def push_tag_changes(tag: EventTag, changed: list[str]) -> None:
+    """PUT the changed editable fields only (X keeps the rest); the caller saves."""
+    changes = {name: getattr(tag, name) for name in changed if name in EDITABLE_FIELDS}
+    if not changes:
+        return
+    with client_for(tag.account) as client:
+        data = client.update_web_event_tag(tag.account.account_id, tag.remote_id, **changes)
+    apply_remote(tag, data)
+
+
+def push_tag_deletion(tag: EventTag) -> None:
+    """DELETE the tag on X; the local row stays (conversions refer to it), flagged deleted."""
+    with client_for(tag.account) as client:
+        data = client.delete_web_event_tag(tag.account.account_id, tag.remote_id)
+    apply_remote(tag, data)
+    tag.deleted = True
+    tag.save()

@@ -1,0 +1,21 @@
+"""Admin for django-xconversions; importing this package registers every model.
+
+Split by model (accounts, pixels, tags, conversions, attempts); connect.py holds the
+Connect with X (OAuth) views that AdAccountAdmin.get_urls() adds.
+"""
+
+from __future__ import annotations
+
+from django_xconversions.admin.accounts import AdAccountAdmin
+from django_xconversions.admin.attempts import DeliveryAttemptAdmin
+from django_xconversions.admin.conversions import ConversionAdmin
+from django_xconversions.admin.pixels import PixelAdmin
+from django_xconversions.admin.tags import EventTagAdmin
+
+__all__ = [
+    "AdAccountAdmin",
+    "ConversionAdmin",
+    "DeliveryAttemptAdmin",
+    "EventTagAdmin",
+    "PixelAdmin",
+]

@@ -1,0 +1,54 @@
+"""DeliveryAttempt admin: a read-only log of every request to X's conversions endpoint."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from django.contrib import admin
+from django.http import HttpRequest
+
+from django_xconversions.models import DeliveryAttempt
+
+# Django's classes are generic for type checkers only (no __class_getitem__ at run time).
+if TYPE_CHECKING:
+    _DeliveryAttemptModelAdmin = admin.ModelAdmin[DeliveryAttempt]
+else:
+    _DeliveryAttemptModelAdmin = admin.ModelAdmin
+
+
+@admin.register(DeliveryAttempt)
+class DeliveryAttemptAdmin(_DeliveryAttemptModelAdmin):
+    list_display = [
+        "created_at",
+        "account",
+        "pixel",
+        "event_count",
+        "http_status",
+        "outcome",
+        "error_code",
+        "debug_id",
+        "duration_ms",
+    ]
+    list_filter = [
+        "outcome",
+        "http_status",
+        "error_code",
+        "account",
+        "pixel",
+        ("created_at", admin.DateFieldListFilter),
+    ]
+    search_fields = ["debug_id", "error_code"]
+    date_hierarchy = "created_at"
+    list_select_related = ["account", "pixel"]
+    show_full_result_count = False
+
+    def get_readonly_fields(self, request: HttpRequest, obj: DeliveryAttempt | None = None) -> Any:
+        return [f.name for f in self.opts.concrete_fields]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(
+        self, request: HttpRequest, obj: DeliveryAttempt | None = None
+    ) -> bool:
+        return False

@@ -1,0 +1,135 @@
+"""Conversion admin: a read-only outbox with send, retry and skip actions and a health panel."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse
+from django.utils import timezone
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
+
+from django_xconversions import delivery
+from django_xconversions.admin import perms
+from django_xconversions.admin.health_panel import panel_context
+from django_xconversions.delivery import SendSummary
+from django_xconversions.models import Conversion, Pixel
+
+# Django's classes are generic for type checkers only (no __class_getitem__ at run time).
+if TYPE_CHECKING:
+    _ConversionModelAdmin = admin.ModelAdmin[Conversion]
+else:
+    _ConversionModelAdmin = admin.ModelAdmin
+
+
+def send_now(queryset: QuerySet[Conversion]) -> SendSummary:
+    """Make the chosen pending rows due and run send_pending for each of their pixels.
+
+    send_pending also sends other due rows of those pixels: they were next in line anyway.
+    """
+    queryset.filter(status=Conversion.Status.PENDING).update(next_attempt_at=timezone.now())
+    total = SendSummary()
+    pixels = Pixel.objects.filter(pk__in=queryset.values("pixel_id")).select_related("account")
+    for pixel in pixels:
+        total.merge(delivery.send_pending(pixel=pixel))
+    total.pending_left = delivery.pending_count()
+    return total
+
+
+def report_summary(request: HttpRequest, summary: SendSummary) -> None:
+    failed = sum(summary.failed.values())
+    text = _(
+        "%(sent)d sent, %(failed)d failed, %(retrying)d to retry later; %(pending)d pending."
+    ) % {
+        "sent": summary.sent,
+        "failed": failed,
+        "retrying": summary.retrying,
+        "pending": summary.pending_left,
+    }
+    messages.add_message(request, messages.WARNING if failed else messages.SUCCESS, text)
+    for account_id, reason in summary.paused.items():
+        messages.error(
+            request, _("Account %(id)s paused: %(reason)s") % {"id": account_id, "reason": reason}
+        )
+    for account_id, until in {**summary.rate_limited, **summary.budget_exhausted}.items():
+        messages.warning(
+            request,
+            _("Account %(id)s waits for its rate limit until %(until)s.")
+            % {"id": account_id, "until": until},
+        )
+
+
+@admin.register(Conversion)
+class ConversionAdmin(perms.DedicatedPermissions, _ConversionModelAdmin):
+    list_display = [
+        "conversion_id",
+        "event_tag",
+        "pixel",
+        "status",
+        "attempts",
+        "conversion_time",
+        "created_at",
+        "sent_at",
+        "error_reason",
+        "debug_id",
+    ]
+    list_filter = [
+        "status",
+        "event_tag",
+        "pixel",
+        ("created_at", admin.DateFieldListFilter),
+        ("conversion_time", admin.DateFieldListFilter),
+    ]
+    search_fields = ["conversion_id"]
+    date_hierarchy = "created_at"
+    list_select_related = ["event_tag", "pixel"]
+    show_full_result_count = False  # COUNT(*) over a large outbox on every page is costly
+    actions = ["send_now_action", "retry_action", "mark_skipped_action"]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Conversion | None = None) -> Any:
+        names = [f.name for f in self.opts.concrete_fields if f.name != "claim_token"]
+        return names
+
+    def get_fields(self, request: HttpRequest, obj: Conversion | None = None) -> Any:
+        return self.get_readonly_fields(request, obj)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # conversions come from track() and SOURCES, never typed in
+
+    def has_change_permission(self, request: HttpRequest, obj: Conversion | None = None) -> bool:
+        # Rows are read-only; "change" only gates the list actions.
+        return obj is None and super().has_change_permission(request)
+
+    # -- actions -----------------------------------------------------------------------
+
+    @admin.action(description=gettext_lazy("Send now"), permissions=["send_conversions"])
+    def send_now_action(self, request: HttpRequest, queryset: QuerySet[Conversion]) -> None:
+        report_summary(request, send_now(queryset))
+
+    @admin.action(
+        description=gettext_lazy("Retry (failed or skipped)"), permissions=["send_conversions"]
+    )
+    def retry_action(self, request: HttpRequest, queryset: QuerySet[Conversion]) -> None:
+        retryable = queryset.filter(
+            status__in=[Conversion.Status.FAILED, Conversion.Status.SKIPPED]
+        )
+        count = delivery.requeue(retryable)
+        messages.success(request, _("%(n)d conversion(s) queued again.") % {"n": count})
+
+    @admin.action(description=gettext_lazy("Mark skipped"), permissions=["change"])
+    def mark_skipped_action(self, request: HttpRequest, queryset: QuerySet[Conversion]) -> None:
+        # Rows in flight or already at X are left alone.
+        count = queryset.filter(
+            status__in=[Conversion.Status.PENDING, Conversion.Status.FAILED]
+        ).update(status=Conversion.Status.SKIPPED, updated_at=timezone.now())
+        messages.success(request, _("%(n)d conversion(s) marked skipped.") % {"n": count})
+
+    # -- health panel ------------------------------------------------------------------
+
+    def changelist_view(
+        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        context = {"xconv_health": panel_context(), **(extra_context or {})}
+        return super().changelist_view(request, context)

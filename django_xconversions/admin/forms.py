@@ -1,0 +1,142 @@
+"""Admin forms: write-only secrets, and event tags validated locally, then by X."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from django import forms
+from django.utils.text import format_lazy
+from django.utils.translation import gettext_lazy as _
+
+from django_xconversions import tags
+from django_xconversions.errors import XAdsError, XConversionsError
+from django_xconversions.models import AdAccount, EventTag, Pixel
+
+# Django's classes are generic for type checkers only (no __class_getitem__ at run time).
+if TYPE_CHECKING:
+    _AdAccountModelForm = forms.ModelForm[AdAccount]
+    _PixelModelForm = forms.ModelForm[Pixel]
+    _EventTagModelForm = forms.ModelForm[EventTag]
+else:
+    _AdAccountModelForm = forms.ModelForm
+    _PixelModelForm = forms.ModelForm
+    _EventTagModelForm = forms.ModelForm
+
+
+# X's own wording, so the local refusal reads the same as X's would.
+MSG_VIEW_WINDOW = "view_through_window must be less than or equal to click_window"
+
+
+def _secret(label: Any, help_text: Any) -> forms.CharField:
+    # render_value=False: a stored secret never travels back to the browser.
+    return forms.CharField(
+        label=label,
+        required=False,
+        strip=True,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+        help_text=help_text,
+    )
+
+
+KEEP_HELP = _("Write-only. Leave blank to keep the stored value.")
+
+
+class AdAccountForm(_AdAccountModelForm):
+    access_token = _secret(_("access token"), KEEP_HELP)
+    access_token_secret = _secret(_("access token secret"), KEEP_HELP)
+
+    class Meta:
+        model = AdAccount
+        fields = ["account_id", "name"]
+
+    def save(self, commit: bool = True) -> AdAccount:
+        account = super().save(commit=False)
+        token = self.cleaned_data.get("access_token") or ""
+        secret = self.cleaned_data.get("access_token_secret") or ""
+        if token or secret:
+            # A blank one keeps its stored value; set_tokens encrypts both.
+            stored = account.credentials()
+            account.set_tokens(token or stored.access_token, secret or stored.access_token_secret)
+        if commit:
+            account.save()
+        return account
+
+
+class PixelForm(_PixelModelForm):
+    pixel_token = _secret(
+        _("pixel token"),
+        format_lazy(
+            "{} {}", _("Conversions API token of the pixel (sent as X-Pixel-Token)."), KEEP_HELP
+        ),
+    )
+
+    class Meta:
+        model = Pixel
+        fields = ["pixel_id", "account", "name"]
+
+    def save(self, commit: bool = True) -> Pixel:
+        pixel = super().save(commit=False)
+        token = self.cleaned_data.get("pixel_token") or ""
+        if token:
+            pixel.set_pixel_token(token)
+        if commit:
+            pixel.save()
+        return pixel
+
+
+def window_error(click_window: int, view_through_window: int) -> str | None:
+    """X's rule between the two windows (their allowed values are the fields' choices)."""
+    if view_through_window > click_window:
+        return MSG_VIEW_WINDOW
+    return None
+
+
+class EventTagForm(_EventTagModelForm):
+    """Checked locally first; when valid, the tag is created or changed on X right away,
+    so X's refusal becomes a form error and nothing is saved locally."""
+
+    class Meta:
+        model = EventTag
+        fields = [
+            "account",
+            "pixel",
+            "key",
+            "name",
+            "type",
+            "click_window",
+            "view_through_window",
+            "retargeting_enabled",
+        ]
+
+    def clean(self) -> dict[str, Any] | None:
+        cleaned = super().clean() or {}
+        click = cleaned.get("click_window", self.instance.click_window)
+        view = cleaned.get("view_through_window", self.instance.view_through_window)
+        if click is not None and view is not None:
+            problem = window_error(int(click), int(view))
+            if problem:
+                self.add_error("view_through_window", problem)
+        account = cleaned.get("account") or getattr(self.instance, "account", None)
+        pixel = cleaned.get("pixel")
+        if pixel is not None and account is not None and pixel.account_id != account.pk:
+            self.add_error("pixel", _("This pixel belongs to another account."))
+        return cleaned
+
+    def full_clean(self) -> None:
+        super().full_clean()  # fields, clean(), model validation and unique checks
+        if self.is_bound and not self.errors:
+            self._push_to_x()
+
+    def _push_to_x(self) -> None:
+        tag = self.instance
+        try:
+            if tag.pk is None:
+                tags.push_new_tag(tag)
+            else:
+                changed = [name for name in tags.EDITABLE_FIELDS if name in self.changed_data]
+                tags.push_tag_changes(tag, changed)
+        except XAdsError as exc:
+            for message in exc.messages:
+                self.add_error(None, _("X refused: %(message)s") % {"message": message})
+        except XConversionsError as exc:  # e.g. the account has no tokens yet
+            self.add_error(None, str(exc))

@@ -1,0 +1,179 @@
+"""EventTag admin: add, change and delete go to X first; X's refusal shows in the form.
+
+Every write needs ``xconversions.manage_tags`` besides Django's model permission: without
+it the tag pages are read-only and the sync action and button are gone.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.db.models import QuerySet
+from django.forms import ModelForm
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.urls import URLPattern, path, reverse
+from django.utils.html import format_html
+from django.utils.safestring import SafeString
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
+from django.views.decorators.http import require_POST
+
+from django_xconversions import tags
+from django_xconversions.admin import perms
+from django_xconversions.admin.forms import EventTagForm
+from django_xconversions.admin.sync import report_sync
+from django_xconversions.errors import XAdsError, XConversionsError
+from django_xconversions.models import AdAccount, EventTag
+
+# Django's classes are generic for type checkers only (no __class_getitem__ at run time).
+if TYPE_CHECKING:
+    _EventTagModelAdmin = admin.ModelAdmin[EventTag]
+else:
+    _EventTagModelAdmin = admin.ModelAdmin
+
+
+REMOTE_READONLY = ["remote_id", "website_tag_id", "status", "last_tracked_at", "deleted"]
+
+
+@admin.register(EventTag)
+class EventTagAdmin(perms.DedicatedPermissions, _EventTagModelAdmin):
+    form = EventTagForm
+    list_display = [
+        "name",
+        "key",
+        "type",
+        "account",
+        "pixel",
+        "website_tag_id",
+        "remote_id",
+        "click_window",
+        "view_through_window",
+        "status",
+        "deleted",
+        "synced_at",
+    ]
+    list_filter = ["account", "type", "status", "deleted", "pixel"]
+    search_fields = ["name", "key", "remote_id", "website_tag_id"]
+    list_select_related = ["account", "pixel"]
+    actions = ["sync_from_x"]
+    fieldsets = [
+        (
+            None,
+            {
+                "fields": [
+                    "account",
+                    "pixel",
+                    "key",
+                    "name",
+                    "type",
+                    "click_window",
+                    "view_through_window",
+                    "retargeting_enabled",
+                ]
+            },
+        ),
+        (
+            gettext_lazy("On X"),
+            {"fields": [*REMOTE_READONLY, "synced_at", "raw_json"]},
+        ),
+    ]
+
+    @admin.display(description=gettext_lazy("raw JSON from X"))
+    def raw_json(self, obj: EventTag) -> SafeString:
+        return format_html("<pre>{}</pre>", json.dumps(obj.raw, indent=2, sort_keys=True))
+
+    def get_readonly_fields(self, request: HttpRequest, obj: EventTag | None = None) -> Any:
+        readonly = [*REMOTE_READONLY, "synced_at", "raw_json"]
+        if obj is not None:
+            readonly.append("account")  # a tag belongs to one account on X
+            if obj.deleted:
+                readonly.extend(tags.EDITABLE_FIELDS)  # X 404s on deleted tags
+        return readonly
+
+    # -- permissions: Django's model permission AND manage_tags ------------------------
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return super().has_add_permission(request) and self.has_manage_tags_permission(request)
+
+    def has_change_permission(self, request: HttpRequest, obj: EventTag | None = None) -> bool:
+        return super().has_change_permission(request, obj) and self.has_manage_tags_permission(
+            request
+        )
+
+    def has_delete_permission(self, request: HttpRequest, obj: EventTag | None = None) -> bool:
+        if obj is not None and obj.deleted:
+            return False
+        return super().has_delete_permission(request, obj) and self.has_manage_tags_permission(
+            request
+        )
+
+    def get_actions(self, request: HttpRequest) -> Any:
+        actions = super().get_actions(request)
+        # Bulk delete would skip X; tags are deleted one at a time, on X first.
+        actions.pop("delete_selected", None)
+        return actions
+
+    # -- writes ------------------------------------------------------------------------
+
+    def save_model(
+        self, request: HttpRequest, obj: EventTag, form: ModelForm[EventTag], change: bool
+    ) -> None:
+        # The form already created or updated the tag on X (see EventTagForm.full_clean).
+        obj.save()
+
+    def delete_model(self, request: HttpRequest, obj: EventTag) -> None:
+        tags.push_tag_deletion(obj)
+
+    def delete_view(
+        self, request: HttpRequest, object_id: str, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        try:
+            return super().delete_view(request, object_id, extra_context)
+        except XConversionsError as exc:
+            # Raised inside the view's transaction, so its log entry is rolled back too.
+            refused = _("X refused: %(error)s") % {"error": exc}
+            messages.error(request, refused if isinstance(exc, XAdsError) else str(exc))
+            return HttpResponseRedirect(
+                reverse(f"{self.admin_site.name}:xconversions_eventtag_change", args=[object_id])
+            )
+
+    # -- sync ----------------------------------------------------------------------------
+
+    @admin.action(description=gettext_lazy("Sync from X"), permissions=["manage_tags"])
+    def sync_from_x(self, request: HttpRequest, queryset: QuerySet[EventTag]) -> None:
+        for account in AdAccount.objects.filter(pk__in=queryset.values("account_id")):
+            report_sync(request, account)
+
+    def get_urls(self) -> list[URLPattern]:
+        sync = path(
+            "sync/",
+            self.admin_site.admin_view(require_POST(self.sync_view)),
+            name="xconversions_eventtag_sync",
+        )
+        return [sync, *super().get_urls()]
+
+    def sync_view(self, request: HttpRequest) -> HttpResponse:
+        """The list's "Sync from X" button: every active account (works with no tags yet)."""
+        if not self.has_manage_tags_permission(request):
+            raise PermissionDenied
+        accounts = AdAccount.objects.filter(status=AdAccount.Status.ACTIVE)
+        if not accounts:
+            messages.warning(request, _("No active account to sync."))
+        for account in accounts:
+            report_sync(request, account)
+        return HttpResponseRedirect(
+            reverse(f"{self.admin_site.name}:xconversions_eventtag_changelist")
+        )
+
+    def changelist_view(
+        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        context = dict(extra_context or {})
+        if self.has_manage_tags_permission(request):
+            context["xconv_sync_url"] = reverse(
+                f"{self.admin_site.name}:xconversions_eventtag_sync"
+            )
+        return super().changelist_view(request, context)

@@ -1,0 +1,66 @@
+"""manage.py sync_tags: copy every web event tag of the active accounts from X."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db.models import QuerySet
+
+from django_xconversions.errors import XConversionsError
+from django_xconversions.models import AdAccount
+from django_xconversions.tags import SyncResult, sync_account_tags
+
+
+class Command(BaseCommand):
+    help = (
+        "Page through the web event tags of each active account on X (deleted ones "
+        "included) and upsert EventTag rows, keeping local keys and pixels."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--account", help="Only this X account id (synced even when paused).")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        accounts = self._accounts(options["account"])
+        if not accounts:
+            self.stdout.write("No active accounts to sync.")
+            return
+        total = SyncResult()
+        failures: list[str] = []
+        for account in accounts:
+            try:
+                result = sync_account_tags(account)
+            except XConversionsError as exc:
+                # X's message only: errors never carry tokens.
+                failures.append(f"{account.account_id}: {exc}")
+                self.stderr.write(f"{account.account_id}: tag sync failed: {exc}")
+                continue
+            self.stdout.write(f"{account.account_id}: {self._counts(result)}")
+            total.created += result.created
+            total.updated += result.updated
+            total.unchanged += result.unchanged
+            total.flagged_deleted += result.flagged_deleted
+        if len(accounts) > 1:
+            self.stdout.write(f"Total: {self._counts(total)}")
+        if failures:
+            raise CommandError(
+                f"Tag sync failed for {len(failures)} account(s): " + "; ".join(failures)
+            )
+
+    @staticmethod
+    def _accounts(account_id: str | None) -> list[AdAccount]:
+        queryset: QuerySet[AdAccount] = AdAccount.objects.order_by("account_id")
+        if account_id is None:
+            return list(queryset.filter(status=AdAccount.Status.ACTIVE))
+        accounts = list(queryset.filter(account_id=account_id))
+        if not accounts:
+            raise CommandError(f"No AdAccount with account_id {account_id!r}.")
+        return accounts
+
+    @staticmethod
+    def _counts(result: SyncResult) -> str:
+        return (
+            f"{result.created} created, {result.updated} updated, "
+            f"{result.flagged_deleted} flagged deleted ({result.unchanged} unchanged)"
+        )
