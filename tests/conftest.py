@@ -35,6 +35,7 @@ def emulator(settings: Any) -> Iterator[EmulatorServer]:
     settings.XCONVERSIONS = {
         **settings.XCONVERSIONS,
         "API_BASE_URL": emu.url,
+        "OAUTH_BASE_URL": emu.url,
         "CONSUMER_KEY": CONSUMER_KEY,
         "CONSUMER_SECRET": CONSUMER_SECRET,
     }

@@ -1,7 +1,8 @@
 """A local emulator of the X Ads API endpoints django-xconversions uses.
 
 Faithful to X's documentation: validations and exact messages, all-or-nothing batches,
-OAuth 1.0a HMAC-SHA1 signatures, X-Pixel-Token, per-account event budgets with rate-limit
+OAuth 1.0a HMAC-SHA1 signatures and the 3-legged flow (request_token, an authorize page,
+access_token), X-Pixel-Token, per-account event budgets with rate-limit
 headers, web event tags with cursor paging. Free of Django, so it runs anywhere:
 ``python -m django_xconversions.emulator --port 8765 --demo``.
 """

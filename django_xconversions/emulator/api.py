@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from django_xconversions.emulator import oauth, rules
+from django_xconversions.emulator import oauth, oauth_flow, rules
 from django_xconversions.emulator.faults import FaultPlan
 from django_xconversions.emulator.tag_params import (
     ParamError,
@@ -68,6 +68,9 @@ class Response:
     delay: float = 0.0  # hold the (already processed) answer back this long
     events: int = 0
     auth: str | None = None
+    # A body sent as is instead of JSON (the OAuth flow's form-encoded tokens and pages).
+    raw: bytes | None = None
+    content_type: str | None = None
 
 
 class Refused(Exception):
@@ -139,12 +142,11 @@ ROUTES: list[tuple[str, re.Pattern[str], str]] = [
     ("GET", re.compile(r"/(\d+)/accounts/([^/]+)/web_event_tags/([^/]+)"), "get_tag"),
     ("PUT", re.compile(r"/(\d+)/accounts/([^/]+)/web_event_tags/([^/]+)"), "update_tag"),
     ("DELETE", re.compile(r"/(\d+)/accounts/([^/]+)/web_event_tags/([^/]+)"), "delete_tag"),
-    # 3-legged OAuth goes here when it is needed (api.x.com, unversioned paths):
-    #   ("POST", re.compile(r"/oauth/request_token"), "request_token"),  oauth.verify(...,
-    #       token_required=False), answer oauth_token/oauth_token_secret form-encoded
-    #   ("GET", re.compile(r"/oauth/authorize"), "authorize"),  redirect with oauth_verifier
-    #   ("POST", re.compile(r"/oauth/access_token"), "access_token"),  answer oauth_token,
-    #       oauth_token_secret, user_id, screen_name; then World.add_user
+    # 3-legged OAuth (api.x.com, unversioned paths; see oauth_flow.py).
+    ("POST", re.compile(r"/oauth/request_token"), "request_token"),
+    ("GET", re.compile(r"/oauth/authorize"), "authorize_page"),
+    ("POST", re.compile(r"/oauth/authorize"), "authorize_submit"),
+    ("POST", re.compile(r"/oauth/access_token"), "access_token"),
     # Emulator-only helpers, outside X's API, for demos and tests in other processes.
     ("GET", re.compile(r"/_emulator/received"), "inspect_received"),
     ("GET", re.compile(r"/_emulator/stats"), "inspect_stats"),
@@ -161,6 +163,7 @@ class XAdsApi:
         self.faults = faults
         # Set when the server stops: wakes handlers sleeping in a slow fault.
         self.stopping = stopping or threading.Event()
+        self.oauth_flow = oauth_flow.OAuthFlow(world)
 
     # -- dispatch --------------------------------------------------------------------------
 
@@ -490,6 +493,26 @@ class XAdsApi:
             tag.deleted = True
             data = tag.as_json()
         return self._oauth_answer(user, envelope(data, params))
+
+    # -- 3-legged OAuth ----------------------------------------------------------------------
+
+    @staticmethod
+    def _as_response(answer: oauth_flow.Answer) -> Response:
+        return Response(
+            answer.status, headers=answer.headers, raw=answer.body, content_type=answer.content_type
+        )
+
+    def request_token(self, call: Call, match: re.Match[str]) -> Response:
+        return self._as_response(self.oauth_flow.request_token(call))
+
+    def authorize_page(self, call: Call, match: re.Match[str]) -> Response:
+        return self._as_response(self.oauth_flow.authorize_page(call))
+
+    def authorize_submit(self, call: Call, match: re.Match[str]) -> Response:
+        return self._as_response(self.oauth_flow.authorize_submit(call))
+
+    def access_token(self, call: Call, match: re.Match[str]) -> Response:
+        return self._as_response(self.oauth_flow.access_token(call))
 
     # -- emulator-only ---------------------------------------------------------------------
 

@@ -1,6 +1,7 @@
 """A fixed demo world, and seeding an emulator from a JSON-like description of one.
 
-The description has the shape of DEMO_WORLD: "apps", "users", "accounts" (each with
+The description has the shape of DEMO_WORLD: "apps" (optional "callback_urls": their
+allowlist for Connect with X), "users", "accounts" (each with
 optional nested "pixels" and "tags"); top-level "pixels" and "tags" lists whose items name
 their "account_id" are accepted too. Optional keys: "budget" ({"events",
 "window_seconds"}), "faults" (FaultPlan.configure: set_rates arguments, "script",
@@ -16,7 +17,16 @@ from typing import Any
 from django_xconversions.emulator.server import EmulatorServer
 
 DEMO_WORLD: dict[str, Any] = {
-    "apps": [{"consumer_key": "demo-consumer-key", "consumer_secret": "demo-consumer-secret"}],
+    "apps": [
+        {
+            "consumer_key": "demo-consumer-key",
+            "consumer_secret": "demo-consumer-secret",
+            # The example shop's admin (make run), so "Connect with X" works offline.
+            "callback_urls": [
+                "http://127.0.0.1:8000/admin/xconversions/adaccount/connect/callback/"
+            ],
+        }
+    ],
     "users": [
         {
             "user_id": "1000000001",
@@ -48,6 +58,8 @@ def demo_world() -> dict[str, Any]:
 def seed(emulator: EmulatorServer, world: dict[str, Any]) -> None:
     for app in world.get("apps", []):
         emulator.add_app(app["consumer_key"], app["consumer_secret"])
+        for url in app.get("callback_urls", []):  # the 3-legged OAuth allowlist
+            emulator.allow_callback(app["consumer_key"], url)
     for user in world.get("users", []):
         emulator.add_user(
             user["user_id"],

@@ -56,10 +56,37 @@ def verify(
     *,
     token_required: bool = True,
 ) -> Signed:
-    """Check the signature of a request whose absolute URI is ``uri``.
+    """Check the signature of a request whose absolute URI is ``uri``, signed with an
+    access token (or, with ``token_required=False``, possibly with none).
 
     A JSON body is not part of the signature; a form-encoded body is (RFC 5849 3.4.1.3).
     """
+    token = _oauth_params(headers).get("oauth_token", "")
+    user = world.tokens.get(token) if token else None
+    if token_required and user is None:
+        raise OAuthFailure("unknown or missing access token")
+    signed = verify_signed(
+        world, method, uri, headers, body, user.access_token_secret if user else None
+    )
+    return Signed(signed.consumer_key, user)
+
+
+@dataclass(frozen=True)
+class SignedParams:
+    consumer_key: str
+    params: dict[str, str]  # every signed parameter: oauth_* (header), query and form body
+
+
+def verify_signed(
+    world: World,
+    method: str,
+    uri: str,
+    headers: Mapping[str, str],
+    body: bytes,
+    token_secret: str | None,
+) -> SignedParams:
+    """Check a request signed with the consumer secret and ``token_secret`` (an access
+    token's, a request token's during the 3-legged flow, or None when no token is sent)."""
     params = _oauth_params(headers)
     consumer_key = params.get("oauth_consumer_key", "")
     token = params.get("oauth_token", "")
@@ -68,11 +95,8 @@ def verify(
     if params.get("oauth_version", "1.0") != "1.0":
         raise OAuthFailure("oauth_version must be 1.0")
     consumer_secret = world.apps.get(consumer_key)
-    user = world.tokens.get(token) if token else None
     if consumer_secret is None:
         raise OAuthFailure("unknown consumer key")
-    if token_required and user is None:
-        raise OAuthFailure("unknown or missing access token")
     if not params.get("oauth_nonce"):
         raise OAuthFailure("missing nonce")
     try:
@@ -96,7 +120,6 @@ def verify(
         signature.base_string_uri(uri),
         signature.normalize_parameters(signed_params),  # type: ignore[arg-type]
     )
-    token_secret = user.access_token_secret if user else None
     expected = signature.sign_hmac_sha1_with_client(
         base_string, _Secrets(consumer_secret, token_secret)
     )
@@ -107,4 +130,12 @@ def verify(
     nonce_key = (consumer_key, token, str(timestamp), params.get("oauth_nonce", ""))
     if not world.remember_nonce(nonce_key, timestamp, time.time()):
         raise OAuthFailure("nonce already used")
-    return Signed(consumer_key, user)
+    return SignedParams(consumer_key, {str(k): str(v) for k, v in signed_params})
+
+
+def oauth_param(headers: Mapping[str, str], name: str) -> str | None:
+    """One oauth_* parameter of the Authorization header, unverified (to find a secret)."""
+    try:
+        return _oauth_params(headers).get(name)
+    except OAuthFailure:
+        return None
