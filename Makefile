@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test lint typecheck check demo bench clean
+.PHONY: install test lint typecheck check demo run bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -36,6 +36,10 @@ bench: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/python example_project/manage.py demo
+
+# The example shop on http://127.0.0.1:8000/ with the local X emulator; Ctrl-C stops it all.
+run: $(STAMP)
+	$(BIN)/python example_project/manage.py run_shop
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build dist *.egg-info

@@ -24,6 +24,8 @@ env = environ.Env(
     # A fixed key for local use only; generate your own for anything real.
     XCONVERSIONS_ENCRYPTION_KEY=(str, "ZGVtby1vbmx5LWtleS1kby1ub3QtdXNlLWluLXByb2Q="),
     X_PHONE_REGION=(str, "US"),
+    # Empty: the only Pixel in the database (make run creates the demo one).
+    X_PIXEL_ID=(str, ""),
 )
 environ.Env.read_env(BASE_DIR / ".env")
 
@@ -45,6 +47,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
+    "drf_spectacular",  # OpenAPI schema of the REST API under /x/
     "django_xconversions",
     "shop",
 ]
@@ -69,6 +72,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "shop.context_processors.shop",
             ]
         },
     }
@@ -80,4 +84,28 @@ XCONVERSIONS = {
     "CONSUMER_SECRET": env("X_CONSUMER_SECRET"),
     "ENCRYPTION_KEY": env("XCONVERSIONS_ENCRYPTION_KEY"),
     "DEFAULT_PHONE_REGION": env("X_PHONE_REGION"),
+    "PIXEL_ID": env("X_PIXEL_ID"),
+    # The shop's models, bound to X events. The receivers run inside the save's
+    # transaction: a rolled-back order leaves no conversion behind.
+    "SOURCES": [
+        {
+            "model": "shop.Customer",
+            "event": "sign_up",  # on create (the default "when")
+            "email": "email",
+            "phone": "phone",
+        },
+        {
+            "model": "shop.Order",
+            "event": "purchase",
+            "when": {"field": "status", "value": "paid"},
+            "email": "customer.email",
+            "phone": "customer.phone",
+            "value": "total",
+            "currency": "currency",
+            "number_items": "item_count",
+            "contents": "shop.tracking.order_contents",
+        },
+    ],
 }
+
+REST_FRAMEWORK = {"DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema"}

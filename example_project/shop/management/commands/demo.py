@@ -16,7 +16,6 @@ from collections import Counter
 from typing import Any
 
 import requests
-from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandParser
 from django.db import transaction
@@ -25,8 +24,8 @@ from django.utils import timezone
 from django_xconversions import track
 from django_xconversions.emulator import DEMO_WORLD
 from django_xconversions.emulator.process import emulator_process
-from django_xconversions.models import AdAccount, Conversion, EventTag, Pixel
-from django_xconversions.tags import sync_account_tags
+from django_xconversions.models import Conversion
+from shop.demo_setup import connect_demo_account, sync_demo_tags, use_api
 
 # Two events X will reject (the emulator is told so): the sender isolates them.
 REJECTED_BY_X = ["demo-order-17", "demo-order-1234"]
@@ -47,44 +46,20 @@ class Command(BaseCommand):
         world["reject_conversion_ids"] = REJECTED_BY_X
         with emulator_process(world) as url:
             self.stdout.write(f"Emulator running at {url}")
-            self._configure(url)
-            account = self._connect_account()
-            result = sync_account_tags(account)
+            use_api(url)
+            # A fresh start each run: the demo's own rows only.
+            spec = DEMO_WORLD["accounts"][0]
+            Conversion.objects.filter(pixel__account__account_id=spec["account_id"]).delete()
+            account = connect_demo_account()
+            result = sync_demo_tags(account)
             self.stdout.write(
                 f"Synced tags from the emulator: {result.created} created, {result.updated} updated"
             )
-            EventTag.objects.filter(account=account).update(pixel=account.pixels.get())
             queued = self._queue(options["orders"], options["sign_ups"])
             self.stdout.write(f"Queued {queued} conversions; sending...")
             call_command("send_conversions", stdout=self.stdout)
             self._show_received(url)
         self.stdout.write(f"Demo finished in {time.monotonic() - started:.1f} s.")
-
-    def _configure(self, url: str) -> None:
-        app = DEMO_WORLD["apps"][0]
-        settings.XCONVERSIONS = {
-            **settings.XCONVERSIONS,
-            "API_BASE_URL": url,
-            "CONSUMER_KEY": app["consumer_key"],
-            "CONSUMER_SECRET": app["consumer_secret"],
-        }
-
-    def _connect_account(self) -> AdAccount:
-        user = DEMO_WORLD["users"][0]
-        spec = DEMO_WORLD["accounts"][0]
-        # A fresh start each run: the demo's own rows only.
-        Conversion.objects.filter(pixel__account__account_id=spec["account_id"]).delete()
-        account, _ = AdAccount.objects.update_or_create(
-            account_id=spec["account_id"], defaults={"name": spec["name"]}
-        )
-        account.set_tokens(user["access_token"], user["access_token_secret"])
-        account.save()
-        account.resume()
-        Pixel.objects.update_or_create(
-            pixel_id=spec["pixels"][0]["pixel_id"],
-            defaults={"account": account, "name": "Demo pixel"},
-        )
-        return account
 
     def _queue(self, orders: int, sign_ups: int) -> int:
         rng = random.Random(2026)  # noqa: S311 (demo data)

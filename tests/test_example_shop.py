@@ -1,0 +1,189 @@
+"""The example shop (example_project/) run as users run it: through its own manage.py,
+settings, urls and SOURCES, in subprocesses on a temporary SQLite database.
+
+Its app label "shop" is taken by the test suite's own shop, so the shop flow itself is
+tested by the example's Django tests (``manage.py test shop``), run here."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import queue
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+MANAGE_PY = ROOT / "example_project" / "manage.py"
+EVIL = "</script><script>alert(1)</script>"
+TIMEOUT = 120
+
+
+def example_env(database: Path, **extra: str) -> dict[str, str]:
+    """The environment of an example process: its own settings, a throwaway database."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in {"DJANGO_SETTINGS_MODULE", "XCONVERSIONS_TEST_OVERRIDES"}
+        and not k.startswith("X_")
+    }
+    env["DATABASE_URL"] = f"sqlite:///{database}"
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update(extra)
+    return env
+
+
+def manage(env: dict[str, str], *args: str, timeout: float = TIMEOUT) -> str:
+    """Run ``example_project/manage.py`` to completion; its output, or a failure showing it."""
+    result = subprocess.run(  # noqa: S603
+        [sys.executable, str(MANAGE_PY), *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    assert result.returncode == 0, f"manage.py {' '.join(args)}:\n{result.stdout}\n{result.stderr}"
+    return result.stdout + result.stderr
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def listening(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    except OSError:
+        return False
+    return True
+
+
+def wait_listening(port: int, process: subprocess.Popen[Any], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not listening(port):
+        assert process.poll() is None, f"the server exited with {process.returncode}"
+        assert time.monotonic() < deadline, f"nothing listened on 127.0.0.1:{port}"
+        time.sleep(0.2)
+
+
+def stop(process: subprocess.Popen[Any], sig: int = signal.SIGTERM) -> None:
+    """Stop a process started with start_new_session=True, children included."""
+    if process.poll() is None:
+        try:
+            os.killpg(process.pid, sig)
+            process.wait(20)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(10)
+        except ProcessLookupError:
+            pass
+
+
+def rows(database: Path, sql: str, *params: Any) -> list[tuple[Any, ...]]:
+    with sqlite3.connect(database) as connection:
+        return list(connection.execute(sql, params))
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    return example_env(tmp_path / "shop.sqlite3")
+
+
+def test_system_checks_pass_and_migrations_are_complete(env: dict[str, str]) -> None:
+    assert "no issues" in manage(env, "check")
+    manage(env, "makemigrations", "--check", "--dry-run")
+
+
+def test_shop_flow(env: dict[str, str]) -> None:
+    """Sign-up, cart, checkout, pay: the conversions SOURCES record, the pixel event."""
+    output = manage(env, "test", "shop", "--noinput")
+    assert "OK" in output
+
+
+def test_run_shop_no_serve_sets_up_the_demo(tmp_path: Path, env: dict[str, str]) -> None:
+    database = tmp_path / "shop.sqlite3"
+    output = manage(env, "run_shop", "--no-serve", "--emulator-port", "0")
+    assert "tags synced from the emulator: 2 created" in output
+    assert "event tag 'purchase'" in output and "event tag 'sign_up'" in output
+    assert "Admin login: admin / admin" in output
+    assert rows(database, "SELECT account_id, status FROM xconversions_adaccount") == [
+        ("18ce54d4x5t", "active")
+    ]
+    tags = rows(
+        database,
+        "SELECT t.key, t.type, p.pixel_id FROM xconversions_eventtag t "
+        "JOIN xconversions_pixel p ON p.id = t.pixel_id ORDER BY t.key",
+    )
+    assert tags == [("purchase", "PURCHASE", "o8z6j"), ("sign_up", "SIGN_UP", "o8z6j")]
+    assert rows(database, "SELECT is_superuser FROM auth_user WHERE username = 'admin'") == [(1,)]
+    assert (EVIL,) in rows(database, "SELECT name FROM shop_product")
+
+    again = manage(env, "run_shop", "--no-serve", "--emulator-port", "0")
+    assert "0 created, 0 updated, 2 unchanged" in again
+    assert "Admin login: admin (existing user, password unchanged)" in again
+
+
+def test_run_shop_serves_until_ctrl_c(env: dict[str, str]) -> None:
+    port = free_port()
+    process = subprocess.Popen(  # noqa: S603
+        [sys.executable, str(MANAGE_PY), "run_shop", "--port", str(port), "--emulator-port", "0"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,  # its own process group, like a terminal's foreground job
+    )
+    lines: queue.Queue[str] = queue.Queue()
+    assert process.stdout is not None
+    stdout = process.stdout
+    threading.Thread(target=lambda: [lines.put(line) for line in stdout], daemon=True).start()
+    seen: list[str] = []
+    try:
+        deadline = time.monotonic() + 90
+        while not any(line.startswith("Conversions are sent by") for line in seen):
+            assert process.poll() is None, "".join(seen)
+            assert time.monotonic() < deadline, "".join(seen)
+            with contextlib.suppress(queue.Empty):
+                seen.append(lines.get(timeout=1))
+        text = "".join(seen)
+        site = f"http://127.0.0.1:{port}"
+        assert f"Shop:          {site}/" in text
+        assert f"Admin:         {site}/admin/   login: admin / admin" in text
+        emulator = next(line.split()[2] for line in seen if line.startswith("X emulator:"))
+        page = requests.get(f"{site}/products/", timeout=10)
+        assert page.status_code == 200
+        assert "twq('config',\"o8z6j\")" in page.text
+        assert "&lt;/script&gt;&lt;script&gt;alert(1)&lt;/script&gt;" in page.text
+        assert requests.get(f"{site}/admin/login/", timeout=10).status_code == 200
+        assert requests.get(f"{emulator}/_emulator/received", timeout=10).status_code == 200
+
+        os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C sends to the foreground job
+        assert process.wait(30) == 0
+        time.sleep(0.5)
+        assert not listening(port)
+        assert not listening(int(emulator.rsplit(":", 1)[1]))
+    finally:
+        stop(process, signal.SIGKILL)
+    while not lines.empty():
+        seen.append(lines.get())
+    assert "Stopped." in "".join(seen)
+
+
+def test_make_demo_still_runs(env: dict[str, str]) -> None:
+    output = manage(env, "demo", "--orders", "40", "--sign-ups", "10")
+    assert "Synced tags from the emulator: 2 created" in output
+    assert "The emulator received" in output
+    assert "failed demo-order-17" in output
+    assert "Demo finished in" in output
