@@ -21,10 +21,10 @@ from django_xconversions.currencies import ISO_4217_CODES
 from django_xconversions.identifiers import SHA256_HEX
 from django_xconversions.payload import (
     IPV4_PATTERN,
-    TIME_PATTERN,
     build_contents,
     conversion_to_event,
     decimal_text,
+    valid_time,
 )
 from django_xconversions.sqltime import conversion_time_column
 
@@ -79,7 +79,8 @@ def fetch(rows: QuerySet[Any]) -> list[ClaimedRow]:
         "x_contents",
     )
     return [
-        ClaimedRow(*row[:10], _decimal(row[10]), *row[11:14], _contents(row[14])) for row in fetched
+        ClaimedRow._make((*row[:10], _decimal(row[10]), *row[11:14], _contents(row[14])))
+        for row in fetched
     ]
 
 
@@ -107,7 +108,7 @@ def build_event(row: ClaimedRow) -> tuple[dict[str, Any], bool]:
     """
     if not isinstance(row.conversion_time, str):
         return conversion_to_event(row, row.website_tag_id), False
-    ok = TIME_PATTERN.match(row.conversion_time) is not None and bool(row.website_tag_id)
+    ok = valid_time(row.conversion_time) and bool(row.website_tag_id)
     identifiers: list[dict[str, str]] = []
     strong = False
     if row.twclid:
@@ -156,8 +157,11 @@ def build_event(row: ClaimedRow) -> tuple[dict[str, Any], bool]:
 def _plain_content(item: Any) -> bool:
     if not isinstance(item, dict):
         return False
-    price = item.get("content_price")
-    if price is not None and not (type(price) in (int, float) and math.isfinite(price)):
-        return False
+    if "content_price" in item:
+        price = item["content_price"]
+        if isinstance(price, bool) or not isinstance(price, int | float):
+            return False
+        if not math.isfinite(price):
+            return False
     count = item.get("num_items")
     return "num_items" not in item or (type(count) is int and count > 0)

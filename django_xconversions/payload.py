@@ -41,6 +41,8 @@ MSG_IP = "ip_address ({value}) is not a valid IP address"
 _OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
 IPV4_PATTERN = re.compile(rf"{_OCTET}(?:\.{_OCTET}){{3}}")
 TIME_PATTERN = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
+# Text values in plain decimal notation ("20.00"): no exponent, no spaces, no NaN.
+DECIMAL_TEXT = re.compile(r"-?\d+(?:\.\d+)?")
 HASHED_FIELDS = ("hashed_email", "hashed_phone_number")
 
 
@@ -190,11 +192,19 @@ def _is_number(value: Any, *, allow_text: bool) -> bool:
     if isinstance(value, int | float | Decimal):
         return Decimal(str(value)).is_finite()
     if allow_text and isinstance(value, str):
-        try:
-            return Decimal(value).is_finite()
-        except InvalidOperation:
-            return False
+        return DECIMAL_TEXT.fullmatch(value) is not None
     return False
+
+
+def valid_time(value: Any) -> bool:
+    """X's time format, and a real calendar date and time (not 2022-13-45T25:00...)."""
+    if not isinstance(value, str) or not TIME_PATTERN.match(value):
+        return False
+    try:
+        dt.datetime.fromisoformat(value[:-1])
+    except ValueError:
+        return False
+    return True
 
 
 def _is_ip(value: Any) -> bool:
@@ -241,7 +251,7 @@ def _contents_violations(contents: Any) -> list[Violation]:
         if not isinstance(item, dict):
             continue
         price = item.get("content_price")
-        if price is not None and not _is_number(price, allow_text=False):
+        if "content_price" in item and not _is_number(price, allow_text=False):
             message = MSG_CONTENT_PRICE.format(value=price)
             found.append(Violation("INVALID_PARAMETER", message, "content_price"))
         if "num_items" in item and not _is_positive_int(item["num_items"]):
@@ -256,7 +266,7 @@ def validate(event: Mapping[str, Any]) -> list[Violation]:
     """
     found: list[Violation] = []
     time_value = event.get("conversion_time")
-    if not isinstance(time_value, str) or not TIME_PATTERN.match(time_value):
+    if not valid_time(time_value):
         message = MSG_TIME_FORMAT.format(value=time_value if time_value is not None else "")
         found.append(Violation("INVALID_PARAMETER", message, "conversion_time"))
     if not event.get("event_id"):

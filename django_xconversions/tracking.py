@@ -266,7 +266,7 @@ def build(
         fields.update(status=Conversion.Status.SKIPPED, error_reason="consent", last_error=refusal)
     return Conversion(
         event_tag=tag,
-        pixel_id=tag.pixel_id,
+        pixel=tag.pixel,
         conversion_id=conversion_id,
         conversion_time=when,
         **fields,

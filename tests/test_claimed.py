@@ -31,7 +31,13 @@ rows = st.builds(
     attempts=st.just(0),
     website_tag_id=st.sampled_from(["o87ne", ""]),
     conversion_time=st.sampled_from(
-        ["2022-02-18T01:14:00.603Z", "2022-02-18 01:14:00", "", "2022-02-18T01:14:00Z"]
+        [
+            "2022-02-18T01:14:00.603Z",
+            "2022-02-18 01:14:00",
+            "",
+            "2022-02-18T01:14:00Z",
+            "2022-13-45T25:00:00.000Z",
+        ]
     ),
     conversion_id=st.text(max_size=8),
     twclid=texts,
