@@ -157,6 +157,34 @@ def check_capture_settings(**kwargs: Any) -> Messages:
     ]
 
 
+def check_api_settings(**kwargs: Any) -> Messages:
+    problems: list[tuple[str, str]] = []
+    for name in ("API_AUTHENTICATION_CLASSES", "API_PERMISSION_CLASSES"):
+        paths = getattr(xsettings, name)
+        if paths is None and name == "API_AUTHENTICATION_CLASSES":
+            continue
+        if not isinstance(paths, list | tuple):
+            problems.append((name, "must be a list of dotted paths to DRF classes"))
+            continue
+        for path in paths:
+            try:
+                import_string(str(path))
+            except ImportError as exc:
+                problems.append((name, f"names {path!r}, which cannot be imported ({exc})"))
+    from django_xconversions.api.throttling import RATE
+
+    rate = xsettings.API_THROTTLE_RATE
+    if rate and not (isinstance(rate, str) and RATE.match(rate)):
+        problems.append(("API_THROTTLE_RATE", 'must look like "600/minute" or None'))
+    size = xsettings.API_PAGE_SIZE
+    if not isinstance(size, int) or isinstance(size, bool) or not 1 <= size <= 1000:
+        problems.append(("API_PAGE_SIZE", "must be a whole number from 1 to 1000"))
+    return [
+        checks.Error(f"{setting_path(name)} {rule}.", id="xconversions.E009")
+        for name, rule in problems
+    ]
+
+
 MIDDLEWARE_PATH = "django_xconversions.middleware.TwclidMiddleware"
 SESSION_MIDDLEWARE = "django.contrib.sessions.middleware.SessionMiddleware"
 
@@ -188,6 +216,7 @@ ALL_CHECKS: Iterable[Callable[..., Messages]] = (
     check_sources,
     check_capture_settings,
     check_middleware,
+    check_api_settings,
     check_settings_shape,
     check_encryption_key,
     check_credentials,

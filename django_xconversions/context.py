@@ -164,6 +164,17 @@ def leave(token: Token[RequestContext | None]) -> None:
 
 
 @contextmanager
+def detached() -> Iterator[None]:
+    """No request context: for code acting for someone else (the REST API records
+    conversions of visitors, not of the server calling it)."""
+    token = _current.set(None)
+    try:
+        yield
+    finally:
+        _current.reset(token)
+
+
+@contextmanager
 def activate(request: HttpRequest) -> Iterator[RequestContext]:
     context = for_request(request)
     token = _current.set(context)

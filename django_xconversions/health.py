@@ -6,7 +6,7 @@ import datetime as dt
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from django.db.models import Count, Min
+from django.db.models import Count, Max, Min
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
@@ -93,12 +93,9 @@ def health(now: dt.datetime | None = None) -> Health:
     oldest = Conversion.objects.filter(status=Conversion.Status.PENDING).aggregate(
         oldest=Min("created_at")
     )["oldest"]
-    last_sent = (
-        Conversion.objects.filter(status=Conversion.Status.SENT)
-        .order_by("-sent_at")
-        .values_list("sent_at", flat=True)
-        .first()
-    )
+    last_sent = Conversion.objects.filter(status=Conversion.Status.SENT).aggregate(
+        last=Max("sent_at")
+    )["last"]
     hour_ago = now - dt.timedelta(hours=1)
     paused = AdAccount.objects.filter(status=AdAccount.Status.PAUSED).order_by("name")
     return Health(

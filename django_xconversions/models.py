@@ -40,6 +40,15 @@ def _decrypt_or_blank(value: str) -> str:
     return crypto.decrypt(value) if value else ""
 
 
+def _reencrypt_fields(instance: models.Model, names: tuple[str, ...], kwargs: Any) -> None:
+    """Key rotation: secrets written with an older ENCRYPTION_KEY entry are re-encrypted
+    with the first one whenever the row is saved with them."""
+    update_fields = kwargs.get("update_fields")
+    for name in names:
+        if update_fields is None or name in update_fields:
+            setattr(instance, name, crypto.reencrypted(getattr(instance, name)))
+
+
 class AdAccount(models.Model):
     class Status(models.TextChoices):
         ACTIVE = "active", _("Active")
@@ -80,6 +89,10 @@ class AdAccount(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.account_id})" if self.name else self.account_id
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        _reencrypt_fields(self, ("access_token_encrypted", "access_token_secret_encrypted"), kwargs)
+        super().save(*args, **kwargs)
 
     def set_tokens(self, access_token: str, access_token_secret: str) -> None:
         self.access_token_encrypted = _encrypt_or_blank(access_token)
@@ -129,6 +142,10 @@ class Pixel(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.pixel_id})" if self.name else self.pixel_id
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        _reencrypt_fields(self, ("pixel_token_encrypted",), kwargs)
+        super().save(*args, **kwargs)
 
     def set_pixel_token(self, token: str) -> None:
         self.pixel_token_encrypted = _encrypt_or_blank(token)
@@ -299,6 +316,11 @@ class Conversion(models.Model):
                 name="xconv_claim_token",
             ),
             models.Index(fields=["status", "created_at"], name="xconv_status_created"),
+            # The health chart and "last sent": recent outcomes without a table scan.
+            models.Index(fields=["sent_at"], condition=Q(status="sent"), name="xconv_sent_at"),
+            models.Index(
+                fields=["failed_at"], condition=Q(status="failed"), name="xconv_failed_at"
+            ),
             models.Index(fields=["source_type", "source_id"], name="xconv_source"),
         ]
 

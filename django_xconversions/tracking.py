@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -273,15 +273,22 @@ def build(
     )
 
 
-def store(conversion: Conversion, *, fetch: bool = True) -> Conversion:
-    """Insert ``conversion`` unless (event tag, conversion_id) is already stored.
+def store_many(conversions: Sequence[Conversion]) -> None:
+    """Insert the conversions whose (event tag, conversion_id) is not stored yet.
 
     One INSERT ... ON CONFLICT DO NOTHING: no savepoint, and a repeat (a second save of
     the same order, a retried request) neither duplicates nor breaks the caller's
-    transaction. With ``fetch``, the stored row is read back (the existing one on a repeat).
+    transaction.
     """
-    Conversion.objects.bulk_create([conversion], ignore_conflicts=True)
-    immediate.conversion_stored(conversion)
+    Conversion.objects.bulk_create(conversions, ignore_conflicts=True)
+    for conversion in conversions:
+        immediate.conversion_stored(conversion)
+
+
+def store(conversion: Conversion, *, fetch: bool = True) -> Conversion:
+    """Insert ``conversion`` unless already stored; with ``fetch``, return the stored row
+    (the existing one on a repeat)."""
+    store_many([conversion])
     if not fetch:
         return conversion
     return Conversion.objects.get(

@@ -67,3 +67,18 @@ def test_checks_are_registered_with_django() -> None:
 
     registered = django_checks.registry.registry.get_checks()
     assert checks.check_encryption_key in registered
+
+
+def test_api_settings_are_checked_at_start_up(settings) -> None:
+    from django_xconversions.checks import check_api_settings
+
+    with_settings(
+        settings,
+        API_PERMISSION_CLASSES=["rest_framework.permissions.Nope"],
+        API_THROTTLE_RATE="lots",
+        API_PAGE_SIZE=0,
+    )
+    messages = [m.msg for m in check_api_settings()]
+    assert len(messages) == 3
+    assert "API_PERMISSION_CLASSES\"] names 'rest_framework.permissions.Nope'" in messages[0]
+    assert "API_THROTTLE_RATE" in messages[1] and "API_PAGE_SIZE" in messages[2]

@@ -1,9 +1,10 @@
 from django.contrib import admin
-from django.urls import path
+from django.urls import include, path
 
 from tests.shop import views as shop
 
 urlpatterns = [path("admin/", admin.site.urls)]
+urlpatterns += [path("x/", include("django_xconversions.api.urls"))]
 urlpatterns += [
     path("shop/", shop.landing),
     path("shop/sign-up/", shop.sign_up),
