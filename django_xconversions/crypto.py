@@ -74,7 +74,30 @@ def decrypt(stored: str) -> str:
 
 def rotate(stored: str) -> str:
     """Re-encrypt with the first (current) key."""
-    return PREFIX + fernet().rotate(stored[len(PREFIX) :].encode()).decode()
+    try:
+        return PREFIX + fernet().rotate(stored[len(PREFIX) :].encode()).decode()
+    except InvalidToken as exc:
+        raise ImproperlyConfigured(
+            f"A stored secret cannot be decrypted with {setting_path('ENCRYPTION_KEY')}: "
+            "add the key it was written with to the list (key rotation)."
+        ) from exc
+
+
+def is_current(stored: str) -> bool:
+    """Whether ``stored`` is encrypted with the first (current) key."""
+    key = active_keys()[0]
+    try:
+        Fernet(key.encode()).decrypt(stored[len(PREFIX) :].encode())
+    except InvalidToken:
+        return False
+    return True
+
+
+def reencrypted(stored: str) -> str:
+    """``stored`` under the current key: unchanged when blank or already current."""
+    if not stored.startswith(PREFIX) or is_current(stored):
+        return stored
+    return rotate(stored)
 
 
 def is_valid_key(key: str) -> bool:
