@@ -28,6 +28,7 @@ from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
+from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_GET, require_http_methods
 
 from django_xconversions import oauth_flow
@@ -113,7 +114,11 @@ class ConnectViews:
             ),
             path(
                 "connect/pin/",
-                wrap(require_http_methods(["GET", "POST"])(self.pin)),
+                wrap(
+                    sensitive_post_parameters("pin")(
+                        require_http_methods(["GET", "POST"])(self.pin)
+                    )
+                ),
                 name="xconversions_adaccount_connect_pin",
             ),
         ]

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from django.contrib import admin
+from django.http import HttpRequest, HttpResponse
+from django.utils.decorators import method_decorator
 from django.utils.translation import gettext_lazy
+from django.views.decorators.debug import sensitive_post_parameters
 
 from django_xconversions.admin.forms import PixelForm
 from django_xconversions.models import Pixel
@@ -29,3 +32,14 @@ class PixelAdmin(_PixelModelAdmin):
     @admin.display(description=gettext_lazy("pixel token stored"), boolean=True)
     def has_pixel_token_display(self, obj: Pixel) -> bool:
         return obj.has_pixel_token
+
+    # Error reports (ADMINS mail, the DEBUG page) list POST data: never the token typed.
+    @method_decorator(sensitive_post_parameters("pixel_token"))
+    def changeform_view(
+        self,
+        request: HttpRequest,
+        object_id: str | None = None,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        return super().changeform_view(request, object_id, form_url, extra_context)
