@@ -110,8 +110,12 @@ class EventTagAdmin(perms.DedicatedPermissions, _EventTagModelAdmin):
             request
         )
 
-    def get_actions(self, request: HttpRequest) -> Any:
-        actions = super().get_actions(request)
+    def get_actions(self, request: HttpRequest, action_location: Any = None) -> Any:
+        # action_location arrived in Django 6.1 (actions on the change form); 5.2 lacks it.
+        extra: dict[str, Any] = (
+            {} if action_location is None else {"action_location": action_location}
+        )
+        actions = super().get_actions(request, **extra)
         # Bulk delete would skip X; tags are deleted one at a time, on X first.
         actions.pop("delete_selected", None)
         return actions
