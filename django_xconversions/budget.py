@@ -22,8 +22,10 @@ from django_xconversions.models import AdAccount
 
 # Waiting a moment past X's announced reset absorbs clock skew and whole-second rounding.
 RESET_MARGIN = dt.timedelta(seconds=1)
+# Reset times closer than this describe the same window of X's.
+WINDOW_TOLERANCE = dt.timedelta(seconds=2)
 
-_BUDGET_FIELDS = ["budget_window_ends_at", "budget_limit", "budget_used"]
+_BUDGET_FIELDS = ["budget_window_ends_at", "budget_limit", "budget_used", "budget_window_from_x"]
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,7 @@ def reserve(account_id: int, wanted: int, now: dt.datetime | None = None) -> Gra
             )
             account.budget_limit = int(xsettings.RATE_LIMIT_EVENTS)
             account.budget_used = 0
+            account.budget_window_from_x = False
         limit = min(account.budget_limit or 0, int(xsettings.RATE_LIMIT_EVENTS))
         granted = max(0, min(wanted, limit - account.budget_used))
         account.budget_used += granted
@@ -77,13 +80,25 @@ def observe(
         return
     with transaction.atomic():
         account = AdAccount.objects.select_for_update().only(*_BUDGET_FIELDS).get(pk=account_id)
+        known_end = account.budget_window_ends_at
+        # X announcing another reset than the window of X's we count in: that window is
+        # over (or was a brief one), and what was used in it says nothing of this one.
+        newer = (
+            account.budget_window_from_x
+            and known_end is not None
+            and abs(window_end - known_end) > WINDOW_TOLERANCE
+        )
         # X's window is the one that binds: reopen ours just after X's reset.
         account.budget_window_ends_at = window_end
+        account.budget_window_from_x = True
         configured = int(xsettings.RATE_LIMIT_EVENTS)
         if limit is not None:
-            account.budget_limit = min(configured, limit, account.budget_limit or configured)
+            current = None if newer else account.budget_limit
+            account.budget_limit = min(configured, limit, current or configured)
             if remaining is not None:
-                account.budget_used = max(account.budget_used, limit - remaining)
+                # Within a window the larger count wins: ours includes requests in flight.
+                used_at_x = limit - remaining
+                account.budget_used = used_at_x if newer else max(account.budget_used, used_at_x)
         account.save(update_fields=_BUDGET_FIELDS)
 
 

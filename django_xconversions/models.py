@@ -74,6 +74,8 @@ class AdAccount(models.Model):
     budget_window_ends_at = models.DateTimeField(null=True, blank=True, editable=False)
     budget_limit = models.PositiveIntegerField(null=True, blank=True, editable=False)
     budget_used = models.PositiveIntegerField(default=0, editable=False)
+    # Whether the window above is X's (from its rate-limit headers) or our own.
+    budget_window_from_x = models.BooleanField(default=False, editable=False)
     rate_limited_until = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

@@ -62,18 +62,7 @@ class EventTagAdmin(perms.DedicatedPermissions, _EventTagModelAdmin):
     fieldsets = [
         (
             None,
-            {
-                "fields": [
-                    "account",
-                    "pixel",
-                    "key",
-                    "name",
-                    "type",
-                    "click_window",
-                    "view_through_window",
-                    "retargeting_enabled",
-                ]
-            },
+            {"fields": list(EventTagForm.Meta.fields)},
         ),
         (
             gettext_lazy("On X"),
