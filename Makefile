@@ -33,6 +33,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/budget.py --events-per-window 20000 --window 10 --windows 4
 	$(BIN)/python bench/middleware.py --requests 20000 --repeat 5
 	$(BIN)/python bench/chaos.py --events 20000 --workers 4
+	$(BIN)/python bench/isolation.py --bad 1 2 3 5 10 40 --placements 50
 
 demo: $(STAMP)
 	$(BIN)/python example_project/manage.py demo

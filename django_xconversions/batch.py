@@ -1,8 +1,8 @@
 """Sending one claimed batch and classifying X's answers into outcomes.
 
 - 200: sent, with X's debug_id.
-- 400 on n > 1 events: X rejects the whole batch without saying which event, so the batch
-  is split in halves until the bad events stand alone (see ``_isolate``); each is failed
+- 400 on n > 1 events: X rejects the whole batch without saying which event, so smaller
+  groups are sent until each bad event stands alone (see ``isolation``); each is failed
   with X's message.
 - 404 naming event ids: those events are failed with the message, the rest resent; a 404
   naming no event of the batch (pixel or account not reachable) pauses the account.
@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from django.db import transaction
 from django.utils import timezone
 
-from django_xconversions import budget, errors
+from django_xconversions import budget, errors, isolation
 from django_xconversions.claimed import ClaimedRow, build_event
 from django_xconversions.conf import xsettings
 from django_xconversions.models import AdAccount, Conversion, DeliveryAttempt, Pixel
@@ -173,33 +173,15 @@ class BatchSender:
         return True
 
     def _isolate(self, items: list[_Item], rejection: errors.BadRequest) -> None:
-        """Find the events X rejects in ``items``, which holds at least one.
+        """Send what X accepts of a refused batch and fail each event it rejects."""
 
-        Only the left half is sent: if X takes it, the right half must hold a rejected
-        event and needs no request of its own; if not, the right half's status is unknown
-        and it waits, merged with the other such halves into one request at the end. A
-        few bad events in 500 cost about 10 requests each instead of 2 per halving.
-        """
-        unknown: list[_Item] = []
-        segment = items
-        while len(segment) > 1:
-            middle = len(segment) // 2
-            left, right = segment[:middle], segment[middle:]
-            outcome = self._attempt(left, reserved=False)
-            if outcome is True:
-                segment = right  # the rejection came from the right half
-            elif isinstance(outcome, errors.BadRequest):
-                unknown.extend(right)
-                segment, rejection = left, outcome
-            else:
-                unknown.extend(right)
-                segment = []
-        if segment:
-            # Every other event of the last rejected request was accepted, so X's
-            # messages in that rejection are about this event.
-            self._fail([segment[0].row.pk], "rejected", "; ".join(rejection.messages))
-        if unknown:
-            self._deliver(unknown, reserved=False)
+        def send(group: list[_Item]) -> errors.BadRequest | bool:
+            return self._attempt(group, reserved=False)
+
+        def fail(item: _Item, refusal: errors.BadRequest) -> None:
+            self._fail([item.row.pk], "rejected", "; ".join(refusal.messages))
+
+        isolation.isolate(items, rejection, send, fail)
 
     def _reserve(self, events: int) -> bool:
         grant = budget.reserve(self.account.pk, events)

@@ -30,7 +30,7 @@ _BUDGET_FIELDS = ["budget_window_ends_at", "budget_limit", "budget_used", "budge
 
 @dataclass(frozen=True)
 class Grant:
-    """How many events may be sent now; when none, until when to wait."""
+    """How many events may be sent now; when fewer than wanted, until when to wait."""
 
     events: int
     wait_until: dt.datetime | None = None
@@ -58,7 +58,7 @@ def reserve(account_id: int, wanted: int, now: dt.datetime | None = None) -> Gra
         granted = max(0, min(wanted, limit - account.budget_used))
         account.budget_used += granted
         account.save(update_fields=_BUDGET_FIELDS)
-    return Grant(granted, None if granted else account.budget_window_ends_at)
+    return Grant(granted, None if granted == wanted else account.budget_window_ends_at)
 
 
 def give_back(account_id: int, events: int) -> None:

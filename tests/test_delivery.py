@@ -70,10 +70,8 @@ def test_rejected_events_are_isolated_by_splitting(
     summary = delivery.send_pending()
     assert summary.sent == 497
     assert summary.failed == Counter({"rejected": 3})
-    # Finding one bad event among 500 takes 9 halvings; each further bad event costs one
-    # more request for the merged remainder that might hold it (see batch._isolate).
-    # Resending both halves at every level would need about 45 requests here.
-    assert summary.requests <= 1 + 3 * (9 + 1)
+    # The whole batch, then about 9 requests per bad event (see isolation.py).
+    assert summary.requests <= 1 + 3 * 9
     failed = Conversion.objects.filter(status="failed")
     assert set(failed.values_list("conversion_id", flat=True)) == bad
     for row in failed:
@@ -200,6 +198,23 @@ def test_budget_caps_events_per_window(
     assert account.account_id in summary.budget_exhausted
     assert delivery.send_pending().sent == 0
     assert statuses() == {"sent": 120, "pending": 180}
+
+
+def test_budget_spent_while_isolating_leaves_the_rest_pending_and_says_so(
+    settings: Any, emulator: EmulatorServer, account: AdAccount, purchase_tag: EventTag
+) -> None:
+    # 100 for the refused batch, then 60 more: the search stops part-way.
+    configure(settings, RATE_LIMIT_EVENTS=160, RATE_LIMIT_WINDOW=60, BATCH_SIZE=100)
+    make_conversions(purchase_tag, 100)
+    emulator.reject_event_ids("order:90")
+    summary = delivery.send_pending()
+    assert account.account_id in summary.budget_exhausted
+    assert 0 < summary.sent < 99 and summary.failed == Counter()
+    assert statuses() == {"sent": summary.sent, "pending": 100 - summary.sent}
+    configure(settings, RATE_LIMIT_EVENTS=10_000)
+    AdAccount.objects.filter(pk=account.pk).update(budget_window_ends_at=None)
+    delivery.send_pending()
+    assert statuses() == {"sent": 99, "failed": 1}
 
 
 def test_dry_run_sends_nothing_and_reports_invalid(
