@@ -60,16 +60,20 @@ def encrypt(plaintext: str) -> str:
     return PREFIX + fernet().encrypt(plaintext.encode()).decode()
 
 
+def _no_key_opens() -> ImproperlyConfigured:
+    return ImproperlyConfigured(
+        f"A stored secret cannot be decrypted with {setting_path('ENCRYPTION_KEY')}: "
+        "add the key it was written with to the list (key rotation)."
+    )
+
+
 def decrypt(stored: str) -> str:
     if not stored.startswith(PREFIX):
         raise ImproperlyConfigured("A stored secret is not encrypted by django-xconversions.")
     try:
         return fernet().decrypt(stored[len(PREFIX) :].encode()).decode()
     except InvalidToken as exc:
-        raise ImproperlyConfigured(
-            f"A stored secret cannot be decrypted with {setting_path('ENCRYPTION_KEY')}: "
-            "add the key it was written with to the list (key rotation)."
-        ) from exc
+        raise _no_key_opens() from exc
 
 
 def rotate(stored: str) -> str:
@@ -77,10 +81,7 @@ def rotate(stored: str) -> str:
     try:
         return PREFIX + fernet().rotate(stored[len(PREFIX) :].encode()).decode()
     except InvalidToken as exc:
-        raise ImproperlyConfigured(
-            f"A stored secret cannot be decrypted with {setting_path('ENCRYPTION_KEY')}: "
-            "add the key it was written with to the list (key rotation)."
-        ) from exc
+        raise _no_key_opens() from exc
 
 
 def is_current(stored: str) -> bool:

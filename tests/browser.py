@@ -63,3 +63,15 @@ def screenshot(page: Any, name: str) -> Path:
     path = ARTIFACTS / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)
     return path
+
+
+def log_in_as_superuser(page: Any, site: str) -> None:
+    """Create a superuser and log in through the admin's own login form at ``site``."""
+    from django.contrib.auth.models import User
+
+    User.objects.create_superuser("admin", "admin@example.com", "correct horse")
+    page.goto(f"{site}/admin/login/")
+    page.fill("#id_username", "admin")
+    page.fill("#id_password", "correct horse")
+    page.click("input[type=submit]")
+    page.wait_for_selector("#site-name")

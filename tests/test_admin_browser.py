@@ -6,11 +6,10 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from django.contrib.auth.models import User
 
 from django_xconversions.emulator import EmulatorServer
 from django_xconversions.models import AdAccount, Conversion, EventTag, Pixel
-from tests.browser import screenshot
+from tests.browser import log_in_as_superuser, screenshot
 
 from .conftest import ACCOUNT_ID, make_conversions, received_ids
 
@@ -31,16 +30,10 @@ def messages(page: Any) -> str:
 def test_admin_end_to_end(
     page: Any, live_server: Any, emulator: EmulatorServer, pixel: Pixel
 ) -> None:
-    User.objects.create_superuser("admin", "admin@example.com", "correct horse")
     for n in range(3):
         emulator.add_tag(ACCOUNT_ID, name=f"Remote {n}", type="SITE_VISIT" if n else "SIGN_UP")
     admin = f"{live_server.url}/admin/"
-
-    page.goto(f"{admin}login/")
-    page.fill("#id_username", "admin")
-    page.fill("#id_password", "correct horse")
-    page.click("input[type=submit]")
-    page.wait_for_selector("#site-name")
+    log_in_as_superuser(page, live_server.url)
 
     # Check access: X says ACCOUNT_ADMIN.
     page.goto(f"{admin}xconversions/adaccount/")

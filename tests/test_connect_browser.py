@@ -6,12 +6,11 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-from django.contrib.auth.models import User
 
 from django_xconversions.client import XAdsClient
 from django_xconversions.emulator import EmulatorServer
 from django_xconversions.models import AdAccount
-from tests.browser import screenshot
+from tests.browser import log_in_as_superuser, screenshot
 
 from .conftest import ACCOUNT_ID, CONSUMER_KEY, USER_ID, configure
 
@@ -22,17 +21,12 @@ def test_connect_with_x_in_the_browser(
     page: Any, live_server: Any, emulator: EmulatorServer, settings: Any
 ) -> None:
     configure(settings, OAUTH_BASE_URL=emulator.url)
-    User.objects.create_superuser("admin", "admin@example.com", "correct horse")
     account = AdAccount.objects.create(account_id=ACCOUNT_ID, name="Shop")
     # X refuses localhost callbacks: the admin is opened on 127.0.0.1, as X's docs advise.
     site = f"http://127.0.0.1:{urlsplit(live_server.url).port}"
     emulator.allow_callback(CONSUMER_KEY, f"{site}/admin/xconversions/adaccount/connect/callback/")
 
-    page.goto(f"{site}/admin/login/")
-    page.fill("#id_username", "admin")
-    page.fill("#id_password", "correct horse")
-    page.click("input[type=submit]")
-    page.wait_for_selector("#site-name")
+    log_in_as_superuser(page, site)
 
     # The account's page, then the list's "Connect with X" button (or its URL).
     page.goto(f"{site}/admin/xconversions/adaccount/{account.pk}/change/")

@@ -10,16 +10,15 @@ from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.urls import NoReverseMatch, URLPattern, path, reverse
-from django.utils.decorators import method_decorator
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
-from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_POST
 
 from django_xconversions.admin import perms
 from django_xconversions.admin.access import check_access
 from django_xconversions.admin.connect import connect_urls
 from django_xconversions.admin.forms import AdAccountForm
+from django_xconversions.admin.secrets import SecretsKeptFromErrorReports
 from django_xconversions.admin.sync import report_sync
 from django_xconversions.models import AdAccount
 
@@ -46,7 +45,7 @@ def report_access(request: HttpRequest, account: AdAccount) -> None:
 
 
 @admin.register(AdAccount)
-class AdAccountAdmin(perms.DedicatedPermissions, _AdAccountModelAdmin):
+class AdAccountAdmin(perms.DedicatedPermissions, SecretsKeptFromErrorReports, _AdAccountModelAdmin):
     form = AdAccountForm
     list_display = [
         "__str__",
@@ -180,17 +179,6 @@ class AdAccountAdmin(perms.DedicatedPermissions, _AdAccountModelAdmin):
             return reverse(f"{self.admin_site.name}:xconversions_adaccount_connect")
         except NoReverseMatch:
             return None
-
-    # Error reports (ADMINS mail, the DEBUG page) list POST data: never the tokens typed.
-    @method_decorator(sensitive_post_parameters("access_token", "access_token_secret"))
-    def changeform_view(
-        self,
-        request: HttpRequest,
-        object_id: str | None = None,
-        form_url: str = "",
-        extra_context: dict[str, Any] | None = None,
-    ) -> HttpResponse:
-        return super().changeform_view(request, object_id, form_url, extra_context)
 
     def change_view(
         self,

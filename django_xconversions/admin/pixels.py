@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from django.contrib import admin
-from django.http import HttpRequest, HttpResponse
-from django.utils.decorators import method_decorator
 from django.utils.translation import gettext_lazy
-from django.views.decorators.debug import sensitive_post_parameters
 
 from django_xconversions.admin.forms import PixelForm
+from django_xconversions.admin.secrets import SecretsKeptFromErrorReports
 from django_xconversions.models import Pixel
 
 # Django's classes are generic for type checkers only (no __class_getitem__ at run time).
@@ -21,7 +19,7 @@ else:
 
 
 @admin.register(Pixel)
-class PixelAdmin(_PixelModelAdmin):
+class PixelAdmin(SecretsKeptFromErrorReports, _PixelModelAdmin):
     form = PixelForm
     list_display = ["pixel_id", "name", "account", "has_pixel_token_display", "created_at"]
     list_filter = ["account"]
@@ -32,14 +30,3 @@ class PixelAdmin(_PixelModelAdmin):
     @admin.display(description=gettext_lazy("pixel token stored"), boolean=True)
     def has_pixel_token_display(self, obj: Pixel) -> bool:
         return obj.has_pixel_token
-
-    # Error reports (ADMINS mail, the DEBUG page) list POST data: never the token typed.
-    @method_decorator(sensitive_post_parameters("pixel_token"))
-    def changeform_view(
-        self,
-        request: HttpRequest,
-        object_id: str | None = None,
-        form_url: str = "",
-        extra_context: dict[str, Any] | None = None,
-    ) -> HttpResponse:
-        return super().changeform_view(request, object_id, form_url, extra_context)
