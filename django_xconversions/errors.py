@@ -1,4 +1,9 @@
-"""Exceptions raised by the X Ads API client.
+"""Exceptions raised by django-xconversions.
+
+One root, ``XConversionsError``, for everything raised on purpose. A problem with one
+account's configuration (missing credentials, a secret no configured key opens) is also an
+``ImproperlyConfigured``, so "fail quietly" code never swallows a broken set-up, while
+delivery can catch it and pause just that account.
 
 Every API error carries the HTTP status, X's error code, message and parameter, the whole
 list of errors X returned and the raw response, and prints X's own message, so a log line
@@ -9,6 +14,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+
+from django.core.exceptions import ImproperlyConfigured
 
 if TYPE_CHECKING:
     import requests
@@ -29,8 +36,12 @@ class XConversionsError(Exception):
     """Base class of everything this package raises on purpose."""
 
 
-class ImproperlyConfiguredAccount(XConversionsError):
+class ImproperlyConfiguredAccount(XConversionsError, ImproperlyConfigured):
     """An account or pixel lacks what a request needs (names the missing field)."""
+
+
+class UnreadableSecret(ImproperlyConfiguredAccount):
+    """A stored secret no key in XCONVERSIONS["ENCRYPTION_KEY"] opens."""
 
 
 class XAdsError(XConversionsError):

@@ -243,14 +243,44 @@ class Conversion(models.Model):
         SENT = "sent", _("Sent")
         FAILED = "failed", _("Failed")
         SKIPPED = "skipped", _("Skipped")
+        # Cannot be routed yet (no tag with its key, or a tag without a pixel): kept with
+        # its reason and routed once the configuration is fixed. Nothing bound is dropped.
+        HELD = "held", _("Held")
 
-    # No index of its own: the unique (event_tag, conversion_id) constraint leads with it,
-    # and every index costs an entry on each status change.
+    class ErrorReason(models.TextChoices):
+        # failed
+        INVALID = "invalid", _("Invalid (refused before sending)")
+        REJECTED = "rejected", _("Rejected by X")
+        NOT_FOUND = "not_found", _("Event not found on X")
+        MAX_ATTEMPTS = "max_attempts", _("Gave up after retries")
+        # pending again
+        TRANSIENT = "transient", _("Transient error, will retry")
+        # skipped
+        CONSENT = "consent", _("No consent")
+        MANUAL = "manual", _("Skipped by an admin")
+        # held
+        NO_TAG = "no_tag", _("No event tag with this key")
+        NO_PIXEL = "no_pixel", _("Event tag has no pixel")
+        TAG_DELETED = "tag_deleted", _("Event tag deleted on X")
+
+    # Null only while held without a tag. No index of its own: the unique
+    # (event_tag, conversion_id) constraint leads with it, and every index costs an entry
+    # on each status change.
     event_tag = models.ForeignKey(
-        EventTag, on_delete=models.PROTECT, related_name="conversions", db_index=False
+        EventTag,
+        on_delete=models.PROTECT,
+        related_name="conversions",
+        db_index=False,
+        null=True,
+        blank=True,
     )
+    # The key track() or SOURCES named; routes a held conversion once a tag has it.
+    event_key = models.CharField(max_length=64, blank=True)
     # Denormalised from the tag so "due conversions of one pixel" is one index scan.
-    pixel = models.ForeignKey(Pixel, on_delete=models.PROTECT, related_name="conversions")
+    # Null only while held.
+    pixel = models.ForeignKey(
+        Pixel, on_delete=models.PROTECT, related_name="conversions", null=True, blank=True
+    )
     conversion_time = models.DateTimeField()
     conversion_id = models.CharField(max_length=255)
     # Identifiers: hashes only, never a raw email or phone number.
@@ -271,7 +301,9 @@ class Conversion(models.Model):
     lease_expires_at = models.DateTimeField(null=True, blank=True)
     claim_token = models.UUIDField(null=True, blank=True, editable=False)
     last_error = models.TextField(blank=True)
-    error_reason = models.CharField(max_length=32, blank=True)
+    error_reason = models.CharField(
+        max_length=32, choices=ErrorReason.choices, blank=True, default=""
+    )
     debug_id = models.CharField(max_length=64, blank=True)
     sent_at = models.DateTimeField(null=True, blank=True)
     failed_at = models.DateTimeField(null=True, blank=True)
@@ -297,6 +329,12 @@ class Conversion(models.Model):
         constraints = [
             models.UniqueConstraint(
                 fields=["event_tag", "conversion_id"], name="xconv_unique_tag_conversion_id"
+            ),
+            # Held without a tag: repeats of one key and conversion_id are still no-ops.
+            models.UniqueConstraint(
+                fields=["event_key", "conversion_id"],
+                condition=Q(event_tag__isnull=True),
+                name="xconv_unique_key_conversion_id",
             ),
         ]
         indexes = [
@@ -324,6 +362,7 @@ class Conversion(models.Model):
                 fields=["failed_at"], condition=Q(status="failed"), name="xconv_failed_at"
             ),
             models.Index(fields=["source_type", "source_id"], name="xconv_source"),
+            models.Index(fields=["event_key"], condition=Q(status="held"), name="xconv_held"),
         ]
 
     def __str__(self) -> str:
@@ -333,6 +372,19 @@ class Conversion(models.Model):
 class DeliveryAttempt(models.Model):
     """One request to X's conversions endpoint, whatever its outcome."""
 
+    class Outcome(models.TextChoices):
+        SENT = "sent", _("Sent")
+        BAD_REQUEST = "bad_request", _("Bad request (400)")
+        UNAUTHORIZED = "unauthorized", _("Unauthorized (401)")
+        FORBIDDEN = "forbidden", _("Forbidden (403)")
+        NOT_FOUND = "not_found", _("Not found (404)")
+        RATE_LIMITED = "rate_limited", _("Rate limited (429)")
+        SERVER_ERROR = "server_error", _("Server error (5xx)")
+        CLIENT_ERROR = "client_error", _("Other client error (4xx)")
+        TRANSPORT_ERROR = "transport_error", _("Connection error")
+        TIMEOUT = "timeout", _("Timeout")
+        NOT_CONFIGURED = "not_configured", _("Account not configured (nothing sent)")
+
     account = models.ForeignKey(
         AdAccount, on_delete=models.SET_NULL, null=True, related_name="delivery_attempts"
     )
@@ -341,7 +393,7 @@ class DeliveryAttempt(models.Model):
     )
     event_count = models.PositiveIntegerField()
     http_status = models.PositiveSmallIntegerField(null=True, blank=True)
-    outcome = models.CharField(max_length=32)
+    outcome = models.CharField(max_length=32, choices=Outcome.choices)
     error_code = models.CharField(max_length=64, blank=True)
     error_body = models.TextField(blank=True)
     debug_id = models.CharField(max_length=64, blank=True)
@@ -354,3 +406,23 @@ class DeliveryAttempt(models.Model):
 
     def __str__(self) -> str:
         return f"{self.pixel_id} x{self.event_count}: {self.http_status or self.outcome}"
+
+
+class WorkerHeartbeat(models.Model):
+    """A ``send_conversions --loop`` worker's sign of life, so health can tell a dead or
+    stuck sender from an idle one."""
+
+    worker_id = models.CharField(max_length=64, unique=True)
+    host = models.CharField(max_length=255)
+    pid = models.PositiveIntegerField()
+    started_at = models.DateTimeField()
+    last_beat_at = models.DateTimeField(db_index=True)
+    current_pixel = models.CharField(max_length=32, blank=True)
+    stopped_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("worker")
+        ordering = ["-last_beat_at"]
+
+    def __str__(self) -> str:
+        return f"{self.host}:{self.pid}"
