@@ -72,6 +72,14 @@ def start_server() -> str | None:
     return f"postgres://postgres@127.0.0.1:{port}/postgres"
 
 
+def restart_server() -> None:
+    """``pg_ctl restart -m fast``: every open connection is cut, as in a failover or an
+    upgrade; waits until the server accepts connections again."""
+    _run_as_postgres(
+        [f"{STATE['pg_bin']}/pg_ctl", "-D", STATE["data"], "-m", "fast", "-w", "restart"]
+    )
+
+
 def stop_server() -> None:
     if "data" in STATE:
         _run_as_postgres(
