@@ -76,7 +76,17 @@ def restart_server() -> None:
     """``pg_ctl restart -m fast``: every open connection is cut, as in a failover or an
     upgrade; waits until the server accepts connections again."""
     _run_as_postgres(
-        [f"{STATE['pg_bin']}/pg_ctl", "-D", STATE["data"], "-m", "fast", "-w", "restart"]
+        [
+            f"{STATE['pg_bin']}/pg_ctl",
+            "-D",
+            STATE["data"],
+            "-l",
+            f"{STATE['root']}/log",
+            "-m",
+            "fast",
+            "-w",
+            "restart",
+        ]
     )
 
 
