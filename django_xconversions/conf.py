@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings as django_settings
+from django.core.exceptions import ImproperlyConfigured
 
 SETTING_NAME = "XCONVERSIONS"
 
@@ -77,7 +78,8 @@ DEFAULTS: dict[str, Any] = {
     # -- REST API ---------------------------------------------------------------------------
     # Dotted paths of DRF classes for the API; None for authentication means DRF's defaults.
     "API_AUTHENTICATION_CLASSES": None,
-    "API_PERMISSION_CLASSES": ["rest_framework.permissions.IsAdminUser"],
+    # The default: staff with the model permission (view to read, add to record).
+    "API_PERMISSION_CLASSES": ["django_xconversions.api.permissions.StaffModelPermissions"],
     # Requests per user (or per IP when anonymous), in DRF's rate syntax.
     "API_THROTTLE_RATE": "600/minute",
     "API_PAGE_SIZE": 100,
@@ -107,3 +109,44 @@ xsettings = _Settings()
 def setting_path(name: str) -> str:
     """How a setting is spelled in error messages: ``XCONVERSIONS["NAME"]``."""
     return f'{SETTING_NAME}["{name}"]'
+
+
+def _type_name(value: Any) -> str:
+    return "None" if value is None else type(value).__name__
+
+
+def encryption_keys() -> tuple[str, ...]:
+    """``ENCRYPTION_KEY`` as a tuple of non-empty key strings, first one current.
+
+    A key is a ``str`` (or the ``bytes`` ``Fernet.generate_key()`` returns); the setting
+    is one key or a list/tuple of them. Anything else (``None`` from an unset
+    ``os.environ.get``, a number, a list holding a non-string) raises ImproperlyConfigured
+    naming the setting and the expected type, never a TypeError from deep inside.
+    """
+    value = xsettings.ENCRYPTION_KEY
+    if isinstance(value, str | bytes):
+        entries: list[Any] = [value]
+    elif isinstance(value, list | tuple):
+        entries = list(value)
+    else:
+        raise ImproperlyConfigured(
+            f"{setting_path('ENCRYPTION_KEY')} must be a Fernet key (str) or a list of them, "
+            f"not {_type_name(value)}"
+            + (" (is its environment variable set?)." if value is None else ".")
+        )
+    keys = []
+    for index, entry in enumerate(entries):
+        described = _type_name(entry)
+        if isinstance(entry, bytes):
+            try:
+                entry = entry.decode("ascii")
+            except UnicodeDecodeError:
+                described = "bytes that are not ASCII"
+        if not isinstance(entry, str):
+            raise ImproperlyConfigured(
+                f"{setting_path('ENCRYPTION_KEY')} must be a Fernet key (str) or a list of "
+                f"them; entry {index} is {described}."
+            )
+        if entry:
+            keys.append(entry)
+    return tuple(keys)

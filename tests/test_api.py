@@ -71,7 +71,8 @@ def signup_tag(pixel: Pixel) -> EventTag:
 
 @pytest.fixture
 def admin(django_user_model: Any) -> Any:
-    return django_user_model.objects.create(username="admin", is_staff=True)
+    # Every model permission (tests/test_api_permissions.py covers the partial cases).
+    return django_user_model.objects.create(username="admin", is_staff=True, is_superuser=True)
 
 
 @pytest.fixture
@@ -374,7 +375,14 @@ def test_health_numbers(staff: APIClient, tag: EventTag, pixel: Pixel) -> None:
     )
 
     data = staff.get(HEALTH).json()
-    assert data["by_status"] == {"pending": 3, "sending": 1, "sent": 3, "failed": 2, "skipped": 1}
+    assert data["by_status"] == {
+        "pending": 3,
+        "sending": 1,
+        "sent": 3,
+        "failed": 2,
+        "skipped": 1,
+        "held": 0,
+    }
     assert 7200 <= data["oldest_pending_seconds"] < 7200 + 60
     assert data["last_sent_at"] == (now - dt.timedelta(minutes=5)).isoformat()
     assert data["failed_last_hour"] == 1 and data["failed_requests_last_hour"] == 2

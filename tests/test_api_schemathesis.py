@@ -60,7 +60,7 @@ def wsgi_app() -> Iterator[WSGIHandler]:
 
 @pytest.fixture
 def api_schema(db: None, settings: Any, pixel: Pixel, wsgi_app: WSGIHandler) -> Any:
-    User.objects.create(username=STAFF, is_staff=True)
+    User.objects.create(username=STAFF, is_staff=True, is_superuser=True)
     EventTag.objects.create(
         account=pixel.account,
         pixel=pixel,

@@ -9,13 +9,37 @@ from django.core.exceptions import ImproperlyConfigured
 from django.utils.module_loading import import_string
 from rest_framework.authentication import BaseAuthentication
 from rest_framework.exceptions import APIException
-from rest_framework.permissions import BasePermission
+from rest_framework.permissions import BasePermission, DjangoModelPermissions
 from rest_framework.request import Request
 from rest_framework.settings import api_settings
 from rest_framework.throttling import BaseThrottle
 
 from django_xconversions.api.throttling import XConversionsRateThrottle
 from django_xconversions.conf import setting_path, xsettings
+
+VIEW = "%(app_label)s.view_%(model_name)s"
+
+
+class StaffModelPermissions(DjangoModelPermissions):
+    """The default: an active staff user holding the model permission the admin asks for.
+
+    Reads need ``view`` (DRF's ``DjangoModelPermissions`` lets any user read), writes
+    ``add``; the model is that of the view's queryset (conversions for health and schema).
+    A staff user who sees nothing in the admin sees nothing here either.
+    """
+
+    perms_map = {
+        **DjangoModelPermissions.perms_map,
+        "GET": [VIEW],
+        "HEAD": [VIEW],
+        "OPTIONS": [VIEW],
+    }
+
+    def has_permission(self, request: Request, view: Any) -> bool:
+        user = request.user
+        if not (user and user.is_authenticated and user.is_active and user.is_staff):
+            return False
+        return bool(super().has_permission(request, view))
 
 
 def _classes(name: str, value: Any) -> list[type[Any]]:

@@ -9,6 +9,7 @@ from drf_spectacular.views import SpectacularAPIView
 
 from django_xconversions.api.permissions import SettingsAccessMixin
 from django_xconversions.api.views import XConversionsAPIView
+from django_xconversions.models import Conversion
 
 TITLE = "django-xconversions API"
 
@@ -39,3 +40,5 @@ class SchemaView(SettingsAccessMixin, SpectacularAPIView):
     """Served to the same users as the API."""
 
     generator_class = XConversionsSchemaGenerator
+    # Not read: DjangoModelPermissions asks for the view permission of conversions.
+    queryset = Conversion.objects.none()
