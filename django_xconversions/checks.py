@@ -7,12 +7,22 @@ from typing import Any
 from urllib.parse import urlparse
 
 import phonenumbers
+from django.apps import apps
 from django.conf import settings
 from django.core import checks
+from django.core.exceptions import FieldDoesNotExist, ImproperlyConfigured, ValidationError
+from django.core.validators import validate_slug
+from django.db import models
 from django.utils.module_loading import import_string
 
 from django_xconversions import crypto
-from django_xconversions.conf import DEFAULTS, SETTING_NAME, setting_path, xsettings
+from django_xconversions.conf import (
+    DEFAULTS,
+    SETTING_NAME,
+    encryption_keys,
+    setting_path,
+    xsettings,
+)
 from django_xconversions.currencies import is_iso_4217
 
 Messages = list[checks.CheckMessage]
@@ -35,7 +45,10 @@ def check_settings_shape(**kwargs: Any) -> Messages:
 
 
 def check_encryption_key(**kwargs: Any) -> Messages:
-    keys = crypto.configured_keys()
+    try:
+        keys = encryption_keys()
+    except ImproperlyConfigured as exc:
+        return [checks.Error(str(exc), id="xconversions.E010")]
     hint = (
         "Generate one with: python -c 'from cryptography.fernet import Fernet; "
         "print(Fernet.generate_key().decode())'"
@@ -112,9 +125,6 @@ def check_values(**kwargs: Any) -> Messages:
 
 
 def check_sources(**kwargs: Any) -> Messages:
-    from django_xconversions import sources
-
-    found: Messages = []
     entries = xsettings.SOURCES or []
     if not isinstance(entries, list | tuple):
         return [
@@ -122,12 +132,225 @@ def check_sources(**kwargs: Any) -> Messages:
                 f"{setting_path('SOURCES')} must be a list of dicts.", id="xconversions.E006"
             )
         ]
-    for index, entry in enumerate(entries):
+    return [
+        checks.Error(problem, hint=hint, id="xconversions.E006")
+        for index, entry in enumerate(entries)
+        for problem, hint in source_problems(index, entry)
+    ]
+
+
+Problem = tuple[str, str | None]  # message, hint
+
+
+def source_problems(index: int, entry: Any) -> list[Problem]:
+    """Every problem of one SOURCES entry (sources.parse stops at the first one)."""
+    from django_xconversions import sources
+
+    label = f"{setting_path('SOURCES')}[{index}]"
+    if not isinstance(entry, dict):
+        return [(f"{label} must be a dict with at least 'model' and 'event'.", None)]
+    problems: list[Problem] = []
+    unknown = sorted(str(key) for key in set(entry) - sources.KNOWN_KEYS)
+    if unknown:
+        known = ", ".join(sorted(sources.KNOWN_KEYS))
+        problems.append((f"{label} has unknown keys {', '.join(unknown)} (known: {known}).", None))
+    model = _installed_model(entry.get("model"))
+    if model is None:
+        problems.append(
+            (
+                f"{label}: 'model' must name an installed model as 'app_label.Model' "
+                f"(got {entry.get('model')!r}).",
+                "Is its app in INSTALLED_APPS?",
+            )
+        )
+    else:
+        label = f"{label} ({model._meta.label})"
+    problems += _event_problems(label, entry.get("event"))
+    problems += _when_problems(label, entry.get("when", "created"), model)
+    if model is not None:
+        for key in sources.READABLE:
+            if key in entry:
+                problem = _reader_problem(index, label, key, entry[key], model)
+                if problem is not None:
+                    problems.append(problem)
+    if not problems:
+        # Whatever rule sources.parse holds that the checks above do not know of yet.
         try:
             sources.parse(index, entry)
         except sources.SourceError as exc:
-            found.append(checks.Error(str(exc), id="xconversions.E006"))
-    return found
+            problems.append((str(exc), None))
+    return problems
+
+
+def _installed_model(name: Any) -> type[models.Model] | None:
+    if not isinstance(name, str):
+        return None
+    try:
+        return apps.get_model(name)
+    except (LookupError, ValueError):
+        return None
+
+
+def _event_problems(label: str, event: Any) -> list[Problem]:
+    if not isinstance(event, str) or not event:
+        return [(f"{label}: 'event' must be the key of an event tag, such as 'purchase'.", None)]
+    try:
+        validate_slug(event)
+    except ValidationError:
+        return [
+            (
+                f"{label}: 'event' is {event!r}, which no event tag key can be.",
+                "Keys are slugs: letters, digits, '-' and '_', at most 64 characters.",
+            )
+        ]
+    if len(event) > EVENT_KEY_MAX_LENGTH:
+        return [(f"{label}: 'event' is longer than an event tag key can be (64).", None)]
+    return []
+
+
+EVENT_KEY_MAX_LENGTH = 64
+
+
+def _when_problems(label: str, when: Any, model: type[models.Model] | None) -> list[Problem]:
+    if when == "created":
+        return []
+    if not isinstance(when, dict) or set(when) != {"field", "value"}:
+        return [
+            (f'{label}: \'when\' must be "created" or {{"field": name, "value": value}}.', None)
+        ]
+    if model is None:
+        return []
+    name, value = when["field"], when["value"]
+    field = _concrete_field(model, name)
+    if field is None:
+        return [
+            (
+                f"{label}: 'when' names field {name!r}, which {model._meta.label} does not have.",
+                "It must be a field stored on the model's own table (not a reverse or "
+                "many-to-many relation).",
+            )
+        ]
+    where = f"{model._meta.label}.{field.name}"
+    if field.choices:
+        choices = [choice for choice, _ in field.flatchoices]
+        if value not in choices:
+            listed = ", ".join(repr(choice) for choice in choices)
+            return [
+                (
+                    f"{label}: 'when' value {value!r} is not one of the choices of "
+                    f"{where} ({listed}).",
+                    "The conversion would never be recorded.",
+                )
+            ]
+        return []
+    try:
+        held = field.to_python(value)
+    except ValidationError as exc:
+        reason = " ".join(exc.messages).rstrip(".")
+        return [
+            (f"{label}: 'when' value {value!r} is not a value {where} can hold ({reason}).", None)
+        ]
+    if held != value:
+        return [
+            (
+                f"{label}: 'when' value {value!r} is not a value {where} can hold "
+                f"(it would be stored as {held!r}, so the field never equals {value!r}).",
+                f"Write the value as {held!r}.",
+            )
+        ]
+    return []
+
+
+def _concrete_field(model: type[models.Model], name: Any) -> models.Field[Any, Any] | None:
+    if not isinstance(name, str):
+        return None
+    try:
+        field = model._meta.get_field(name)
+    except FieldDoesNotExist:
+        return None
+    if not isinstance(field, models.Field) or not field.concrete or field.many_to_many:
+        return None
+    return field
+
+
+def _reader_problem(
+    index: int, label: str, key: str, spec: Any, model: type[models.Model]
+) -> Problem | None:
+    """What is wrong with how SOURCES[index][key] is read, resolved the way sources.py
+    reads it: an attribute path when its first name is an attribute of the model, else
+    the dotted path of a callable(instance)."""
+    if callable(spec):
+        return None
+    if not isinstance(spec, str) or not spec:
+        return (
+            f"{label}: '{key}' must be a field name, an attribute path or a dotted path to a "
+            "callable.",
+            None,
+        )
+    where = f'({setting_path("SOURCES")}[{index}]["{key}"] = {spec!r})'
+    names = spec.split(".")
+    if _has_attribute(model, names[0]):
+        return _attribute_path_problem(model, names, where)
+    if len(names) > 1:
+        try:
+            function = import_string(spec)
+        except ImportError as exc:
+            if isinstance(exc, ModuleNotFoundError) and exc.name == names[0]:
+                # No module of that name either: most likely a mistyped attribute path.
+                return _no_attribute(model, names[0], where, module_path_of=len(names))
+            return (f"{where[1:-1]} cannot be imported ({exc}).", _READER_HINT)
+        if not callable(function):
+            return (f"{where[1:-1]} is not callable.", _READER_HINT)
+        return None
+    return _no_attribute(model, names[0], where)
+
+
+_READER_HINT = (
+    "Use a field, property or method of the model (paths such as 'customer.email' follow "
+    "relations), or the dotted path of a callable(instance)."
+)
+
+
+def _no_attribute(
+    model: type[models.Model], name: str, where: str, *, module_path_of: int = 0
+) -> Problem:
+    if module_path_of > 2:
+        # "shop.tracking.order_contents" (three names or more, no such module): as likely
+        # a callable's path as an attribute path, so say both.
+        return (
+            f"{model._meta.label} has no attribute {name!r}, and no module {name!r} exists to "
+            f"import a callable from {where}.",
+            _READER_HINT,
+        )
+    return (f"{model._meta.label} has no attribute {name!r} {where}.", _READER_HINT)
+
+
+def _has_attribute(model: type[models.Model], name: str) -> bool:
+    try:
+        model._meta.get_field(name)
+    except FieldDoesNotExist:
+        return hasattr(model, name)
+    return True
+
+
+def _attribute_path_problem(
+    model: type[models.Model], names: list[str], where: str
+) -> Problem | None:
+    """Follow an attribute path through forward relations as far as the models tell; a
+    property, method or plain field ends what can be known before run time."""
+    current = model
+    for name in names:
+        try:
+            field = current._meta.get_field(name)
+        except FieldDoesNotExist:
+            if hasattr(current, name):
+                return None
+            return _no_attribute(current, name, where)
+        related = field.related_model
+        if not (field.many_to_one or field.one_to_one) or not isinstance(related, type):
+            return None
+        current = related
+    return None
 
 
 def check_capture_settings(**kwargs: Any) -> Messages:

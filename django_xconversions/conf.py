@@ -119,9 +119,10 @@ def encryption_keys() -> tuple[str, ...]:
     """``ENCRYPTION_KEY`` as a tuple of non-empty key strings, first one current.
 
     A key is a ``str`` (or the ``bytes`` ``Fernet.generate_key()`` returns); the setting
-    is one key or a list/tuple of them. Anything else (``None`` from an unset
-    ``os.environ.get``, a number, a list holding a non-string) raises ImproperlyConfigured
-    naming the setting and the expected type, never a TypeError from deep inside.
+    is one key or a list/tuple of them, where blank and ``None`` entries are left out (an
+    optional old key read from the environment). Anything else (``None`` for the whole
+    setting, from an unset ``os.environ.get``; a number; a list holding a number) raises
+    ImproperlyConfigured naming the setting and the expected type, never a TypeError.
     """
     value = xsettings.ENCRYPTION_KEY
     if isinstance(value, str | bytes):
@@ -136,6 +137,8 @@ def encryption_keys() -> tuple[str, ...]:
         )
     keys = []
     for index, entry in enumerate(entries):
+        if entry is None:
+            continue
         described = _type_name(entry)
         if isinstance(entry, bytes):
             try:

@@ -82,3 +82,182 @@ def test_api_settings_are_checked_at_start_up(settings) -> None:
     assert len(messages) == 3
     assert "API_PERMISSION_CLASSES\"] names 'rest_framework.permissions.Nope'" in messages[0]
     assert "API_THROTTLE_RATE" in messages[1] and "API_PAGE_SIZE" in messages[2]
+
+
+# -- SOURCES: every problem of every entry, in one run ----------------------------------------
+
+
+def source_messages(settings, *entries: object) -> list[str]:
+    with_settings(settings, SOURCES=list(entries))
+    found = checks.check_sources()
+    assert {m.id for m in found} <= {"xconversions.E006"}
+    return [m.msg for m in found]
+
+
+def test_when_value_outside_the_fields_choices_is_an_error(settings, monkeypatch) -> None:
+    from tests.shop.models import Order
+
+    monkeypatch.setattr(
+        Order._meta.get_field("status"), "choices", [("new", "New"), ("paid", "Paid")]
+    )
+    entry = {
+        "model": "shop.Order",
+        "event": "purchase",
+        "when": {"field": "status", "value": "payed"},
+    }
+    [message] = source_messages(settings, entry)
+    assert message == (
+        "XCONVERSIONS[\"SOURCES\"][0] (shop.Order): 'when' value 'payed' is not one of the "
+        "choices of shop.Order.status ('new', 'paid')."
+    )
+    entry["when"] = {"field": "status", "value": "paid"}
+    assert source_messages(settings, entry) == []
+
+
+def test_when_value_of_integer_choices(settings) -> None:
+    # LogEntry.action_flag: 1, 2, 3.
+    entry = {"model": "admin.LogEntry", "event": "x", "when": {"field": "action_flag", "value": 4}}
+    [message] = source_messages(settings, entry)
+    assert (
+        "'when' value 4 is not one of the choices of admin.LogEntry.action_flag (1, 2, 3)"
+        in message
+    )
+    entry["when"]["value"] = 2
+    assert source_messages(settings, entry) == []
+
+
+def test_when_value_the_field_can_never_hold(settings) -> None:
+    # A string for an integer field: the stored value never equals it, so it never fires.
+    entry = {
+        "model": "shop.Order",
+        "event": "purchase",
+        "when": {"field": "quantity", "value": "two"},
+    }
+    [message] = source_messages(settings, entry)
+    assert "'when' value 'two' is not a value shop.Order.quantity can hold" in message
+
+
+def test_attribute_path_error_names_the_model_and_the_attribute(settings) -> None:
+    entry = {"model": "shop.Order", "event": "purchase", "email": "customer.email"}
+    [message] = source_messages(settings, entry)
+    assert message == (
+        "shop.Order has no attribute 'customer' "
+        '(XCONVERSIONS["SOURCES"][0]["email"] = \'customer.email\').'
+    )
+    assert "No module named" not in message
+
+
+def test_attribute_paths_are_followed_through_relations(settings) -> None:
+    # LogEntry.user is a foreign key to auth.User.
+    entry = {"model": "admin.LogEntry", "event": "x", "email": "user.emial", "phone": "user.email"}
+    [message] = source_messages(settings, entry)
+    assert message == (
+        "auth.User has no attribute 'emial' "
+        '(XCONVERSIONS["SOURCES"][0]["email"] = \'user.emial\').'
+    )
+
+
+def test_dotted_callables_are_still_accepted_and_a_missing_one_is_named(settings) -> None:
+    good = {
+        "model": "shop.Order",
+        "event": "purchase",
+        "contents": "tests.shop.tracking.order_contents",
+    }
+    assert source_messages(settings, good) == []
+    bad = {"model": "shop.Order", "event": "purchase", "contents": "tests.shop.tracking.nope"}
+    [message] = source_messages(settings, bad)
+    assert "'tests.shop.tracking.nope'" in message and 'SOURCES"][0]["contents"]' in message
+    assert "cannot be imported" in message
+
+
+def test_all_problems_of_all_entries_in_one_run(settings) -> None:
+    messages = source_messages(
+        settings,
+        {
+            "model": "shop.Order",
+            "event": "",  # 1
+            "when": {"field": "state", "value": "paid"},  # 2
+            "email": "customer.email",  # 3
+            "value": "totl",  # 4
+            "contents": "tests.shop.tracking.nope",  # 5
+            "colour": "red",  # 6
+        },
+        "not a dict",  # 7
+        {"model": "shop.Nope", "event": 3},  # 8, 9
+        {"model": "shop.Member", "event": "sign_up", "email": "email"},  # fine
+        {"model": "shop.Order", "event": "purchase", "when": "paid", "phone": ""},  # 10, 11
+    )
+    assert len(messages) == 11, messages
+    assert sum('SOURCES"][0]' in m for m in messages) == 6
+    assert not any('SOURCES"][3]' in m for m in messages)
+    assert sum('SOURCES"][4]' in m for m in messages) == 2
+
+
+def test_readme_sources_against_a_project_without_those_models_in_one_run(settings) -> None:
+    # The README's snippet in a project whose Order has none of customer/item_count: every
+    # mistake shows in the first run.
+    messages = source_messages(
+        settings,
+        {
+            "model": "shop.Order",
+            "event": "purchase",
+            "when": {"field": "status", "value": "paid"},
+            "email": "customer.email",
+            "phone": "customer.phone",
+            "value": "total",
+            "currency": "currency",
+            "number_items": "item_count",
+            "contents": "shop.tracking.order_contents",
+        },
+        {"model": "accounts.Customer", "event": "sign_up", "email": "email"},
+    )
+    assert len(messages) == 5, messages
+    joined = "\n".join(messages)
+    for fragment in (
+        "'customer'",
+        "'item_count'",
+        "'shop.tracking.order_contents'",
+        "accounts.Customer",
+    ):
+        assert fragment in joined
+
+
+# -- ENCRYPTION_KEY of the wrong type -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "described"),
+    [(None, "None"), (42, "int"), ([1, 2], "int"), (["a", 3.5], "float"), ({"k": "v"}, "dict")],
+)
+def test_encryption_key_of_the_wrong_type_is_a_clear_error(settings, value, described) -> None:
+    with_settings(settings, ENCRYPTION_KEY=value)
+    [error] = checks.check_encryption_key()
+    assert error.id == "xconversions.E010"
+    assert error.msg.startswith('XCONVERSIONS["ENCRYPTION_KEY"] must be a Fernet key')
+    assert "str" in error.msg and described in error.msg
+
+
+def test_blank_and_none_entries_of_a_key_list_are_left_out(settings) -> None:
+    # ["new", os.environ.get("OLD_KEY")] with OLD_KEY unset: the list's other keys work.
+    from cryptography.fernet import Fernet
+
+    with_settings(settings, ENCRYPTION_KEY=[Fernet.generate_key().decode(), None, ""])
+    assert checks.check_encryption_key() == []
+
+
+def test_encryption_key_none_does_not_crash_the_whole_check_command(settings) -> None:
+    from django.core.management import call_command
+    from django.core.management.base import SystemCheckError
+
+    with_settings(settings, ENCRYPTION_KEY=None)
+    with pytest.raises(SystemCheckError, match=r'XCONVERSIONS\["ENCRYPTION_KEY"\] must be'):
+        call_command("check")
+
+
+def test_bytes_keys_are_accepted(settings) -> None:
+    from cryptography.fernet import Fernet
+
+    with_settings(settings, ENCRYPTION_KEY=Fernet.generate_key())
+    assert checks.check_encryption_key() == []
+    with_settings(settings, ENCRYPTION_KEY=[Fernet.generate_key(), Fernet.generate_key().decode()])
+    assert checks.check_encryption_key() == []
