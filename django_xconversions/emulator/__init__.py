@@ -5,6 +5,16 @@ OAuth 1.0a HMAC-SHA1 signatures and the 3-legged flow (request_token, an authori
 access_token), X-Pixel-Token, per-account event budgets with rate-limit
 headers, web event tags with cursor paging. Free of Django, so it runs anywhere:
 ``python -m django_xconversions.emulator --port 8765 --demo``.
+
+Adjustable through ``EmulatorServer.faults`` (a FaultPlan, see faults.py) or the "faults"
+object of ``--config`` (``--help`` shows the format): scripted or random faults ("500",
+"503", "429", "401", "403", "403_client_app", "timeout", "reset"), ``only_pixels`` to
+aim them at some pixels, ``delay_seconds`` of latency on every conversions answer, and
+``not_found_wording`` ("parenthesized" or "plain") for the 404 of an unknown event id.
+Both documented conversion_time forms are accepted (with and without milliseconds).
+``EmulatorServer.conversion_requests(pixel_id, after=...)`` (and
+``GET /_emulator/requests``) is the log of conversions requests: pixel_id, monotonic
+arrival time, status and conversion_ids of each.
 """
 
 from django_xconversions.emulator.demo import DEMO_WORLD, demo_world, seed

@@ -1,4 +1,7 @@
-"""Command line: ``python -m django_xconversions.emulator --port 8765 [--demo] [--config FILE]``."""
+"""Command line: ``python -m django_xconversions.emulator --port 8765 [--demo] [--config FILE]``.
+
+``--help`` describes the ``--config`` JSON format (CONFIG_FORMAT below) with an example.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +16,62 @@ from types import FrameType
 from django_xconversions.emulator.demo import DEMO_WORLD, seed
 from django_xconversions.emulator.server import EmulatorServer
 
+CONFIG_FORMAT = """\
+The --config file (JSON): every key is optional.
+  "apps"      [{"consumer_key", "consumer_secret", "callback_urls": [...]}]
+  "users"     [{"user_id", "access_token", "access_token_secret", "screen_name"}]
+  "accounts"  [{"account_id", "name", "users": {user_id: ["ACCOUNT_ADMIN" | "AD_MANAGER"
+              | ...]}, "pixels": [{"pixel_id", "pixel_token"}], "tags": [{"name", "type",
+              "id", "website_tag_id", "pixel_id", "click_window", ...}]}]
+  "pixels", "tags"  the same items at top level, each naming its "account_id"
+  "budget"    {"events": 60000, "window_seconds": 900}: events per account per window
+  "record"    "ids": keep only conversion_ids of what is received (long runs)
+  "reject_conversion_ids"  [...]: a batch holding one of these is refused with a 400
+  "faults"    what the conversions endpoint meets:
+    "script"        faults for the next requests, one each, in order:
+                    "ok", "500", "503", "429", "401", "403", "403_client_app",
+                    "timeout", "reset"
+                      "401"             401 UNAUTHORIZED_ACCESS (wrong credentials)
+                      "403"             403 ACCOUNT_LOCKED_OUT (account without access)
+                      "403_client_app"  403 UNAUTHORIZED_CLIENT_APPLICATION (app
+                                        without Ads API access, X's message)
+                      "timeout"         answer slow_seconds late, processed on arrival
+                      "reset"           connection reset, nothing processed
+    rates           once the script is used up, a random fault per request with these
+                    probabilities (sum <= 1): "error_500", "error_503", "rate_limit"
+                    (429), "error_401", "error_403", "error_403_client_app",
+                    "timeout", "reset"; "seed" makes the draws repeatable
+    "only_pixels"   [pixel ids]: faults hit only these pixels' requests; the others
+                    are answered normally and consume neither script nor draws
+    "delay_seconds" every conversions answer (refusals too) comes this many seconds
+                    late, processed on arrival (e.g. 0.3); stopping cuts the wait
+    "not_found_wording"  404 for an event id not in the account:
+                    "parenthesized" (default)  event_id (abc) does not belong to
+                                               provided account
+                    "plain"                    event_id abc does not belong to
+                                               provided account
+    "slow_seconds" (2), "retry_after_seconds" (1, sent with 503),
+    "rate_limit_reset_seconds" (2, a 429's reset), "slow_before_processing" (false),
+    "all_endpoints" (false: faults hit the conversions endpoint only)
+
+Example:
+{"apps": [{"consumer_key": "ck", "consumer_secret": "cs"}],
+ "users": [{"user_id": "1", "access_token": "1-tok", "access_token_secret": "ts"}],
+ "accounts": [{"account_id": "18ce54d4x5t", "users": {"1": ["ACCOUNT_ADMIN"]},
+               "pixels": [{"pixel_id": "o8z6j", "pixel_token": "ptk"}],
+               "tags": [{"name": "Purchase", "type": "PURCHASE",
+                         "website_tag_id": "ny3od"}]}],
+ "budget": {"events": 60000, "window_seconds": 900},
+ "faults": {"script": ["429", "401"], "only_pixels": ["o8z6j"],
+            "error_403_client_app": 0.01, "seed": 7,
+            "delay_seconds": 0.3, "not_found_wording": "plain"}}
+
+Inspection (outside X's API): GET /_emulator/received?since=N, GET /_emulator/stats,
+GET /_emulator/requests?pixel_id=P&after=T (the conversions request log: pixel_id,
+monotonic arrival time, status, conversion_ids; T a time.monotonic() value),
+POST /_emulator/reset.
+"""
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The emulator's options; ``manage.py xads_emulator`` takes the same."""
@@ -20,7 +79,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, default=8765, help="Port (0 picks a free one).")
     parser.add_argument("--demo", action="store_true", help="Seed the fixed demo world.")
     parser.add_argument(
-        "--config", help="JSON file describing apps, users, accounts, budget, faults."
+        "--config",
+        metavar="FILE",
+        help=(
+            "JSON file: the world (apps, users, accounts with pixels and tags), budget, "
+            'record mode and "faults" (script, rates, only_pixels, delay_seconds, '
+            "not_found_wording, ...); format and example below."
+        ),
     )
     parser.add_argument("--budget-events", type=int, help="Events per account per window.")
     parser.add_argument("--budget-window", type=float, help="Window length in seconds.")
@@ -31,6 +96,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m django_xconversions.emulator",
         description="A local emulator of the X Ads API (conversions, web event tags, accounts).",
+        epilog=CONFIG_FORMAT,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_arguments(parser)
     return parser.parse_args(argv)

@@ -42,9 +42,31 @@ ROUTE_NOT_FOUND = {
     "message": "The requested resource could not be found",
     "parameter": None,
 }
+# X's 401 for missing or wrong credentials. The code is documented (UNAUTHORIZED_ACCESS);
+# the reference pages give no message for it: this is the wording X's API answers with.
 NOT_AUTHENTICATED = {
     "code": "UNAUTHORIZED_ACCESS",
     "message": "This request is not properly authenticated",
+    "parameter": None,
+}
+# The reference's 403 "Unauthorized Client" (the developer account has no Ads API access),
+# in its current wording (page 004: "X Ads API") with the plain quotes of the older page
+# (001), where the web page had not curled them. X writes its numeric app id between the
+# brackets; the reference leaves it out and so does the emulator.
+CLIENT_APP_NOT_AUTHORIZED = {
+    "code": "UNAUTHORIZED_CLIENT_APPLICATION",
+    "message": (
+        "The client application with id <> making this request does not have access to "
+        "X Ads API. Ensure your application has advertiser-api access. Use 'twurl accounts' "
+        "and 'twurl set default <username> <key>' to change the application you're using."
+    ),
+    "parameter": None,
+}
+# A 403 for an account without Ads API access: ACCOUNT_LOCKED_OUT is one of X's documented
+# 403 codes; the message is inferred (the reference documents none for it).
+ACCOUNT_NO_ACCESS = {
+    "code": "ACCOUNT_LOCKED_OUT",
+    "message": "This account is locked out and has no access to X Ads API",
     "parameter": None,
 }
 
@@ -71,6 +93,10 @@ class Response:
     # A body sent as is instead of JSON (the OAuth flow's form-encoded tokens and pages).
     raw: bytes | None = None
     content_type: str | None = None
+    # Conversions requests only: the pixel in the path and the batch's conversion_ids
+    # (None for an event without one), for the request log.
+    pixel_id: str | None = None
+    conversion_ids: list[str | None] | None = None
 
 
 class Refused(Exception):
@@ -123,6 +149,17 @@ def _count_events(body: Any) -> int:
     return len(conversions) if isinstance(conversions, list) else 0
 
 
+def _conversion_ids(body: Any) -> list[str | None]:
+    conversions = body.get("conversions") if isinstance(body, dict) else None
+    if not isinstance(conversions, list):
+        return []
+    ids: list[str | None] = []
+    for conversion in conversions:
+        value = conversion.get("conversion_id") if isinstance(conversion, dict) else None
+        ids.append(None if value is None else str(value))
+    return ids
+
+
 def _parse_json(raw: bytes) -> tuple[Any, bool]:
     try:
         return json.loads(raw or b"null"), True
@@ -150,9 +187,12 @@ ROUTES: list[tuple[str, re.Pattern[str], str]] = [
     # Emulator-only helpers, outside X's API, for demos and tests in other processes.
     ("GET", re.compile(r"/_emulator/received"), "inspect_received"),
     ("GET", re.compile(r"/_emulator/stats"), "inspect_stats"),
+    ("GET", re.compile(r"/_emulator/requests"), "inspect_requests"),
     ("POST", re.compile(r"/_emulator/reset"), "inspect_reset"),
 ]
-EMULATOR_ONLY = frozenset({"inspect_received", "inspect_stats", "inspect_reset"})
+EMULATOR_ONLY = frozenset(
+    {"inspect_received", "inspect_stats", "inspect_requests", "inspect_reset"}
+)
 
 
 class XAdsApi:
@@ -181,10 +221,17 @@ class XAdsApi:
             response = Response(404, errors_body([ROUTE_NOT_FOUND], {}))
         else:
             name, match = routed
+            pixel_id = match.group(2) if name == "conversions" else None
             faulty = name == "conversions" or (
                 self.faults.all_endpoints and name not in EMULATOR_ONLY
             )
-            response = self._run(name, call, match, self.faults.next() if faulty else "ok")
+            fault = self.faults.next(pixel_id) if faulty else "ok"
+            response = self._run(name, call, match, fault)
+            if name == "conversions":
+                response.pixel_id = pixel_id
+                if not response.reset:
+                    # Every answer of the endpoint is late, refusals included.
+                    response.delay += self.faults.delay_seconds
         if response.reset:
             return response
         response.headers.setdefault("x-current-api-version", CURRENT_VERSION)
@@ -201,7 +248,9 @@ class XAdsApi:
         if fault not in ("ok", "timeout"):
             response = self._fault(fault)
             if name == "conversions":
-                response.events = _count_events(_parse_json(call.body)[0])
+                body = _parse_json(call.body)[0]
+                response.events = _count_events(body)
+                response.conversion_ids = _conversion_ids(body)
             return response
         slow_first = fault == "timeout" and self.faults.slow_before_processing
         if slow_first and self.stopping.wait(self.faults.slow_seconds):
@@ -225,6 +274,12 @@ class XAdsApi:
             error = rules.error("SERVICE_UNAVAILABLE", "Service unavailable", None)
             headers = {"retry-after": str(self.faults.retry_after_seconds)}
             return Response(503, errors_body([error], {}), headers)
+        if fault == "401":
+            return Response(401, errors_body([dict(NOT_AUTHENTICATED)], {}))
+        if fault == "403":
+            return Response(403, errors_body([dict(ACCOUNT_NO_ACCESS)], {}))
+        if fault == "403_client_app":
+            return Response(403, errors_body([dict(CLIENT_APP_NOT_AUTHORIZED)], {}))
         # "429": both limits exhausted until a reset a few seconds away.
         reset = str(int(time.time()) + self.faults.rate_limit_reset_seconds)
         headers = {
@@ -302,17 +357,21 @@ class XAdsApi:
     def conversions(self, call: Call, match: re.Match[str]) -> Response:
         body, parsed = _parse_json(call.body)
         events = _count_events(body)
+        conversion_ids = _conversion_ids(body)
         try:
             pixel, auth, rate_key = self._authenticate_conversions(
                 call, self.world.pixels.get(match.group(2))
             )
         except Refused as refused:
             refused.response.events = events
+            refused.response.conversion_ids = conversion_ids
             raise
         params = {"account_id": pixel.account_id}
 
         def answer(status: int, payload: dict[str, Any], headers: dict[str, str]) -> Response:
-            return Response(status, payload, headers, events=events, auth=auth)
+            return Response(
+                status, payload, headers, events=events, auth=auth, conversion_ids=conversion_ids
+            )
 
         if not parsed:
             error = rules.invalid("Request body is not valid JSON", "conversions")  # inferred
@@ -336,7 +395,9 @@ class XAdsApi:
             error = rules.error("TOO_MANY_REQUESTS", "Rate limit exceeded", None)
             return answer(429, errors_body([error], params), headers)
         # Validation reads the world without the lock: 500 events must stay cheap.
-        errors = rules.check_request(self.world, pixel, body)
+        errors = rules.check_request(
+            self.world, pixel, body, not_found_wording=self.faults.not_found_wording
+        )
         if errors:
             status = 404 if any(e["code"] == "NOT_FOUND" for e in errors) else 400
             return answer(status, errors_body(errors, params), headers)
@@ -548,6 +609,19 @@ class XAdsApi:
                 "events_sent": events,
                 "by_status": statuses,
             }
+        return Response(200, {"data": data})
+
+    def inspect_requests(self, call: Call, match: re.Match[str]) -> Response:
+        """The conversions request log (``?pixel_id=P&after=T``, T a time.monotonic() value
+        of this machine), in order of arrival."""
+        pixel_id = call.query.get("pixel_id") or None
+        raw = call.query.get("after", "")
+        try:
+            after = float(raw) if raw else None
+        except ValueError:
+            message = f'Expected Float, got "{raw}" for after'
+            raise refuse(400, [rules.invalid(message, "after")]) from None
+        data = self.world.conversion_requests(pixel_id, after)
         return Response(200, {"data": data})
 
     def inspect_reset(self, call: Call, match: re.Match[str]) -> Response:

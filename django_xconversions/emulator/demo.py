@@ -4,9 +4,11 @@ The description has the shape of DEMO_WORLD: "apps" (optional "callback_urls": t
 allowlist for Connect with X), "users", "accounts" (each with
 optional nested "pixels" and "tags"); top-level "pixels" and "tags" lists whose items name
 their "account_id" are accepted too. Optional keys: "budget" ({"events",
-"window_seconds"}), "faults" (FaultPlan.configure: set_rates arguments, "script",
-"slow_seconds", ...), "record" ("ids" keeps only conversion ids) and
-"reject_conversion_ids" (a list). ``--config FILE`` takes the same in JSON.
+"window_seconds"}), "faults" (FaultPlan.configure: "script", the set_rates arguments,
+"only_pixels", "delay_seconds", "not_found_wording", "slow_seconds", ...; see faults.py),
+"record" ("ids" keeps only conversion ids) and "reject_conversion_ids" (a list).
+``--config FILE`` takes the same in JSON (``python -m django_xconversions.emulator --help``
+prints the format with an example).
 """
 
 from __future__ import annotations

@@ -148,13 +148,18 @@ def _check_contents(contents: Any) -> list[Error]:
     return [found for item in contents for found in _check_content(item)]
 
 
-def _check_event_id(world: World, pixel: Pixel, event_id: Any) -> list[Error]:
+def not_in_account_message(event_id: str, wording: str = "parenthesized") -> str:
+    """X's 404 message for an event id that is not the account's. The reference writes it
+    two ways: its JSON example with parentheses, its error table without."""
+    shown = event_id if wording == "plain" else f"({event_id})"
+    return f"event_id {shown} does not belong to provided account"
+
+
+def _check_event_id(world: World, pixel: Pixel, event_id: Any, wording: str) -> list[Error]:
     if event_id is None or event_id == "":
         return [invalid("Event ID was not found", "event_id")]
     text = str(event_id)
-    not_in_account = error(
-        "NOT_FOUND", f"event_id ({text}) does not belong to provided account", "event_id"
-    )
+    not_in_account = error("NOT_FOUND", not_in_account_message(text, wording), "event_id")
     not_set = invalid(f"event_id ({text}) is not a single event tag (SET)", "event_id")
     bare = bare_event_id(text, pixel.pixel_id)
     tag = world.live_tag(bare)
@@ -172,9 +177,15 @@ def _check_event_id(world: World, pixel: Pixel, event_id: Any) -> list[Error]:
 
 
 def check_conversion(
-    world: World, pixel: Pixel, conversion: Any, event_ids: dict[str, list[Error]] | None = None
+    world: World,
+    pixel: Pixel,
+    conversion: Any,
+    event_ids: dict[str, list[Error]] | None = None,
+    *,
+    not_found_wording: str = "parenthesized",
 ) -> list[Error]:
-    """The errors of one conversion; ``event_ids`` memoises event id checks in a batch."""
+    """The errors of one conversion; ``event_ids`` memoises event id checks in a batch;
+    ``not_found_wording`` is "parenthesized" or "plain" (see not_in_account_message)."""
     if not isinstance(conversion, dict):
         return [expected("Object", conversion, "conversions")]
     found: list[Error] = []
@@ -191,7 +202,9 @@ def check_conversion(
     memo = event_ids if event_ids is not None and isinstance(event_id, str) else {}
     event_errors = memo.get(event_id) if isinstance(event_id, str) else None
     if event_errors is None:
-        event_errors = memo[str(event_id)] = _check_event_id(world, pixel, event_id)
+        event_errors = memo[str(event_id)] = _check_event_id(
+            world, pixel, event_id, not_found_wording
+        )
     found.extend(event_errors)
     found.extend(_check_identifiers(conversion.get("identifiers")))
     if "number_items" in conversion and not _positive_int(conversion["number_items"]):
@@ -234,8 +247,11 @@ def check_shape(body: Any) -> list[Error]:
     return []
 
 
-def check_request(world: World, pixel: Pixel, body: Any) -> list[Error]:
-    """All errors of a conversions request, deduplicated; empty when X would accept it all."""
+def check_request(
+    world: World, pixel: Pixel, body: Any, *, not_found_wording: str = "parenthesized"
+) -> list[Error]:
+    """All errors of a conversions request, deduplicated (one NOT_FOUND per unknown event
+    id); empty when X would accept it all."""
     shape = check_shape(body)
     if shape:
         return shape
@@ -243,7 +259,10 @@ def check_request(world: World, pixel: Pixel, body: Any) -> list[Error]:
     seen: set[tuple[str, str, str | None]] = set()
     event_ids: dict[str, list[Error]] = {}
     for conversion in body["conversions"]:
-        for item in check_conversion(world, pixel, conversion, event_ids):
+        errors = check_conversion(
+            world, pixel, conversion, event_ids, not_found_wording=not_found_wording
+        )
+        for item in errors:
             key = (item["code"], item["message"], item["parameter"])
             if key not in seen:
                 seen.add(key)

@@ -86,7 +86,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._dispatch("PATCH")  # no route takes it: ROUTE_NOT_FOUND, like any unknown route
 
     def _dispatch(self, method: str) -> None:
-        started = time.time()
+        started, arrived = time.time(), time.monotonic()
         try:
             length = int(self.headers.get("Content-Length") or 0)
         except ValueError:
@@ -105,7 +105,7 @@ class _Handler(BaseHTTPRequestHandler):
         )
         response = self.server.api.handle(call)
         # Logged before answering, so a client that has its answer sees it in the log.
-        self._log(call, response, started)
+        self._log(call, response, started, arrived)
         if response.delay and self.server.stopping.wait(response.delay):
             response.reset = True  # stopping: drop the connection rather than answer
         if response.reset:
@@ -138,7 +138,7 @@ class _Handler(BaseHTTPRequestHandler):
         except OSError:
             self.close_connection = True
 
-    def _log(self, call: Call, response: Response, started: float) -> None:
+    def _log(self, call: Call, response: Response, started: float, arrived: float) -> None:
         first = call.path.split("/")[1] if call.path.count("/") > 1 else ""
         entry = {
             "method": call.method,
@@ -151,9 +151,17 @@ class _Handler(BaseHTTPRequestHandler):
             "events": response.events,
             "auth": response.auth,
             "time": started,
+            # time.monotonic() on arrival: tests compare it with their own monotonic clock
+            # ("no request for pixel P after T"); on Linux it is shared by all processes.
+            "monotonic": arrived,
             "duration": time.time() - started,
-            # Seconds the answer is held back (a "timeout" fault): the batch is processed.
+            # Seconds the answer is held back (delay_seconds, a "timeout" fault): the batch
+            # is processed already.
             "delay": response.delay,
+            # Conversions requests: the pixel in the path and the batch's conversion_ids
+            # (whatever the answer); None elsewhere.
+            "pixel_id": response.pixel_id,
+            "conversion_ids": response.conversion_ids,
         }
         world = self.server.api.world
         with world.lock:
@@ -218,8 +226,25 @@ class EmulatorServer:
 
     @property
     def requests(self) -> list[dict[str, Any]]:
+        """Every request, logged once processed (before a delayed answer goes out): method,
+        path, status (None: reset), events, time, monotonic, pixel_id, conversion_ids, ..."""
         with self.world.lock:
             return list(self.world.requests)
+
+    def conversion_requests(
+        self, pixel_id: str | None = None, *, after: float | None = None
+    ) -> list[dict[str, Any]]:
+        """The log of conversions requests, in order of arrival: of one pixel if given, and
+        only those that arrived after ``after`` (a ``time.monotonic()`` value) if given.
+        Refused and reset requests are included (status 401, 429, None, ...)."""
+        return self.world.conversion_requests(pixel_id, after)
+
+    def requests_per_pixel(self, *, after: float | None = None) -> dict[str, int]:
+        """How many conversions requests each pixel sent (arrived after ``after``)."""
+        counts: dict[str, int] = {}
+        for entry in self.conversion_requests(after=after):
+            counts[entry["pixel_id"]] = counts.get(entry["pixel_id"], 0) + 1
+        return counts
 
     def reset_records(self) -> None:
         self.world.reset_records()

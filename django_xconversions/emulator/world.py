@@ -312,6 +312,21 @@ class World:
             for conversion in conversions
         )
 
+    def conversion_requests(
+        self, pixel_id: str | None = None, after: float | None = None
+    ) -> list[dict[str, Any]]:
+        """Logged conversions requests in order of arrival, of ``pixel_id`` if given, that
+        arrived after ``after`` (a time.monotonic() value) if given."""
+        with self.lock:
+            entries = sorted(self.requests, key=lambda e: e["monotonic"])
+        return [
+            entry
+            for entry in entries
+            if entry["pixel_id"] is not None
+            and (pixel_id is None or entry["pixel_id"] == pixel_id)
+            and (after is None or entry["monotonic"] > after)
+        ]
+
     def reset_records(self) -> None:
         with self.lock:
             self.received.clear()

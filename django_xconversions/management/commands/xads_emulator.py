@@ -5,16 +5,25 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import BaseCommand, CommandParser, DjangoHelpFormatter
 
-from django_xconversions.emulator.__main__ import add_arguments, serve
+from django_xconversions.emulator.__main__ import CONFIG_FORMAT, add_arguments, serve
+
+
+class _HelpFormatter(DjangoHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Django's option order, and the --config format printed as written."""
 
 
 class Command(BaseCommand):
     help = (
-        "Run the local X Ads API emulator (conversions, web event tags, accounts) until "
+        "Run the local X Ads API emulator (conversions, web event tags, accounts) until\n"
         "Ctrl-C. Point XCONVERSIONS['API_BASE_URL'] at the URL it prints."
     )
+
+    def create_parser(self, prog_name: str, subcommand: str, **kwargs: Any) -> CommandParser:
+        kwargs.setdefault("epilog", CONFIG_FORMAT)
+        kwargs.setdefault("formatter_class", _HelpFormatter)
+        return super().create_parser(prog_name, subcommand, **kwargs)
 
     def add_arguments(self, parser: CommandParser) -> None:
         add_arguments(parser)
