@@ -48,6 +48,7 @@ CLIENT_APP = {
     "and 'twurl set default <username> <key>' to change the application you're using.",
     "parameter": None,
 }
+TIME_MESSAGE = 'Expected Time in yyyy-MM-ddTHH:mm:ss.SSSZ, got "{}" for conversion_time'
 
 
 @pytest.fixture
@@ -371,6 +372,51 @@ def test_request_log_over_http(emu: EmulatorServer) -> None:
     assert bad.status_code == 400 and bad.json()["errors"][0]["parameter"] == "after"
 
 
+# -- conversion_time: both documented forms ---------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "value", ["2017-10-05T00:00:00Z", "2022-02-18T01:14:00.603Z", "2024-02-29T23:59:59Z"]
+)
+def test_both_documented_time_forms_are_accepted(emu: EmulatorServer, value: str) -> None:
+    response = post(emu, [event(tag_of(PIXEL_ID), conversion_time=value)])
+    assert response.status_code == 200, response.text
+    assert emu.received[0]["conversion"]["conversion_time"] == value
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "2022-06-16T01:14:00",  # no Z
+        "2022-06-16T01:14:00.603",
+        "2022-06-16T01:14:00.60Z",  # two digits of milliseconds
+        "2022-06-16T01:14:00.6034Z",
+        "2022-06-16T01:14:00.Z",
+        "2022-06-16T01:14Z",
+        "2022-06-16 01:14:00Z",
+        "2022-06-16T01:14:00+00:00",
+        "2022-06-16T01:14:00z",
+        "2023-02-29T01:14:00Z",  # no such day
+        "2022-06-16T24:00:00Z",
+        "1655342040",
+        "",
+    ],
+)
+def test_other_time_forms_are_refused_with_the_documented_message(
+    emu: EmulatorServer, value: str
+) -> None:
+    response = post(emu, [event(tag_of(PIXEL_ID), conversion_time=value)])
+    assert response.status_code == 400
+    assert errors_of(response) == [
+        {
+            "code": "INVALID_PARAMETER",
+            "message": TIME_MESSAGE.format(value),
+            "parameter": "conversion_time",
+        }
+    ]
+    assert emu.received == []
+
+
 # -- signatures stay enforced under every option ----------------------------------------------
 
 
@@ -386,12 +432,16 @@ def test_signatures_are_still_checked_with_every_option(emu: EmulatorServer) -> 
     # A wrong signature is a 401 before any event is looked at: not the 404 of "abc".
     forged = post(emu, [event("abc")], auth=BAD_SIGNATURE)
     assert forged.status_code == 401 and errors_of(forged) == [UNAUTHORIZED]
+    forged_time = post(
+        emu, [event(tag_of(PIXEL_ID), conversion_time="2017-10-05T00:00:00Z")], auth=BAD_SIGNATURE
+    )
+    assert forged_time.status_code == 401
     assert post(emu, [event(tag_of(PIXEL_ID))], auth=None).status_code == 401
     assert emu.received == []
     # The scoped script still waits for its pixel, and the other pixel's answers are normal.
     assert send(emu, OTHER_PIXEL, "b").status_code == 403
     assert send(emu, OTHER_PIXEL, "b").status_code == 200
-    assert [r["auth"] for r in emu.conversion_requests(PIXEL_ID)] == [None, None]
+    assert [r["auth"] for r in emu.conversion_requests(PIXEL_ID)] == [None, None, None]
 
 
 # -- --config and the command line ------------------------------------------------------------

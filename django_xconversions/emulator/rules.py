@@ -18,7 +18,10 @@ from django_xconversions.emulator.world import Pixel, World, bare_event_id
 Error = dict[str, Any]
 
 MAX_CONVERSIONS = 500
-TIME_FORMAT = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z")
+# The rule says yyyy-MM-ddTHH:mm:ss.SSSZ, while the reference's own example of the field is
+# 2017-10-05T00:00:00Z: both documented forms are accepted, anything else is refused with
+# the rule's message.
+TIME_FORMAT = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{3})?Z")
 SHA256 = re.compile(r"[0-9a-fA-F]{64}")
 # value may be a JSON number or decimal text (X's examples send "20.00"); inferred: plain
 # decimal notation only, no exponent, no spaces.
