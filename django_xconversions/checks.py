@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
+import logging
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlparse
 
 import phonenumbers
@@ -12,7 +14,7 @@ from django.conf import settings
 from django.core import checks
 from django.core.exceptions import FieldDoesNotExist, ImproperlyConfigured, ValidationError
 from django.core.validators import validate_slug
-from django.db import models
+from django.db import DatabaseError, models, router, transaction
 from django.utils.module_loading import import_string
 
 from django_xconversions import crypto
@@ -26,6 +28,8 @@ from django_xconversions.conf import (
 from django_xconversions.currencies import is_iso_4217
 
 Messages = list[checks.CheckMessage]
+T = TypeVar("T")
+logger = logging.getLogger(__name__)
 
 
 def check_settings_shape(**kwargs: Any) -> Messages:
@@ -435,6 +439,184 @@ def check_middleware(**kwargs: Any) -> Messages:
     return []
 
 
+# -- Database-tagged: run by `manage.py check --database default` and by `migrate` ---------
+
+
+def _readable_aliases(databases: Iterable[str] | None, model: type[models.Model]) -> list[str]:
+    return [alias for alias in databases or () if router.allow_migrate_model(alias, model)]
+
+
+def _read_quietly(alias: str, read: Callable[[str], T]) -> T | None:
+    """``read(alias)`` in a savepoint; None when the database cannot answer it yet.
+
+    ``migrate`` runs these checks before it creates the tables (and before it adds the
+    columns of a newer release), and a failed query inside a transaction would poison it
+    on PostgreSQL: the savepoint keeps the caller's transaction usable."""
+    try:
+        with transaction.atomic(using=alias):
+            return read(alias)
+    except DatabaseError as exc:
+        logger.debug("Database checks skipped on %r: %s", alias, exc)
+        return None
+
+
+def _source_label(index: int, entry: dict[str, Any]) -> str:
+    model = _installed_model(entry.get("model"))
+    label = f"{setting_path('SOURCES')}[{index}]"
+    return f"{label} ({model._meta.label})" if model is not None else label
+
+
+def check_source_routes(databases: Iterable[str] | None = None, **kwargs: Any) -> Messages:
+    """Each SOURCES event key has a live event tag with a pixel; else its conversions are
+    held, and this names the entry, the key and the fix."""
+    from django_xconversions.models import EventTag
+
+    entries = xsettings.SOURCES
+    if not isinstance(entries, list | tuple):
+        return []  # check_sources reports it
+    keyed = [
+        (index, entry, entry["event"])
+        for index, entry in enumerate(entries)
+        if isinstance(entry, dict) and isinstance(entry.get("event"), str) and entry["event"]
+    ]
+    found: Messages = []
+    read = functools.partial(_tags_by_key, {event for _, _, event in keyed})
+    for alias in _readable_aliases(databases, EventTag) if keyed else ():
+        tags = _read_quietly(alias, read)
+        if tags is None:
+            continue
+        for index, entry, event in keyed:
+            subject = f"{_source_label(index, entry)} event {event!r}"
+            message = _route_problem(subject, tags.get(event))
+            if message is not None and message not in found:
+                found.append(message)
+    return found
+
+
+def _tags_by_key(keys: set[str], alias: str) -> dict[str | None, Any]:
+    from django_xconversions.models import EventTag
+
+    fields = ("key", "name", "deleted", "pixel_id")
+    return {t.key: t for t in EventTag.objects.using(alias).filter(key__in=keys).only(*fields)}
+
+
+def _route_problem(subject: str, tag: Any) -> checks.CheckMessage | None:
+    if tag is None:
+        return checks.Warning(
+            f"{subject}: no event tag has this key; its conversions are held until one has.",
+            hint=(
+                "To fix it, set it on a tag in the admin (Event tags), after manage.py "
+                "sync_tags has fetched your tags from X; or correct the key in "
+                f"{setting_path('SOURCES')}."
+            ),
+            id="xconversions.W010",
+        )
+    if tag.deleted:
+        return checks.Warning(
+            f"{subject}: event tag {tag.name!r} with this key was deleted on X; its "
+            "conversions are held until a live tag has the key.",
+            hint=(
+                "To fix it, give the key to a live tag in the admin (Event tags), or create "
+                "the tag again on X and run manage.py sync_tags."
+            ),
+            id="xconversions.W010",
+        )
+    if tag.pixel_id is None:
+        return checks.Warning(
+            f"{subject}: event tag {tag.name!r} has no pixel to send through; its "
+            "conversions are held until it has.",
+            hint="To fix it, choose its pixel in the admin (Event tags).",
+            id="xconversions.W011",
+        )
+    return None
+
+
+SECRET_FIELDS = {
+    "access_token_encrypted": "access token",
+    "access_token_secret_encrypted": "access token secret",
+    "pixel_token_encrypted": "pixel token",
+}
+
+
+def _unreadable(instance: models.Model) -> list[str]:
+    """The names of ``instance``'s stored secrets no configured key opens."""
+    names = []
+    for field, name in SECRET_FIELDS.items():
+        stored = getattr(instance, field, "")
+        if not stored:
+            continue
+        try:
+            crypto.decrypt(stored)
+        except ImproperlyConfigured:  # UnreadableSecret, or a bare one from older crypto
+            names.append(name)
+    return names
+
+
+def check_stored_secrets(databases: Iterable[str] | None = None, **kwargs: Any) -> Messages:
+    """Each ad account and pixel whose stored secrets no key in ENCRYPTION_KEY opens."""
+    from django_xconversions.models import AdAccount
+
+    if any(m.is_serious() for m in check_encryption_key()):
+        return []  # no key can open anything: that error says it once, not per account
+    key = setting_path("ENCRYPTION_KEY")
+    add_key = (
+        f"To fix it, add the key it was written with to {key} (a list: the current key "
+        "first, older keys after)"
+    )
+    found: Messages = []
+    for alias in _readable_aliases(databases, AdAccount):
+        accounts = _read_quietly(alias, _accounts_with_secrets)
+        pixels = _read_quietly(alias, _pixels_with_secrets)
+        for account in accounts or ():
+            names = _unreadable(account)
+            if names:
+                found.append(
+                    checks.Warning(
+                        f"Ad account {account}: its {' and '.join(names)} cannot be decrypted "
+                        f"with any key in {key}; sending for it stops.",
+                        hint=f"{add_key}, or reconnect the account with X in the admin (Connect "
+                        "with X, or paste new tokens), then resume it.",
+                        id="xconversions.W012",
+                    )
+                )
+        for pixel in pixels or ():
+            if _unreadable(pixel):
+                found.append(
+                    checks.Warning(
+                        f"Pixel {pixel} of ad account {pixel.account}: its pixel token cannot be "
+                        f"decrypted with any key in {key}; sending for it stops.",
+                        hint=f"{add_key}, or enter the pixel token again on the pixel's admin "
+                        "page.",
+                        id="xconversions.W012",
+                    )
+                )
+    return found
+
+
+def _accounts_with_secrets(alias: str) -> list[Any]:
+    from django_xconversions.models import AdAccount
+
+    return list(
+        AdAccount.objects.using(alias)
+        .exclude(access_token_encrypted="", access_token_secret_encrypted="")
+        .only("account_id", "name", "access_token_encrypted", "access_token_secret_encrypted")
+    )
+
+
+def _pixels_with_secrets(alias: str) -> list[Any]:
+    from django_xconversions.models import Pixel
+
+    return list(
+        Pixel.objects.using(alias)
+        .exclude(pixel_token_encrypted="")
+        .select_related("account")
+        .only("pixel_id", "name", "pixel_token_encrypted", "account__account_id", "account__name")
+    )
+
+
+DATABASE_CHECKS: Iterable[Callable[..., Messages]] = (check_source_routes, check_stored_secrets)
+
+
 ALL_CHECKS: Iterable[Callable[..., Messages]] = (
     check_sources,
     check_capture_settings,
@@ -450,3 +632,5 @@ ALL_CHECKS: Iterable[Callable[..., Messages]] = (
 def register() -> None:
     for check in ALL_CHECKS:
         checks.register(check, "xconversions")
+    for check in DATABASE_CHECKS:
+        checks.register(check, "xconversions", checks.Tags.database)
