@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from django_xconversions.emulator import EmulatorServer
 from django_xconversions.models import AdAccount, Conversion, EventTag, Pixel
+from tests import mail_scan
 
 pytest_plugins = ["tests.browser"]
 
@@ -21,6 +22,16 @@ ACCESS_TOKEN = f"{USER_ID}-access-token"
 ACCESS_TOKEN_SECRET = "access-token-secret"
 ACCOUNT_ID = "18ce54d4x5t"
 PIXEL_ID = "o8z6j"
+
+
+@pytest.fixture(autouse=True)
+def _no_raw_identifier_in_outgoing_mail() -> Iterator[None]:
+    """After every test: no mail sent (ADMINS error reports above all) holds a raw email
+    address or phone number."""
+    yield
+    from django.core import mail
+
+    mail_scan.fail_on_identifiers(getattr(mail, "outbox", []))
 
 
 @pytest.fixture

@@ -15,6 +15,7 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Q
+from django.views.decorators.debug import sensitive_variables
 from rest_framework import serializers
 from rest_framework.settings import api_settings
 
@@ -42,6 +43,9 @@ class Stored:
     hashed_phone: str
 
 
+# Items hold raw emails and phone numbers: error reports show no local variable of these
+# functions or of anything they call.
+@sensitive_variables()
 def check(item: Any, serializer: ConversionInputSerializer | None = None) -> Checked:
     """One item: an unsaved Conversion, or its errors keyed by field."""
     # One serializer for every item of a list, as DRF's ListSerializer does: building
@@ -62,6 +66,7 @@ def check(item: Any, serializer: ConversionInputSerializer | None = None) -> Che
         return None, dict(exc.message_dict)
 
 
+@sensitive_variables()
 def check_all(items: Sequence[Any]) -> tuple[list[Conversion], dict[str, FieldErrors]]:
     serializer = ConversionInputSerializer()
     built: list[Conversion] = []
@@ -75,39 +80,65 @@ def check_all(items: Sequence[Any]) -> tuple[list[Conversion], dict[str, FieldEr
     return built, errors
 
 
+# A routed conversion is unique per (event tag, conversion_id); a held one, with no tag
+# yet, per (event key, conversion_id).
+Identity = tuple[str, int | str, str]
+
+
+def _identity(tag_id: int | None, event_key: str, conversion_id: str) -> Identity:
+    if tag_id is not None:
+        return ("tag", tag_id, conversion_id)
+    return ("key", event_key, conversion_id)
+
+
+def _identity_of(conversion: Conversion) -> Identity:
+    return _identity(conversion.event_tag_id, conversion.event_key, conversion.conversion_id)
+
+
 def _matching(conversions: Sequence[Conversion]) -> Q:
-    by_tag: dict[int, set[str]] = {}
-    for c in conversions:
-        by_tag.setdefault(c.event_tag_id, set()).add(c.conversion_id)
+    ids: dict[tuple[str, int | str], set[str]] = {}
+    for conversion in conversions:
+        kind, scope, conversion_id = _identity_of(conversion)
+        ids.setdefault((kind, scope), set()).add(conversion_id)
     query = Q(pk__in=[])
-    for tag_id, ids in by_tag.items():
-        query |= Q(event_tag_id=tag_id, conversion_id__in=sorted(ids))
+    for (kind, scope), conversion_ids in ids.items():
+        same = Q(conversion_id__in=sorted(conversion_ids))
+        if kind == "tag":
+            query |= same & Q(event_tag_id=scope)
+        else:
+            query |= same & Q(event_tag__isnull=True, event_key=scope)
     return query
+
+
+def _event(conversion: Conversion) -> str:
+    tag = conversion.event_tag
+    return conversion.event_key or (tag.key if tag is not None else None) or ""
 
 
 def store_all(conversions: Sequence[Conversion]) -> list[Stored]:
     """Insert all (repeats of a stored event and conversion_id are no-ops), in order."""
-    columns = ("event_tag_id", "conversion_id")
+    columns = ("event_tag_id", "event_key", "conversion_id")
     with transaction.atomic():
         matching = Conversion.objects.filter(_matching(conversions))
         # Read before inserting only to report "created"; a concurrent request storing
         # the same conversion can make both say created, never store it twice.
-        existing = set(matching.values_list(*columns))
+        existing = {_identity(*row) for row in matching.values_list(*columns)}
         tracking.store_many(conversions)
         rows = {
-            (tag_id, cid): (pk, status, email, phone)
-            for pk, tag_id, cid, status, email, phone in matching.values_list(
+            _identity(tag_id, key, cid): (pk, status, email, phone)
+            for pk, tag_id, key, cid, status, email, phone in matching.values_list(
                 "pk", *columns, "status", "hashed_email", "hashed_phone"
             )
         }
     stored: list[Stored] = []
-    seen: set[tuple[int, str]] = set()
+    seen: set[Identity] = set()
     for conversion in conversions:
-        key = (conversion.event_tag_id, conversion.conversion_id)
-        pk, status, email, phone = rows[key]
-        created = key not in existing and key not in seen
-        seen.add(key)
-        event = conversion.event_tag.key or ""
-        stored.append(Stored(pk, event, conversion.conversion_id, status, created, email, phone))
+        identity = _identity_of(conversion)
+        pk, status, email, phone = rows[identity]
+        created = identity not in existing and identity not in seen
+        seen.add(identity)
+        stored.append(
+            Stored(pk, _event(conversion), conversion.conversion_id, status, created, email, phone)
+        )
     logger.info("API stored %d conversion(s), %d new.", len(stored), sum(s.created for s in stored))
     return stored

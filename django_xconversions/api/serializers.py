@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+from django.views.decorators.debug import sensitive_variables
 from drf_spectacular.utils import extend_schema_field, inline_serializer
 from rest_framework import serializers
 
@@ -61,6 +62,12 @@ class ConversionInputSerializer(serializers.Serializer):  # type: ignore[type-ar
     )
     conversion_time = serializers.DateTimeField(required=False, allow_null=True)
     description = TextField(max_length=10_000)
+
+    # The input holds raw emails and phone numbers: no error report shows the locals of
+    # validation (this frame and every one below it).
+    @sensitive_variables()
+    def run_validation(self, data: Any = serializers.empty) -> Any:
+        return super().run_validation(data)
 
     def to_internal_value(self, data: Any) -> Any:
         if isinstance(data, dict):
@@ -209,6 +216,22 @@ class DayOutcomeSerializer(serializers.Serializer):  # type: ignore[type-arg]
     failed = serializers.IntegerField()
 
 
+class WorkerStateSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    worker_id = serializers.CharField()
+    host = serializers.CharField()
+    pid = serializers.IntegerField()
+    started_at = serializers.DateTimeField()
+    last_beat_at = serializers.DateTimeField()
+    current_pixel = serializers.CharField(help_text="Pixel being sent; empty when idle.")
+    stopped_at = serializers.DateTimeField(allow_null=True)
+    live = serializers.BooleanField(help_text="Beat recently and not stopped.")
+
+
+class ProblemSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    code = serializers.ChoiceField(choices=["stuck", "no_worker", "paused_with_pending"])
+    message = serializers.CharField()
+
+
 class HealthSerializer(serializers.Serializer):  # type: ignore[type-arg]
     """Schema of ``django_xconversions.health.Health.as_dict()``."""
 
@@ -225,3 +248,7 @@ class HealthSerializer(serializers.Serializer):  # type: ignore[type-arg]
     )
     paused_accounts = PausedAccountSerializer(many=True)
     daily = DayOutcomeSerializer(many=True, help_text="Sent and failed per day, oldest first.")
+    workers = WorkerStateSerializer(many=True, help_text="send_conversions --loop workers seen.")
+    problems = ProblemSerializer(
+        many=True, help_text="What needs a person (as send_conversions --check reports)."
+    )

@@ -8,19 +8,22 @@ from dataclasses import asdict
 from typing import Any, TypeVar
 
 from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponseBase
+from django.utils.decorators import method_decorator
+from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, PolymorphicProxySerializer, extend_schema
 from rest_framework import generics, status
 from rest_framework.exceptions import NotFound, ParseError
 from rest_framework.pagination import Cursor, CursorPagination
-from rest_framework.parsers import JSONParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from django_xconversions import health
 from django_xconversions.api import ingest, serializers
+from django_xconversions.api.parsers import BoundedJSONParser
 from django_xconversions.api.permissions import SettingsAccessMixin
 from django_xconversions.conf import xsettings
 from django_xconversions.models import Conversion, EventTag
@@ -44,7 +47,15 @@ class XConversionsAPIView(SettingsAccessMixin, APIView):
 
     # Set here so projects need no REST_FRAMEWORK["DEFAULT_SCHEMA_CLASS"].
     schema = AutoSchema()
-    parser_classes = [JSONParser]
+    parser_classes = [BoundedJSONParser]
+
+    # Bodies carry raw emails and phone numbers: error reports (ADMINS mail, the
+    # technical 500 page) show no local variable of any frame below this one, and no
+    # form field (form bodies are refused, but a failure before that would list them).
+    @method_decorator(sensitive_post_parameters())
+    @sensitive_variables()
+    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+        return super().dispatch(request, *args, **kwargs)
 
 
 class ConversionPagination(CursorPagination):
@@ -158,8 +169,8 @@ class ConversionListView(XConversionsAPIView, generics.GenericAPIView):  # type:
     def post(self, request: Request) -> Response:
         try:
             body = request.data
-        except ParseError as exc:
-            return _errors({"body": [f"The body must be JSON: {exc.detail}"]})
+        except ParseError as exc:  # BoundedJSONParser's message says what is wrong
+            return _errors({"body": [str(exc.detail)]})
         if isinstance(body, dict):
             conversion, errors = ingest.check(body)
             if conversion is None:
