@@ -267,7 +267,7 @@ def timed(call: Any) -> tuple[Any, float]:
 def test_delay_holds_every_answer_back_and_processes_on_arrival(emu: EmulatorServer) -> None:
     emu.faults.delay_seconds = 0.3
     response, took = timed(lambda: send(emu, PIXEL_ID, "slow"))
-    assert response.status_code == 200 and 0.3 <= took < 1.5
+    assert response.status_code == 200 and 0.3 <= took < 3
     # Processed on arrival: a client that gives up at 0.1 s leaves an accepted batch.
     with pytest.raises(requests.Timeout):
         send(emu, PIXEL_ID, "gave-up", timeout=0.1)
@@ -276,8 +276,9 @@ def test_delay_holds_every_answer_back_and_processes_on_arrival(emu: EmulatorSer
     emu.faults.script(["401"])
     refused, took = timed(lambda: send(emu, PIXEL_ID, "refused"))
     assert refused.status_code == 401 and took >= 0.3
-    listing, took = timed(lambda: requests.get(f"{emu.url}/12/accounts", auth=AUTH, timeout=5))
-    assert listing.status_code == 200 and took < 0.3
+    listing = requests.get(f"{emu.url}/12/accounts", auth=AUTH, timeout=5)
+    assert listing.status_code == 200
+    assert [r["delay"] for r in emu.requests if r["path"] == "/12/accounts"] == [0.0]
     assert [r["delay"] for r in emu.conversion_requests(PIXEL_ID)] == [0.3, 0.3, 0.3]
 
 
@@ -555,3 +556,11 @@ def test_help_documents_the_config_format(capsys: pytest.CaptureFixture[str]) ->
     server = build(parse_args(["--port", "0"]))
     seed(server, world)
     assert server.faults.only_pixels is not None
+
+
+def test_manage_py_help_documents_the_config_format_too() -> None:
+    from django_xconversions.management.commands.xads_emulator import Command
+
+    text = Command().create_parser("manage.py", "xads_emulator").format_help()
+    assert '"only_pixels"   [pixel ids]' in text  # printed as written, not re-wrapped
+    assert all(name in text for name in ("not_found_wording", "delay_seconds", "403_client_app"))
