@@ -44,6 +44,19 @@ class UnreadableSecret(ImproperlyConfiguredAccount):
     """A stored secret no key in XCONVERSIONS["ENCRYPTION_KEY"] opens."""
 
 
+class EncryptionKeyError(XConversionsError, ImproperlyConfigured):
+    """XCONVERSIONS["ENCRYPTION_KEY"] itself is unusable: no secret can be read or written,
+    so this is the whole site's configuration, not one account's."""
+
+
+class EncryptionKeyMissing(EncryptionKeyError):
+    """No key is configured (and DEBUG is off)."""
+
+
+class EncryptionKeyInvalid(EncryptionKeyError):
+    """The setting has the wrong type, or an entry is not a Fernet key."""
+
+
 class XAdsError(XConversionsError):
     """An error answer from the X Ads API (or a failure to get one)."""
 

@@ -37,7 +37,7 @@ def test_rotation_keeps_tokens_readable_and_moves_them_to_the_new_key(settings: 
     assert AdAccount.objects.get().credentials().access_token == "token-value-1"
     out = StringIO()
     call_command("rotate_encryption_key", stdout=out)
-    assert "Re-encrypted 3 tokens" in out.getvalue()
+    assert "Re-encrypted 3 secrets with key #1" in out.getvalue()
 
     configure(settings, ENCRYPTION_KEY=new)  # the old key is gone
     credentials = AdAccount.objects.get().credentials(Pixel.objects.get())

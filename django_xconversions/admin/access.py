@@ -6,15 +6,17 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from django_xconversions.connections import client_for
-from django_xconversions.errors import XConversionsError
+from django_xconversions.errors import UnreadableSecret, XConversionsError
 from django_xconversions.models import SENDING_PERMISSIONS, AdAccount
+from django_xconversions.stored_secrets import unreadable_of_account, unreadable_summary
 
 
 def check_access(account: AdAccount) -> bool:
     """Ask X for the token user's permissions on the account and store the outcome.
 
     True when the user may send (AD_MANAGER or ACCOUNT_ADMIN). X's error message is kept,
-    never the tokens: errors print X's message only.
+    never the tokens: errors print X's message only. Tokens no configured key opens are
+    a refusal too, recorded with the fix; nothing is asked of X then.
     """
     try:
         with client_for(account) as client:
@@ -22,7 +24,7 @@ def check_access(account: AdAccount) -> bool:
     except XConversionsError as exc:
         account.permissions = []
         account.access_check_ok = False
-        account.access_check_message = str(exc)
+        account.access_check_message = _why(account, exc)
     else:
         permissions = [str(p) for p in data.get("permissions") or []]
         account.permissions = permissions
@@ -45,3 +47,11 @@ def check_access(account: AdAccount) -> bool:
         ]
     )
     return bool(account.access_check_ok)
+
+
+def _why(account: AdAccount, exc: XConversionsError) -> str:
+    if isinstance(exc, UnreadableSecret):
+        own = [s for s in unreadable_of_account(account) if s.owner == account]
+        if own:  # name which tokens, rather than "a stored secret"
+            return unreadable_summary(own)
+    return str(exc)

@@ -18,9 +18,14 @@ from django_xconversions.admin import perms
 from django_xconversions.admin.access import check_access
 from django_xconversions.admin.connect import connect_urls
 from django_xconversions.admin.forms import AdAccountForm
-from django_xconversions.admin.secrets import SecretsKeptFromErrorReports
+from django_xconversions.admin.secrets import (
+    SecretsKeptFromErrorReports,
+    unreadable_display,
+    warn_unreadable,
+)
 from django_xconversions.admin.sync import report_sync
 from django_xconversions.models import AdAccount
+from django_xconversions.stored_secrets import unreadable, unreadable_of_account
 
 # Django's classes are generic for type checkers only (no __class_getitem__ at run time).
 if TYPE_CHECKING:
@@ -60,6 +65,7 @@ class AdAccountAdmin(perms.DedicatedPermissions, SecretsKeptFromErrorReports, _A
     search_fields = ["account_id", "name", "x_screen_name"]
     readonly_fields = [
         "has_tokens_display",
+        "secrets_display",
         "x_user_id",
         "x_screen_name",
         "status",
@@ -77,7 +83,14 @@ class AdAccountAdmin(perms.DedicatedPermissions, SecretsKeptFromErrorReports, _A
         (None, {"fields": ["account_id", "name"]}),
         (
             gettext_lazy("Credentials"),
-            {"fields": ["has_tokens_display", "access_token", "access_token_secret"]},
+            {
+                "fields": [
+                    "has_tokens_display",
+                    "secrets_display",
+                    "access_token",
+                    "access_token_secret",
+                ]
+            },
         ),
         (
             gettext_lazy("Access on X"),
@@ -103,6 +116,10 @@ class AdAccountAdmin(perms.DedicatedPermissions, SecretsKeptFromErrorReports, _A
     @admin.display(description=gettext_lazy("tokens stored"), boolean=True)
     def has_tokens_display(self, obj: AdAccount) -> bool:
         return obj.has_tokens
+
+    @admin.display(description=gettext_lazy("secrets readable"))
+    def secrets_display(self, obj: AdAccount) -> str:
+        return unreadable_display(unreadable_of_account(obj)) if obj.pk else "-"
 
     @admin.display(description=gettext_lazy("permissions on X"))
     def permissions_display(self, obj: AdAccount) -> str:
@@ -171,6 +188,8 @@ class AdAccountAdmin(perms.DedicatedPermissions, SecretsKeptFromErrorReports, _A
         self, request: HttpRequest, extra_context: dict[str, Any] | None = None
     ) -> HttpResponse:
         context = {"xconv_connect_url": self._connect_url(), **(extra_context or {})}
+        if request.method == "GET":
+            warn_unreadable(request, unreadable())
         return super().changelist_view(request, context)
 
     def _connect_url(self) -> str | None:
@@ -190,6 +209,8 @@ class AdAccountAdmin(perms.DedicatedPermissions, SecretsKeptFromErrorReports, _A
         context = dict(extra_context or {})
         account = self.get_object(request, object_id)
         if account is not None:
+            if request.method == "GET":
+                warn_unreadable(request, unreadable_of_account(account))
             name = self.admin_site.name
             if self.has_check_access_permission(request):
                 context["xconv_check_access_url"] = reverse(

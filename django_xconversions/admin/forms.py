@@ -8,7 +8,8 @@ from django import forms
 from django.utils.text import format_lazy
 from django.utils.translation import gettext_lazy as _
 
-from django_xconversions import tags
+from django_xconversions import crypto, tags
+from django_xconversions.conf import setting_path
 from django_xconversions.errors import XAdsError, XConversionsError
 from django_xconversions.models import AdAccount, EventTag, Pixel
 
@@ -49,17 +50,45 @@ class AdAccountForm(_AdAccountModelForm):
         model = AdAccount
         fields = ["account_id", "name"]
 
+    def clean(self) -> dict[str, Any] | None:
+        cleaned = super().clean() or {}
+        typed = {name: cleaned.get(name) or "" for name in ("access_token", "access_token_secret")}
+        if any(typed.values()):
+            for name, value in typed.items():
+                # A blank one keeps its stored value: it must be one a configured key opens.
+                stored = getattr(self.instance, f"{name}_encrypted")
+                if not value and stored and crypto.opening_key(stored) is None:
+                    self.add_error(
+                        name,
+                        _(
+                            "The stored %(label)s cannot be decrypted with any key in "
+                            "%(setting)s: type it too, or add the key it was written with "
+                            "to the list."
+                        )
+                        % {"label": self.fields[name].label, "setting": _SETTING},
+                    )
+        return cleaned
+
     def save(self, commit: bool = True) -> AdAccount:
         account = super().save(commit=False)
         token = self.cleaned_data.get("access_token") or ""
         secret = self.cleaned_data.get("access_token_secret") or ""
         if token or secret:
-            # A blank one keeps its stored value; set_tokens encrypts both.
-            stored = account.credentials()
-            account.set_tokens(token or stored.access_token, secret or stored.access_token_secret)
+            # A blank one keeps its stored value (readable: see clean); set_tokens encrypts.
+            account.set_tokens(
+                token or _stored(account.access_token_encrypted),
+                secret or _stored(account.access_token_secret_encrypted),
+            )
         if commit:
             account.save()
         return account
+
+
+_SETTING = setting_path("ENCRYPTION_KEY")
+
+
+def _stored(encrypted: str) -> str:
+    return crypto.decrypt(encrypted) if encrypted else ""
 
 
 class PixelForm(_PixelModelForm):

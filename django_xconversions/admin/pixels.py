@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from django.contrib import admin
+from django.http import HttpRequest, HttpResponse
 from django.utils.translation import gettext_lazy
 
 from django_xconversions.admin.forms import PixelForm
-from django_xconversions.admin.secrets import SecretsKeptFromErrorReports
+from django_xconversions.admin.secrets import (
+    SecretsKeptFromErrorReports,
+    unreadable_display,
+    warn_unreadable,
+)
 from django_xconversions.models import Pixel
+from django_xconversions.stored_secrets import unreadable_of_pixel
 
 # Django's classes are generic for type checkers only (no __class_getitem__ at run time).
 if TYPE_CHECKING:
@@ -24,9 +30,33 @@ class PixelAdmin(SecretsKeptFromErrorReports, _PixelModelAdmin):
     list_display = ["pixel_id", "name", "account", "has_pixel_token_display", "created_at"]
     list_filter = ["account"]
     search_fields = ["pixel_id", "name"]
-    readonly_fields = ["has_pixel_token_display", "created_at"]
-    fields = ["pixel_id", "account", "name", "has_pixel_token_display", "pixel_token", "created_at"]
+    readonly_fields = ["has_pixel_token_display", "secrets_display", "created_at"]
+    fields = [
+        "pixel_id",
+        "account",
+        "name",
+        "has_pixel_token_display",
+        "secrets_display",
+        "pixel_token",
+        "created_at",
+    ]
 
     @admin.display(description=gettext_lazy("pixel token stored"), boolean=True)
     def has_pixel_token_display(self, obj: Pixel) -> bool:
         return obj.has_pixel_token
+
+    @admin.display(description=gettext_lazy("secrets readable"))
+    def secrets_display(self, obj: Pixel) -> str:
+        return unreadable_display(unreadable_of_pixel(obj)) if obj.pk else "-"
+
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        pixel = self.get_object(request, object_id)
+        if pixel is not None and request.method == "GET":
+            warn_unreadable(request, unreadable_of_pixel(pixel))
+        return super().change_view(request, object_id, form_url, extra_context)

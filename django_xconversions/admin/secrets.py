@@ -1,12 +1,17 @@
-"""Write-only secrets in the admin, kept out of error reports."""
+"""Write-only secrets in the admin, kept out of error reports; secrets no configured key
+opens are said on the page (never a 500)."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
 from django import forms
+from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
+from django.utils.translation import gettext as _
 from django.views.decorators.debug import sensitive_post_parameters
+
+from django_xconversions.stored_secrets import StoredSecret, unreadable_summary
 
 if TYPE_CHECKING:
     from django.contrib import admin
@@ -36,3 +41,16 @@ class SecretsKeptFromErrorReports(_ModelAdmin):
         if secrets:  # no names would mean every parameter
             view = sensitive_post_parameters(*secrets)(view)
         return view(request, object_id, form_url, extra_context)
+
+
+def warn_unreadable(request: HttpRequest, found: list[StoredSecret]) -> None:
+    """Say on the page which stored secrets no configured key opens, and the fix."""
+    if found:
+        messages.error(request, unreadable_summary(found))
+
+
+def unreadable_display(found: list[StoredSecret]) -> str:
+    """The read-only field's text: the problem, or that every stored secret opens."""
+    if not found:
+        return _("Every stored secret can be decrypted.")
+    return unreadable_summary(found)
