@@ -40,7 +40,9 @@ MSG_IP = "ip_address ({value}) is not a valid IP address"
 
 _OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
 IPV4_PATTERN = re.compile(rf"{_OCTET}(?:\.{_OCTET}){{3}}")
-TIME_PATTERN = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
+# The rule says yyyy-MM-ddTHH:mm:ss.SSSZ, yet the reference's own example is
+# 2017-10-05T00:00:00Z: both documented forms pass (what we build always has .SSS).
+TIME_PATTERN = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{3})?Z$")
 # Text values in plain decimal notation ("20.00"): no exponent, no spaces, no NaN.
 DECIMAL_TEXT = re.compile(r"-?\d+(?:\.\d+)?")
 HASHED_FIELDS = ("hashed_email", "hashed_phone_number")

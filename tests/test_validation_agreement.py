@@ -11,7 +11,7 @@ from requests_oauthlib import OAuth1
 
 from django_xconversions import payload
 from django_xconversions.emulator import EmulatorServer
-from tests.x_messages import DOCUMENTED_400, INFERRED_400
+from tests.x_messages import DOCUMENTED_400, DOCUMENTED_ACCEPTED, INFERRED_400
 
 from .conftest import (
     ACCESS_TOKEN,
@@ -47,6 +47,15 @@ def good(event_id: str) -> dict[str, Any]:
 def test_a_valid_event_passes_both(emulator: EmulatorServer, event_id: str) -> None:
     assert payload.validate(good(event_id)) == []
     assert post(emulator, [good(event_id)]).status_code == 200
+
+
+@pytest.mark.parametrize("overrides", DOCUMENTED_ACCEPTED)
+def test_both_accept_what_the_reference_shows_accepted(
+    emulator: EmulatorServer, event_id: str, overrides: dict[str, Any]
+) -> None:
+    event = {**good(event_id), **overrides}
+    assert payload.validate(event) == []
+    assert post(emulator, [event]).status_code == 200
 
 
 @pytest.mark.parametrize(("overrides", "message", "parameter"), DOCUMENTED_400 + INFERRED_400)
