@@ -183,6 +183,8 @@ def source_problems(index: int, entry: Any) -> list[Problem]:
             sources.parse(index, entry)
         except sources.SourceError as exc:
             problems.append((str(exc), None))
+        except Exception as exc:  # a check reports; it never crashes `check`
+            problems.append((f"{label} cannot be read ({type(exc).__name__}: {exc}).", None))
     return problems
 
 
@@ -298,7 +300,7 @@ def _reader_problem(
     if len(names) > 1:
         try:
             function = import_string(spec)
-        except ImportError as exc:
+        except (ImportError, ValueError, TypeError) as exc:  # "." or "..": not even a path
             if isinstance(exc, ModuleNotFoundError) and exc.name == names[0]:
                 # No module of that name either: most likely a mistyped attribute path.
                 return _no_attribute(model, names[0], where, module_path_of=len(names))
@@ -477,7 +479,8 @@ def check_source_routes(databases: Iterable[str] | None = None, **kwargs: Any) -
     keyed = [
         (index, entry, entry["event"])
         for index, entry in enumerate(entries)
-        if isinstance(entry, dict) and isinstance(entry.get("event"), str) and entry["event"]
+        # A key no tag can have (not a slug, NUL, too long) is check_sources' to report.
+        if isinstance(entry, dict) and not _event_problems("", entry.get("event"))
     ]
     found: Messages = []
     read = functools.partial(_tags_by_key, {event for _, _, event in keyed})

@@ -261,3 +261,23 @@ def test_bytes_keys_are_accepted(settings) -> None:
     assert checks.check_encryption_key() == []
     with_settings(settings, ENCRYPTION_KEY=[Fernet.generate_key(), Fernet.generate_key().decode()])
     assert checks.check_encryption_key() == []
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [
+        {"model": object, "event": ["purchase"], "when": {"field": ["a"], "value": {}}},
+        {"model": "shop.Order", "event": "a\x00b", "when": {"field": "status", "value": [1]}},
+        {"model": "shop.Order", "event": "p" * 65, "email": 3, 1: "one"},
+        {"model": "shop.Order", "event": "p", "when": {"field": "pk", "value": "x"}, "phone": "."},
+        {"model": "shop.Order", "event": "p", "contents": "\ud800.x", "value": "os.path.nope"},
+        {"model": "shop.Order", "event": "p", "when": {"field": "status"}, "currency": "..."},
+    ],
+)
+def test_hostile_entries_are_reported_never_raised(settings, entry: dict) -> None:
+    found = checks.check_sources()  # the valid default first: nothing
+    assert found == []
+    with_settings(settings, SOURCES=[entry])
+    found = checks.check_sources()
+    assert found and {m.id for m in found} == {"xconversions.E006"}
+    assert all(m.msg.startswith(("XCONVERSIONS", "shop.Order")) for m in found)
