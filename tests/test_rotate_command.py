@@ -6,6 +6,7 @@ configured key. Keys and secrets never appear in its output.
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass
 from io import StringIO
@@ -15,7 +16,7 @@ import pytest
 from cryptography.fernet import Fernet, InvalidToken
 from django.core.management import call_command
 from django.core.management.base import CommandError
-from django.db import connection
+from django.db import connection, connections, transaction
 
 from django_xconversions import crypto
 from django_xconversions.models import AdAccount, Pixel
@@ -237,3 +238,62 @@ def test_no_key_outside_debug_is_a_command_error(settings: Any, db: None) -> Non
     configure(settings, ENCRYPTION_KEY=None)
     run = rotate()
     assert run.returncode == 1 and 'XCONVERSIONS["ENCRYPTION_KEY"] is required' in run.error
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_token_saved_during_the_rotation_is_not_overwritten(
+    settings: Any, stored: tuple[AdAccount, Pixel]
+) -> None:
+    """An admin types new tokens while the rotation runs: the rotation waits for that save
+    and keeps it, rather than writing the old token (re-encrypted) over it."""
+    configure(settings, ENCRYPTION_KEY=[NEW, OLD])
+    saved, release = threading.Event(), threading.Event()
+    outcome: dict[str, Any] = {}
+
+    def edit() -> None:
+        try:
+            with transaction.atomic():
+                account = AdAccount.objects.select_for_update().get()
+                account.set_tokens("typed-token", "typed-secret")
+                account.save()
+                saved.set()
+                release.wait(timeout=30)
+        finally:
+            connections.close_all()
+
+    def run() -> None:
+        try:
+            outcome["run"] = rotate()
+        finally:
+            connections.close_all()
+
+    editor = threading.Thread(target=edit)
+    editor.start()
+    assert saved.wait(timeout=30)
+    rotation = threading.Thread(target=run)
+    rotation.start()
+    deadline = time.monotonic() + 30
+    while not waiting_on_a_lock():  # the rotation is blocked by the editor's row lock
+        assert time.monotonic() < deadline, "the rotation never waited for the editor"
+        time.sleep(0.01)
+    release.set()
+    editor.join(timeout=30)
+    rotation.join(timeout=30)
+    assert outcome["run"].returncode == 0
+    credentials = AdAccount.objects.get().credentials()
+    assert (credentials.access_token, credentials.access_token_secret) == (
+        "typed-token",
+        "typed-secret",
+    )
+    assert opened_by(NEW) == [True] * 3
+
+
+def waiting_on_a_lock() -> bool:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity "
+            "WHERE wait_event_type = 'Lock' AND datname = current_database()"
+        )
+        row = cursor.fetchone()
+    return bool(row and row[0])

@@ -319,6 +319,31 @@ def test_editing_an_account_whose_secrets_no_key_opens(
     assert stored_secrets.unreadable_of_account(account) == []
 
 
+def test_tag_sync_and_tag_form_say_why_instead_of_failing(
+    staff: Client, emulator: EmulatorServer, broken: AdAccount
+) -> None:
+    answer = staff.post(url("eventtag_sync"), follow=True)
+    assert answer.status_code == 200
+    assert any("tag sync failed" in m and SETTING in m for m in page_messages(answer))
+
+    pixel = Pixel.objects.get(pixel_id="t0k3n")
+    answer = staff.post(
+        url("eventtag_add"),
+        {
+            "account": broken.pk,
+            "pixel": pixel.pk,
+            "key": "purchase",
+            "name": "Purchase",
+            "type": "PURCHASE",
+            "click_window": 30,
+            "view_through_window": 1,
+        },
+    )
+    assert answer.status_code == 200  # the form again, with the reason
+    assert SETTING in " ".join(answer.context["adminform"].form.non_field_errors())
+    assert emulator.requests == []
+
+
 def test_connect_flow_started_under_another_key_ends_with_a_message(
     staff: Client, emulator: EmulatorServer, settings: Any
 ) -> None:
