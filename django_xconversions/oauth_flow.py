@@ -75,12 +75,16 @@ def authorize_url(request_token: str) -> str:
 
 
 def _consumer() -> tuple[str, str]:
-    key, secret = str(xsettings.CONSUMER_KEY), str(xsettings.CONSUMER_SECRET)
+    # None (an unset environment variable) is missing too, never the string "None".
+    key, secret = str(xsettings.CONSUMER_KEY or ""), str(xsettings.CONSUMER_SECRET or "")
     missing = [
         setting_path(n) for n, v in (("CONSUMER_KEY", key), ("CONSUMER_SECRET", secret)) if not v
     ]
     if missing:
-        raise ImproperlyConfiguredAccount(f"{' and '.join(missing)} required to connect with X")
+        verb = "is" if len(missing) == 1 else "are"
+        raise ImproperlyConfiguredAccount(
+            f"{' and '.join(missing)} {verb} required to connect with X"
+        )
     return key, secret
 
 

@@ -23,6 +23,7 @@ from django_xconversions import oauth_flow
 from django_xconversions.admin.connect_session import SESSION_KEY
 from django_xconversions.client import XAdsClient
 from django_xconversions.emulator import EmulatorServer, seed
+from django_xconversions.errors import ImproperlyConfiguredAccount
 from django_xconversions.models import AdAccount
 from django_xconversions.oauth_flow import OAuthFlowError
 
@@ -166,6 +167,22 @@ def test_bad_consumer_secret_is_refused(x: EmulatorServer, settings: Any) -> Non
     assert refused.value.status == 401
     with pytest.raises(OAuthFlowError, match="Could not authenticate you"):
         oauth_flow.fetch_access_token(request_token, verifier)
+
+
+@pytest.mark.parametrize("missing", ["", None])
+def test_missing_consumer_credentials_name_the_settings_and_call_nobody(
+    x: EmulatorServer, settings: Any, missing: Any
+) -> None:
+    configure(settings, CONSUMER_KEY=missing, CONSUMER_SECRET=missing)
+    with pytest.raises(ImproperlyConfiguredAccount) as raised:
+        oauth_flow.fetch_request_token(CALLBACK)
+    assert str(raised.value) == (
+        'XCONVERSIONS["CONSUMER_KEY"] and XCONVERSIONS["CONSUMER_SECRET"] are required to '
+        "connect with X"
+    )
+    with pytest.raises(ImproperlyConfiguredAccount, match="CONSUMER_KEY"):
+        oauth_flow.fetch_access_token(oauth_flow.RequestToken("t", "s"), "1234567")
+    assert x.requests == []
 
 
 def test_access_token_signed_with_the_wrong_request_token_secret(x: EmulatorServer) -> None:
