@@ -534,87 +534,29 @@ def _route_problem(subject: str, tag: Any) -> checks.CheckMessage | None:
     return None
 
 
-SECRET_FIELDS = {
-    "access_token_encrypted": "access token",
-    "access_token_secret_encrypted": "access token secret",
-    "pixel_token_encrypted": "pixel token",
-}
-
-
-def _unreadable(instance: models.Model) -> list[str]:
-    """The names of ``instance``'s stored secrets no configured key opens."""
-    names = []
-    for field, name in SECRET_FIELDS.items():
-        stored = getattr(instance, field, "")
-        if not stored:
-            continue
-        try:
-            crypto.decrypt(stored)
-        except ImproperlyConfigured:  # UnreadableSecret, or a bare one from older crypto
-            names.append(name)
-    return names
-
-
 def check_stored_secrets(databases: Iterable[str] | None = None, **kwargs: Any) -> Messages:
-    """Each ad account and pixel whose stored secrets no key in ENCRYPTION_KEY opens."""
+    """Each ad account and pixel whose stored secrets no key in ENCRYPTION_KEY opens, with
+    the fix (the survey the admin and rotate_encryption_key use too)."""
+    from django_xconversions import stored_secrets
     from django_xconversions.models import AdAccount
 
     if any(m.is_serious() for m in check_encryption_key()):
         return []  # no key can open anything: that error says it once, not per account
-    key = setting_path("ENCRYPTION_KEY")
-    add_key = (
-        f"To fix it, add the key it was written with to {key} (a list: the current key "
-        "first, older keys after)"
-    )
-    found: Messages = []
-    for alias in _readable_aliases(databases, AdAccount):
-        accounts = _read_quietly(alias, _accounts_with_secrets)
-        pixels = _read_quietly(alias, _pixels_with_secrets)
-        for account in accounts or ():
-            names = _unreadable(account)
-            if names:
-                found.append(
-                    checks.Warning(
-                        f"Ad account {account}: its {' and '.join(names)} cannot be decrypted "
-                        f"with any key in {key}; sending for it stops.",
-                        hint=f"{add_key}, or reconnect the account with X in the admin (Connect "
-                        "with X, or paste new tokens), then resume it.",
-                        id="xconversions.W012",
-                    )
-                )
-        for pixel in pixels or ():
-            if _unreadable(pixel):
-                found.append(
-                    checks.Warning(
-                        f"Pixel {pixel} of ad account {pixel.account}: its pixel token cannot be "
-                        f"decrypted with any key in {key}; sending for it stops.",
-                        hint=f"{add_key}, or enter the pixel token again on the pixel's admin "
-                        "page.",
-                        id="xconversions.W012",
-                    )
-                )
-    return found
-
-
-def _accounts_with_secrets(alias: str) -> list[Any]:
-    from django_xconversions.models import AdAccount
-
-    return list(
-        AdAccount.objects.using(alias)
-        .exclude(access_token_encrypted="", access_token_secret_encrypted="")
-        .only("account_id", "name", "access_token_encrypted", "access_token_secret_encrypted")
-    )
-
-
-def _pixels_with_secrets(alias: str) -> list[Any]:
-    from django_xconversions.models import Pixel
-
-    return list(
-        Pixel.objects.using(alias)
-        .exclude(pixel_token_encrypted="")
-        .select_related("account")
-        .only("pixel_id", "name", "pixel_token_encrypted", "account__account_id", "account__name")
-    )
+    alias = router.db_for_read(AdAccount)
+    if alias not in (databases or ()):
+        return []
+    unreadable = _read_quietly(alias, lambda _: stored_secrets.unreadable())
+    by_owner: dict[tuple[type[models.Model], Any], list[Any]] = {}
+    for secret in unreadable or ():
+        by_owner.setdefault((type(secret.owner), secret.owner.pk), []).append(secret)
+    return [
+        checks.Warning(
+            stored_secrets.unreadable_summary(secrets),
+            hint="Sending stops for what cannot be decrypted; the rest keeps sending.",
+            id="xconversions.W012",
+        )
+        for secrets in by_owner.values()
+    ]
 
 
 DATABASE_CHECKS: Iterable[Callable[..., Messages]] = (check_source_routes, check_stored_secrets)
