@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import signal
 import sys
 import threading
@@ -11,12 +12,16 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from django_xconversions import delivery
-from django_xconversions.conf import xsettings
+from django_xconversions import alerts, delivery
 from django_xconversions.delivery import SendSummary
+from django_xconversions.heartbeat import Heartbeat
 from django_xconversions.models import AdAccount, Pixel
+from django_xconversions.worker import Worker
+from django_xconversions.worker import logger as worker_logger
 
 EXIT_ACCOUNT_PAUSED = 3
+# --check: something needs a person (as a monitoring plugin's CRITICAL).
+EXIT_UNHEALTHY = 2
 
 
 class ProgressBar:
@@ -58,8 +63,27 @@ class Command(BaseCommand):
             help="Keep draining; sleep when idle; stop cleanly on SIGTERM/SIGINT.",
         )
         parser.add_argument("--json", action="store_true", help="Print the summary as JSON.")
+        parser.add_argument(
+            "--check",
+            action="store_true",
+            help="Send nothing; print one line on the senders' health for a monitor and exit "
+            f"{EXIT_UNHEALTHY} when rows are stuck past their lease, no worker has been seen "
+            "while conversions are due, or a paused account holds pending conversions.",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        if options["check"]:
+            for other in ("loop", "dry_run"):
+                if options[other]:
+                    flag = "--" + other.replace("_", "-")
+                    raise CommandError(f"--check and {flag} cannot be combined.")
+            self._check()
+            return
+        if options["dry_run"] and options["loop"]:
+            raise CommandError(
+                "--dry-run and --loop cannot be combined: a dry run sends nothing, so it "
+                "would repeat the same payloads forever. Use --dry-run alone."
+            )
         account = self._lookup(AdAccount, "account_id", options["account"], "--account")
         pixel = self._lookup(Pixel, "pixel_id", options["pixel"], "--pixel")
         if options["limit"] is not None and options["limit"] < 1:
@@ -91,7 +115,6 @@ class Command(BaseCommand):
         account: AdAccount | None,
         pixel: Pixel | None,
         limit: int | None,
-        should_stop: Any = lambda: False,
     ) -> SendSummary:
         bar = None
         if self.stdout.isatty():
@@ -102,7 +125,6 @@ class Command(BaseCommand):
             account=account,
             pixel=pixel,
             limit=limit,
-            should_stop=should_stop,
             on_progress=bar.advance if bar else None,
         )
         if bar:
@@ -122,20 +144,33 @@ class Command(BaseCommand):
         previous = {
             sig: signal.signal(sig, request_stop) for sig in (signal.SIGTERM, signal.SIGINT)
         }
-        totals = SendSummary()
+        handler = self._log_to_stderr()
         try:
-            while not stop.is_set():
-                left = None if limit is None else limit - totals.processed
-                if left is not None and left <= 0:
-                    break
-                summary = self._once(account, pixel, left, should_stop=stop.is_set)
-                totals.merge(summary)
-                if summary.processed == 0:
-                    stop.wait(float(xsettings.LOOP_IDLE_SECONDS))
+            return Worker(
+                stop=stop, account=account, pixel=pixel, limit=limit, heartbeat=Heartbeat()
+            ).run()
         finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
-        return totals
+            for sig, previous_handler in previous.items():
+                signal.signal(sig, previous_handler)
+            if handler is not None:
+                worker_logger.removeHandler(handler)
+
+    def _log_to_stderr(self) -> logging.Handler | None:
+        """Outages and errors of the loop go to stderr unless the project routes them."""
+        if worker_logger.hasHandlers():
+            return None
+        handler = logging.StreamHandler(self.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        worker_logger.addHandler(handler)
+        if worker_logger.level == logging.NOTSET:
+            worker_logger.setLevel(logging.INFO)
+        return handler
+
+    def _check(self) -> None:
+        report = alerts.check()
+        self.stdout.write(report.line())
+        if not report.healthy:
+            sys.exit(EXIT_UNHEALTHY)
 
     def _print_dry_run(self, summary: SendSummary) -> None:
         for entry in summary.payloads:
@@ -159,6 +194,13 @@ class Command(BaseCommand):
             write(f"Waiting on X's rate limit: account {account_id} until {until.isoformat()}")
         for account_id, until in sorted(summary.budget_exhausted.items()):
             write(f"Budget used up: account {account_id} until {until.isoformat()}")
-        for account_id, reason in sorted(summary.paused.items()):
-            self.stderr.write(f"Account {account_id} paused: {reason}")
         write(f"Pending left: {summary.pending_left}")
+        if summary.paused:
+            write(
+                f"Paused accounts: {len(summary.paused)} (nothing more is sent for them "
+                "until they are resumed in the admin; exit status "
+                f"{EXIT_ACCOUNT_PAUSED})"
+            )
+        for account_id, reason in sorted(summary.paused.items()):
+            write(f"  account {account_id}: {reason}")
+            self.stderr.write(f"Account {account_id} paused: {reason}")

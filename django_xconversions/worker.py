@@ -1,0 +1,241 @@
+"""The ``send_conversions --loop`` worker: run ``send_pending`` pixel by pixel, again and
+again, until SIGTERM/SIGINT, through database faults.
+
+A lost connection, a server restart, SQLite's ``database is locked`` or a serialization
+failure is an outage, not a reason to exit: the worker closes its connections, backs off
+(with jitter, up to ``BACKOFF_MAX`` seconds) and tries again, logging once when the outage
+starts and once when it ends. Rows it held when the fault hit go back to ``pending`` when
+their lease expires. Any other error is logged with its traceback and the worker goes on
+with the next pixel, so one pixel's trouble does not stop the others.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from django.db import InterfaceError, OperationalError, connections
+from django.db.models import Exists, OuterRef
+
+from django_xconversions import delivery
+from django_xconversions.conf import xsettings
+from django_xconversions.delivery import SendSummary
+from django_xconversions.heartbeat import Heartbeat
+from django_xconversions.models import AdAccount, Conversion, Pixel
+
+logger = logging.getLogger(__name__)
+
+BACKOFF_FIRST = 0.5
+BACKOFF_MAX = 30.0
+
+
+def _transient_errors() -> tuple[type[BaseException], ...]:
+    """Database errors that say "not now" rather than "never": the DB-API's
+    OperationalError and InterfaceError (Django's wrappers and the drivers' own)."""
+    errors: list[type[BaseException]] = [
+        OperationalError,
+        InterfaceError,
+        sqlite3.OperationalError,
+        sqlite3.InterfaceError,
+    ]
+    try:
+        import psycopg
+
+        errors += [psycopg.OperationalError, psycopg.InterfaceError]
+    except ImportError:  # pragma: no cover (psycopg is optional)
+        pass
+    return tuple(errors)
+
+
+TRANSIENT_ERRORS = _transient_errors()
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Connection loss, server restarts, ``database is locked``, serialization failures
+    and deadlocks (all OperationalError or InterfaceError in the DB-API)."""
+    return isinstance(exc, TRANSIENT_ERRORS)
+
+
+def close_connections() -> None:
+    """Drop every connection this thread opened; the next query opens a fresh one."""
+    for conn in connections.all(initialized_only=True):
+        try:
+            conn.close()
+        except Exception:
+            conn.connection = None
+
+
+@dataclass
+class Backoff:
+    """Exponential backoff with jitter: between half and all of FIRST * 2**n, capped."""
+
+    first: float = BACKOFF_FIRST
+    cap: float = BACKOFF_MAX
+    failures: int = 0
+    rng: random.Random = field(default_factory=random.Random)
+
+    def next_delay(self) -> float:
+        ceiling = min(self.cap, self.first * 2**self.failures)
+        self.failures += 1
+        return self.rng.uniform(ceiling / 2, ceiling)
+
+    def reset(self) -> None:
+        self.failures = 0
+
+
+@dataclass
+class Outage:
+    started: float
+    attempts: int = 0
+
+
+class Worker:
+    """Drains due conversions until ``stop`` is set (or ``limit`` conversions are done)."""
+
+    def __init__(
+        self,
+        *,
+        stop: threading.Event,
+        account: AdAccount | None = None,
+        pixel: Pixel | None = None,
+        limit: int | None = None,
+        heartbeat: Heartbeat | None = None,
+        backoff: Backoff | None = None,
+        on_progress: Callable[[int], None] | None = None,
+    ) -> None:
+        self.stop = stop
+        self.account = account
+        self.pixel = pixel
+        self.limit = limit
+        self.heartbeat = heartbeat
+        self.backoff = backoff or Backoff()
+        self.on_progress = on_progress
+        self.totals = SendSummary()
+        self.outage: Outage | None = None
+        # The last error of each pixel, so a pixel failing the same way every run logs
+        # its traceback once, then one line.
+        self._last_error: dict[int, str] = {}
+
+    def run(self) -> SendSummary:
+        if self.heartbeat is not None:
+            self.heartbeat.start()
+        try:
+            while not self.stop.is_set() and self._left() != 0:
+                try:
+                    processed = self._run_once()
+                except Exception as exc:
+                    if is_transient(exc):
+                        self._database_away(exc)
+                        continue
+                    logger.exception("Sending run failed; trying again after a pause.")
+                    processed = 0
+                else:
+                    self._database_back()
+                if processed == 0:
+                    self.stop.wait(float(xsettings.LOOP_IDLE_SECONDS))
+        finally:
+            if self.heartbeat is not None:
+                self.heartbeat.stop()
+        self._count_pending_left()
+        return self.totals
+
+    def _left(self) -> int | None:
+        return None if self.limit is None else max(0, self.limit - self.totals.processed)
+
+    def _pixels(self) -> list[Pixel]:
+        """Pixels of active accounts with due conversions, in the scope asked for."""
+        due = Conversion.objects.due().filter(pixel=OuterRef("pk"))
+        pixels = Pixel.objects.filter(Exists(due), account__status=AdAccount.Status.ACTIVE)
+        if self.account is not None:
+            pixels = pixels.filter(account=self.account)
+        if self.pixel is not None:
+            pixels = pixels.filter(pk=self.pixel.pk)
+        return list(pixels.select_related("account").order_by("pk"))
+
+    def _run_once(self) -> int:
+        """One pass over the pixels with due conversions; how many were processed.
+
+        Transient database errors propagate (the whole pass waits out the outage); any
+        other error is logged and the pass goes on with the next pixel.
+        """
+        processed = 0
+        # Rows of a worker that died (or lost its database mid-batch) are due again once
+        # their lease passes; taken back here since a pass only visits pixels with due rows.
+        delivery.recover_expired_leases()
+        for pixel in self._pixels():
+            left = self._left()
+            if self.stop.is_set() or left == 0:
+                break
+            if self.heartbeat is not None:
+                self.heartbeat.current_pixel = pixel.pixel_id
+            try:
+                summary = delivery.send_pending(
+                    account=self.account,
+                    pixel=pixel,
+                    limit=left,
+                    should_stop=self.stop.is_set,
+                    on_progress=self.on_progress,
+                )
+            except Exception as exc:
+                if is_transient(exc):
+                    raise
+                self._pixel_failed(pixel, exc)
+                continue
+            finally:
+                if self.heartbeat is not None:
+                    self.heartbeat.current_pixel = ""
+            self._last_error.pop(pixel.pk, None)
+            self.totals.merge(summary)
+            processed += summary.processed
+        return processed
+
+    def _pixel_failed(self, pixel: Pixel, exc: Exception) -> None:
+        signature = f"{type(exc).__name__}: {exc}"
+        if self._last_error.get(pixel.pk) == signature:
+            logger.error("Pixel %s still failing: %s", pixel.pixel_id, signature)
+        else:
+            logger.error(
+                "Sending for pixel %s failed; going on with the next pixel.",
+                pixel.pixel_id,
+                exc_info=exc,
+            )
+        self._last_error[pixel.pk] = signature
+
+    def _database_away(self, exc: BaseException) -> None:
+        close_connections()
+        if self.outage is None:
+            self.outage = Outage(started=time.monotonic())
+            logger.warning(
+                "Database unavailable (%s: %s); retrying with backoff up to %.0f s.",
+                type(exc).__name__,
+                str(exc).strip(),
+                self.backoff.cap,
+            )
+        self.outage.attempts += 1
+        delay = self.backoff.next_delay()
+        logger.debug("Database still unavailable (%s); next try in %.2f s.", exc, delay)
+        self.stop.wait(delay)
+
+    def _database_back(self) -> None:
+        if self.outage is None:
+            return
+        logger.warning(
+            "Database available again after %.1f s (%d failed attempts).",
+            time.monotonic() - self.outage.started,
+            self.outage.attempts,
+        )
+        self.outage = None
+        self.backoff.reset()
+
+    def _count_pending_left(self) -> None:
+        try:
+            self.totals.pending_left = delivery.pending_count(self.account, self.pixel)
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
+            close_connections()
