@@ -204,9 +204,14 @@ def is_current(stored: str) -> bool:
 
 def reencrypted(stored: str) -> str:
     """``stored`` under the current key: unchanged when blank or already current, and
-    unchanged when no key opens it (saving the row's other fields must still work; the
-    admin and the system check say which secrets no key opens)."""
-    position = opening_key(stored)
+    unchanged when no key opens it or the key setting is unusable (saving the row's other
+    fields must still work; the admin and the system checks say what is wrong)."""
+    if not stored:
+        return stored
+    try:
+        position = opening_key(stored)
+    except (EncryptionKeyMissing, EncryptionKeyInvalid):
+        return stored
     if position is None or position == 0:
         return stored
     return rotate(stored)

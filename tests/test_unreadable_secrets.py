@@ -25,6 +25,7 @@ from django_xconversions.models import AdAccount, Pixel
 from tests.browser import log_in_as_superuser, screenshot
 
 from .conftest import ACCESS_TOKEN, ACCESS_TOKEN_SECRET, configure
+from .conftest import ACCOUNT_ID as ACCOUNT
 
 pytestmark = pytest.mark.django_db
 
@@ -317,6 +318,61 @@ def test_editing_an_account_whose_secrets_no_key_opens(
     )
     assert answer.status_code == 302
     assert stored_secrets.unreadable_of_account(account) == []
+
+
+@pytest.mark.parametrize(
+    ("value", "debug", "said"),
+    [
+        (12345, True, "must be a string or a list of strings, not int"),
+        (None, False, "is required to store and read tokens"),
+    ],
+)
+def test_admin_pages_render_when_the_key_setting_itself_is_unusable(
+    staff: Client,
+    emulator: EmulatorServer,
+    account: AdAccount,
+    settings: Any,
+    value: Any,
+    debug: bool,
+    said: str,
+) -> None:
+    pixel = Pixel.objects.create(pixel_id="p1x", account=account)
+    settings.DEBUG = debug
+    configure(settings, ENCRYPTION_KEY=value)
+    for page in (
+        url("adaccount_changelist"),
+        url("adaccount_change", account.pk),
+        url("pixel_change", pixel.pk),
+        url("adaccount_add"),
+    ):
+        answer = staff.get(page)
+        assert answer.status_code == 200, page
+    shown = " ".join(page_messages(staff.get(url("adaccount_change", account.pk))))
+    assert SETTING in shown and said in shown
+
+    # Renaming still saves; typed tokens are refused with the reason, nothing stored.
+    before = account.access_token_encrypted
+    answer = staff.post(url("adaccount_change", account.pk), {"account_id": ACCOUNT, "name": "R"})
+    assert answer.status_code == 302
+    answer = staff.post(
+        url("adaccount_change", account.pk),
+        {"account_id": ACCOUNT, "name": "R", "access_token": "a", "access_token_secret": "b"},
+    )
+    assert answer.status_code == 200
+    assert said in " ".join(answer.context["adminform"].form.non_field_errors())
+    account.refresh_from_db()
+    assert (account.name, account.access_token_encrypted) == ("R", before)
+    answer = staff.post(
+        url("pixel_change", pixel.pk),
+        {"pixel_id": "p1x", "account": account.pk, "name": "", "pixel_token": "t"},
+    )
+    assert answer.status_code == 200 and not Pixel.objects.get(pk=pixel.pk).has_pixel_token
+
+    # Check access records the reason.
+    answer = staff.post(url("adaccount_check_access", account.pk), follow=True)
+    assert answer.status_code == 200 and said in " ".join(page_messages(answer))
+    account.refresh_from_db()
+    assert account.access_check_ok is False and said in account.access_check_message
 
 
 def test_tag_sync_and_tag_form_say_why_instead_of_failing(

@@ -119,7 +119,7 @@ class AdAccountAdmin(perms.DedicatedPermissions, SecretsKeptFromErrorReports, _A
 
     @admin.display(description=gettext_lazy("secrets readable"))
     def secrets_display(self, obj: AdAccount) -> str:
-        return unreadable_display(unreadable_of_account(obj)) if obj.pk else "-"
+        return unreadable_display(lambda: unreadable_of_account(obj)) if obj.pk else "-"
 
     @admin.display(description=gettext_lazy("permissions on X"))
     def permissions_display(self, obj: AdAccount) -> str:
@@ -189,7 +189,7 @@ class AdAccountAdmin(perms.DedicatedPermissions, SecretsKeptFromErrorReports, _A
     ) -> HttpResponse:
         context = {"xconv_connect_url": self._connect_url(), **(extra_context or {})}
         if request.method == "GET":
-            warn_unreadable(request, unreadable())
+            warn_unreadable(request, unreadable)
         return super().changelist_view(request, context)
 
     def _connect_url(self) -> str | None:
@@ -210,7 +210,7 @@ class AdAccountAdmin(perms.DedicatedPermissions, SecretsKeptFromErrorReports, _A
         account = self.get_object(request, object_id)
         if account is not None:
             if request.method == "GET":
-                warn_unreadable(request, unreadable_of_account(account))
+                warn_unreadable(request, lambda: unreadable_of_account(account))
             name = self.admin_site.name
             if self.has_check_access_permission(request):
                 context["xconv_check_access_url"] = reverse(

@@ -10,7 +10,7 @@ from django.utils.translation import gettext_lazy as _
 
 from django_xconversions import crypto, tags
 from django_xconversions.conf import setting_path
-from django_xconversions.errors import XAdsError, XConversionsError
+from django_xconversions.errors import EncryptionKeyError, XAdsError, XConversionsError
 from django_xconversions.models import AdAccount, EventTag, Pixel
 
 # Django's classes are generic for type checkers only (no __class_getitem__ at run time).
@@ -53,7 +53,7 @@ class AdAccountForm(_AdAccountModelForm):
     def clean(self) -> dict[str, Any] | None:
         cleaned = super().clean() or {}
         typed = {name: cleaned.get(name) or "" for name in ("access_token", "access_token_secret")}
-        if any(typed.values()):
+        if any(typed.values()) and _can_encrypt(self):
             for name, value in typed.items():
                 # A blank one keeps its stored value: it must be one a configured key opens.
                 stored = getattr(self.instance, f"{name}_encrypted")
@@ -87,6 +87,16 @@ class AdAccountForm(_AdAccountModelForm):
 _SETTING = setting_path("ENCRYPTION_KEY")
 
 
+def _can_encrypt(form: forms.BaseForm) -> bool:
+    """Whether typed secrets can be stored; if not, the form says why."""
+    try:
+        crypto.active_keys()
+    except EncryptionKeyError as exc:
+        form.add_error(None, str(exc))
+        return False
+    return True
+
+
 def _stored(encrypted: str) -> str:
     return crypto.decrypt(encrypted) if encrypted else ""
 
@@ -102,6 +112,12 @@ class PixelForm(_PixelModelForm):
     class Meta:
         model = Pixel
         fields = ["pixel_id", "account", "name"]
+
+    def clean(self) -> dict[str, Any] | None:
+        cleaned = super().clean() or {}
+        if cleaned.get("pixel_token"):
+            _can_encrypt(self)
+        return cleaned
 
     def save(self, commit: bool = True) -> Pixel:
         pixel = super().save(commit=False)

@@ -47,7 +47,7 @@ class PixelAdmin(SecretsKeptFromErrorReports, _PixelModelAdmin):
 
     @admin.display(description=gettext_lazy("secrets readable"))
     def secrets_display(self, obj: Pixel) -> str:
-        return unreadable_display(unreadable_of_pixel(obj)) if obj.pk else "-"
+        return unreadable_display(lambda: unreadable_of_pixel(obj)) if obj.pk else "-"
 
     def change_view(
         self,
@@ -58,5 +58,5 @@ class PixelAdmin(SecretsKeptFromErrorReports, _PixelModelAdmin):
     ) -> HttpResponse:
         pixel = self.get_object(request, object_id)
         if pixel is not None and request.method == "GET":
-            warn_unreadable(request, unreadable_of_pixel(pixel))
+            warn_unreadable(request, lambda: unreadable_of_pixel(pixel))
         return super().change_view(request, object_id, form_url, extra_context)

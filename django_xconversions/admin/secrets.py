@@ -3,6 +3,7 @@ opens are said on the page (never a 500)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from django import forms
@@ -11,6 +12,7 @@ from django.http import HttpRequest, HttpResponse
 from django.utils.translation import gettext as _
 from django.views.decorators.debug import sensitive_post_parameters
 
+from django_xconversions.errors import EncryptionKeyError
 from django_xconversions.stored_secrets import StoredSecret, unreadable_summary
 
 if TYPE_CHECKING:
@@ -43,14 +45,23 @@ class SecretsKeptFromErrorReports(_ModelAdmin):
         return view(request, object_id, form_url, extra_context)
 
 
-def warn_unreadable(request: HttpRequest, found: list[StoredSecret]) -> None:
+def secrets_problem(find: Callable[[], list[StoredSecret]]) -> str | None:
+    """What is wrong with the secrets ``find`` surveys (none opens, or the key setting
+    itself is unusable), or None. Never raises: the page must render to say it."""
+    try:
+        found = find()
+    except EncryptionKeyError as exc:
+        return str(exc)
+    return unreadable_summary(found) if found else None
+
+
+def warn_unreadable(request: HttpRequest, find: Callable[[], list[StoredSecret]]) -> None:
     """Say on the page which stored secrets no configured key opens, and the fix."""
-    if found:
-        messages.error(request, unreadable_summary(found))
+    problem = secrets_problem(find)
+    if problem:
+        messages.error(request, problem)
 
 
-def unreadable_display(found: list[StoredSecret]) -> str:
+def unreadable_display(find: Callable[[], list[StoredSecret]]) -> str:
     """The read-only field's text: the problem, or that every stored secret opens."""
-    if not found:
-        return _("Every stored secret can be decrypted.")
-    return unreadable_summary(found)
+    return secrets_problem(find) or _("Every stored secret can be decrypted.")
