@@ -1,4 +1,9 @@
-"""Web event tags: sync from X into EventTag rows (idempotent upsert keyed on X's id)."""
+"""Web event tags: sync from X into EventTag rows (idempotent upsert keyed on X's id).
+
+Each tag X lists is checked first (tag_validation): a malformed entry is skipped and
+reported, the others are stored. A synced tag without a pixel gets the account's pixel when
+the account has exactly one; held conversions are routed once the sync is done.
+"""
 
 from __future__ import annotations
 
@@ -10,9 +15,10 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
+from django_xconversions import tag_validation
 from django_xconversions.client import PAGE_SIZE_MAX, XAdsClient
 from django_xconversions.connections import client_for
-from django_xconversions.models import AdAccount, EventTag
+from django_xconversions.models import AdAccount, EventTag, Pixel
 
 REMOTE_FIELDS = (
     "name",
@@ -26,6 +32,17 @@ REMOTE_FIELDS = (
 )
 
 
+@dataclass(frozen=True)
+class SkippedTag:
+    """An entry of X's answer that was not stored, and why."""
+
+    tag: str  # "tag '<id>'", or "a tag without an id"
+    problems: tuple[str, ...]
+
+    def __str__(self) -> str:
+        return f"{self.tag}: " + " ".join(self.problems)
+
+
 @dataclass
 class SyncResult:
     created: int = 0
@@ -33,6 +50,20 @@ class SyncResult:
     unchanged: int = 0
     flagged_deleted: int = 0
     seen: set[str] = field(default_factory=set)
+    skipped: list[SkippedTag] = field(default_factory=list)
+    # Tags given the account's only pixel; live tags still without one after the sync.
+    pixel_set: int = 0
+    without_pixel: int = 0
+
+    def add(self, other: SyncResult) -> None:
+        """Totals over accounts (seen is per account and not summed)."""
+        self.created += other.created
+        self.updated += other.updated
+        self.unchanged += other.unchanged
+        self.flagged_deleted += other.flagged_deleted
+        self.skipped += other.skipped
+        self.pixel_set += other.pixel_set
+        self.without_pixel += other.without_pixel
 
 
 def _fields_from_remote(data: dict[str, Any]) -> dict[str, Any]:
@@ -49,13 +80,17 @@ def upsert_tag(
     result: SyncResult,
     existing: EventTag | None = None,
     taken_keys: set[str] | None = None,
+    only_pixel: Pixel | None = None,
 ) -> EventTag:
-    """Create or update the local copy of one remote tag; local key and pixel are kept.
+    """Create or update the local copy of one remote tag (already checked); local key and
+    pixel are kept, and a live tag without a pixel gets ``only_pixel``.
 
     ``existing`` is the row already stored for this remote id, when the caller looked
     it up (sync does, a page at a time).
     """
     values = _fields_from_remote(data)
+    if only_pixel is not None and not data.get("deleted"):
+        values["pixel"] = only_pixel
     remote_id = str(data["id"])
     result.seen.add(remote_id)
     tag = existing or EventTag.objects.filter(remote_id=remote_id).first()
@@ -74,13 +109,17 @@ def upsert_tag(
                 )
             taken.add(key)
             result.created += 1
+            result.pixel_set += "pixel" in values
             if tag.deleted:
                 result.flagged_deleted += 1
             return tag
         except IntegrityError:
             # Another sync created it meanwhile: update that row instead.
             tag = EventTag.objects.get(remote_id=remote_id)
+    if tag.pixel_id is not None:
+        values.pop("pixel", None)  # a chosen pixel is the admin's, never replaced
     changed = {name: value for name, value in values.items() if getattr(tag, name) != value}
+    result.pixel_set += "pixel" in changed
     if changed.get("deleted") is True:
         result.flagged_deleted += 1
     if changed:
@@ -109,19 +148,44 @@ def _pages(items: Iterator[dict[str, Any]], size: int) -> Iterator[list[dict[str
         yield page
 
 
+def _storable(page: list[Any], result: SyncResult) -> list[dict[str, Any]]:
+    """The entries of ``page`` that can be stored; the others are reported in ``result``."""
+    good: list[dict[str, Any]] = []
+    for data in page:
+        problems = tag_validation.problems(data)
+        if not problems:
+            good.append(data)
+            continue
+        result.skipped.append(SkippedTag(tag_validation.describe(data), tuple(problems)))
+        remote_id = data.get("id") if isinstance(data, dict) else None
+        if isinstance(remote_id, str) and tag_validation.BASE36_ID.fullmatch(remote_id):
+            # X still lists it: its stored copy stays as it was, not flagged deleted.
+            result.seen.add(remote_id)
+    return good
+
+
+def only_pixel(account: AdAccount) -> Pixel | None:
+    """The account's pixel when it has exactly one: the only one its tags can send through."""
+    pixels = list(Pixel.objects.filter(account=account)[:2])
+    return pixels[0] if len(pixels) == 1 else None
+
+
 def sync_account_tags(account: AdAccount, client: XAdsClient | None = None) -> SyncResult:
-    """Page through all of the account's tags on X (deleted included) and upsert them."""
+    """Page through all of the account's tags on X (deleted included) and upsert the ones
+    that can be stored, then route held conversions the sync made routable."""
     result = SyncResult()
     own_client = client is None
     client = client or client_for(account)
     taken = _taken_keys()
+    pixel = only_pixel(account)
     try:
         remote = client.iter_web_event_tags(account.account_id, with_deleted=True)
         for page in _pages(remote, PAGE_SIZE_MAX):
-            ids = [str(item["id"]) for item in page]
+            good = _storable(page, result)
+            ids = [data["id"] for data in good]
             stored = EventTag.objects.in_bulk(ids, field_name="remote_id")
-            for data in page:
-                upsert_tag(account, data, result, stored.get(str(data["id"])), taken)
+            for data in good:
+                upsert_tag(account, data, result, stored.get(data["id"]), taken, pixel)
     finally:
         if own_client:
             client.close()
@@ -130,6 +194,9 @@ def sync_account_tags(account: AdAccount, client: XAdsClient | None = None) -> S
         remote_id__in=result.seen
     )
     result.flagged_deleted += vanished.update(deleted=True, synced_at=timezone.now())
+    result.without_pixel = EventTag.objects.filter(
+        account=account, deleted=False, pixel__isnull=True
+    ).count()
     return result
 
 
@@ -140,7 +207,11 @@ EDITABLE_FIELDS = ("name", "type", "click_window", "view_through_window", "retar
 
 
 def apply_remote(tag: EventTag, data: dict[str, Any]) -> None:
-    """Copy X's answer onto ``tag`` (not saved): X's values win over what was typed."""
+    """Copy X's answer onto ``tag`` (not saved): X's values win over what was typed.
+
+    An answer this app cannot store raises MalformedTag (shown in the admin form).
+    """
+    tag_validation.checked(data)
     if data.get("id"):
         tag.remote_id = str(data["id"])
     for name, value in _fields_from_remote(data).items():

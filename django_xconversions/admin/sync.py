@@ -8,11 +8,14 @@ from django.utils.translation import gettext as _
 
 from django_xconversions.errors import XConversionsError
 from django_xconversions.models import AdAccount
-from django_xconversions.tags import sync_account_tags
+from django_xconversions.tags import SyncResult, sync_account_tags
+
+# Skipped entries listed in one message; manage.py sync_tags lists them all.
+SKIPPED_SHOWN = 10
 
 
 def report_sync(request: HttpRequest, account: AdAccount) -> bool:
-    """Sync one account's tags and say how it went as an admin message."""
+    """Sync one account's tags and say how it went as admin messages."""
     try:
         result = sync_account_tags(account)
     except XConversionsError as exc:
@@ -21,17 +24,42 @@ def report_sync(request: HttpRequest, account: AdAccount) -> bool:
             _("%(account)s: tag sync failed: %(error)s") % {"account": account, "error": exc},
         )
         return False
-    messages.success(
-        request,
-        _(
-            "%(account)s: %(created)d tag(s) created, %(updated)d updated, "
-            "%(deleted)d flagged deleted."
+    summary = _(
+        "%(account)s: %(created)d tag(s) created, %(updated)d updated, %(deleted)d flagged deleted."
+    ) % {
+        "account": account,
+        "created": result.created,
+        "updated": result.updated,
+        "deleted": result.flagged_deleted,
+    }
+    if result.pixel_set:
+        summary += " " + _("Pixel set on %(count)d (the account's only pixel).") % {
+            "count": result.pixel_set
+        }
+    messages.success(request, summary)
+    _report_skipped(request, account, result)
+    if result.without_pixel:
+        messages.warning(
+            request,
+            _(
+                "%(account)s: %(count)d event tag(s) have no pixel: choose one on each "
+                "(filter the list by Pixel: none chosen). Their conversions are held until "
+                "then."
+            )
+            % {"account": account, "count": result.without_pixel},
         )
-        % {
-            "account": account,
-            "created": result.created,
-            "updated": result.updated,
-            "deleted": result.flagged_deleted,
-        },
-    )
     return True
+
+
+def _report_skipped(request: HttpRequest, account: AdAccount, result: SyncResult) -> None:
+    if not result.skipped:
+        return
+    shown = "; ".join(str(skipped) for skipped in result.skipped[:SKIPPED_SHOWN])
+    more = len(result.skipped) - SKIPPED_SHOWN
+    if more > 0:
+        shown += " " + _("... and %(more)d more (manage.py sync_tags lists all).") % {"more": more}
+    messages.warning(
+        request,
+        _("%(account)s: %(count)d tag(s) from X skipped, not stored: %(entries)s")
+        % {"account": account, "count": len(result.skipped), "entries": shown},
+    )

@@ -38,6 +38,21 @@ else:
 REMOTE_READONLY = ["remote_id", "website_tag_id", "status", "last_tracked_at", "deleted"]
 
 
+class PixelChosenFilter(admin.SimpleListFilter):
+    """Tags without a pixel hold their conversions: one click lists them."""
+
+    title = gettext_lazy("pixel chosen")
+    parameter_name = "has_pixel"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, Any]]:
+        return [("no", gettext_lazy("No: conversions held")), ("yes", gettext_lazy("Yes"))]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[EventTag]) -> QuerySet[EventTag]:
+        if self.value() in ("no", "yes"):
+            return queryset.filter(pixel__isnull=self.value() == "no")
+        return queryset
+
+
 @admin.register(EventTag)
 class EventTagAdmin(perms.DedicatedPermissions, _EventTagModelAdmin):
     form = EventTagForm
@@ -46,7 +61,7 @@ class EventTagAdmin(perms.DedicatedPermissions, _EventTagModelAdmin):
         "key",
         "type",
         "account",
-        "pixel",
+        "pixel_or_warning",
         "website_tag_id",
         "remote_id",
         "click_window",
@@ -55,7 +70,7 @@ class EventTagAdmin(perms.DedicatedPermissions, _EventTagModelAdmin):
         "deleted",
         "synced_at",
     ]
-    list_filter = ["account", "type", "status", "deleted", "pixel"]
+    list_filter = ["account", PixelChosenFilter, "type", "status", "deleted", "pixel"]
     search_fields = ["name", "key", "remote_id", "website_tag_id"]
     list_select_related = ["account", "pixel"]
     actions = ["sync_from_x"]
@@ -69,6 +84,17 @@ class EventTagAdmin(perms.DedicatedPermissions, _EventTagModelAdmin):
             {"fields": [*REMOTE_READONLY, "synced_at", "raw_json"]},
         ),
     ]
+
+    @admin.display(description=gettext_lazy("pixel"), ordering="pixel__pixel_id")
+    def pixel_or_warning(self, obj: EventTag) -> str | SafeString:
+        if obj.pixel is not None:
+            return str(obj.pixel)
+        if obj.deleted:
+            return "-"
+        return format_html(
+            '<strong class="xconv-no-pixel" style="color: #ba2121;">{}</strong>',
+            _("None: choose one (conversions held)"),
+        )
 
     @admin.display(description=gettext_lazy("raw JSON from X"))
     def raw_json(self, obj: EventTag) -> SafeString:

@@ -15,7 +15,8 @@ from django_xconversions.tags import SyncResult, sync_account_tags
 class Command(BaseCommand):
     help = (
         "Page through the web event tags of each active account on X (deleted ones "
-        "included) and upsert EventTag rows, keeping local keys and pixels."
+        "included) and upsert EventTag rows, keeping local keys and pixels. Entries X "
+        "answers malformed are skipped and listed; the others are stored."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -37,10 +38,17 @@ class Command(BaseCommand):
                 self.stderr.write(f"{account.account_id}: tag sync failed: {exc}")
                 continue
             self.stdout.write(f"{account.account_id}: {self._counts(result)}")
-            total.created += result.created
-            total.updated += result.updated
-            total.unchanged += result.unchanged
-            total.flagged_deleted += result.flagged_deleted
+            for skipped in result.skipped:
+                self.stderr.write(self.style.WARNING(f"{account.account_id}: skipped {skipped}"))
+            if result.without_pixel:
+                self.stderr.write(
+                    self.style.WARNING(
+                        f"{account.account_id}: {result.without_pixel} event tag(s) have no "
+                        "pixel: choose one on each in the admin (Event tags); their "
+                        "conversions are held until then."
+                    )
+                )
+            total.add(result)
         if len(accounts) > 1:
             self.stdout.write(f"Total: {self._counts(total)}")
         if failures:
@@ -60,7 +68,12 @@ class Command(BaseCommand):
 
     @staticmethod
     def _counts(result: SyncResult) -> str:
-        return (
+        text = (
             f"{result.created} created, {result.updated} updated, "
             f"{result.flagged_deleted} flagged deleted ({result.unchanged} unchanged)"
         )
+        extras = [
+            f"{len(result.skipped)} skipped (malformed)" if result.skipped else "",
+            f"pixel set on {result.pixel_set}" if result.pixel_set else "",
+        ]
+        return "; ".join([text, *(extra for extra in extras if extra)])
