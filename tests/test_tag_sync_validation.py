@@ -195,17 +195,32 @@ def test_sync_tags_command_finishes_and_lists_every_skipped_entry(
 
 
 def test_a_malformed_answer_to_an_admin_edit_is_a_form_error(
-    emulator: EmulatorServer, account: AdAccount, pixel: Pixel, monkeypatch: pytest.MonkeyPatch
+    emulator: EmulatorServer,
+    pixel: Pixel,
+    superuser_client: Client,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    tag = EventTag(account=account, pixel=pixel, name="Purchase", type="PURCHASE")
     original = emulator.world.add_tag
 
     def add_tag(account_id: str, **fields: Any) -> dict[str, Any]:
         return {**original(account_id, **fields), "website_tag_id": "NOT base36"}
 
     monkeypatch.setattr(emulator.world, "add_tag", add_tag)
-    with pytest.raises(tags.tag_validation.MalformedTag, match="website_tag_id must be"):
-        tags.push_new_tag(tag)
+    form = {
+        "account": pixel.account.pk,
+        "pixel": pixel.pk,
+        "key": "checkout",
+        "name": "Checkout",
+        "type": "CHECKOUT_INITIATED",
+        "click_window": 30,
+        "view_through_window": 1,
+        "_save": "Save",
+    }
+    response = superuser_client.post(admin_url("eventtag_add"), form)
+    assert response.status_code == 200  # the form again, with the reason
+    page = response.content.decode()
+    assert "this app cannot store" in page and "website_tag_id must be a base36 id" in page
+    assert EventTag.objects.count() == 0
 
 
 # -- the pixel of synced tags --------------------------------------------------------------
