@@ -10,6 +10,7 @@ from django.db.models import Count, Max, Min
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
+from django_xconversions import alerts
 from django_xconversions.models import AdAccount, Conversion, DeliveryAttempt
 
 CHART_DAYS = 14
@@ -39,6 +40,9 @@ class Health:
     failed_requests_last_hour: int
     paused_accounts: list[PausedAccount] = field(default_factory=list)
     daily: list[DayOutcome] = field(default_factory=list)
+    # Senders seen lately (live or gone) and what needs a person (see alerts.py).
+    workers: list[alerts.WorkerState] = field(default_factory=list)
+    problems: list[alerts.Problem] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready: datetimes and dates as ISO 8601 text."""
@@ -112,4 +116,6 @@ def health(now: dt.datetime | None = None) -> Health:
             PausedAccount(a.account_id, a.name, a.paused_reason, a.paused_at) for a in paused
         ],
         daily=daily_outcomes(now=now),
+        workers=alerts.workers(now),
+        problems=alerts.check(now).problems,
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 import json
 import os
@@ -15,10 +16,11 @@ from typing import Any
 import pytest
 from django.core.management import CommandError, call_command
 from django.db import transaction
+from django.utils import timezone
 
 from django_xconversions import tasks
 from django_xconversions.emulator import EmulatorServer
-from django_xconversions.models import AdAccount, Conversion, EventTag
+from django_xconversions.models import AdAccount, Conversion, EventTag, WorkerHeartbeat
 
 from .conftest import ACCESS_TOKEN, configure, make_conversions, received_ids
 
@@ -145,3 +147,107 @@ def test_loop_stops_cleanly_on_sigterm(emulator: EmulatorServer, purchase_tag: E
     assert worker.returncode == 0, err
     assert "stopping after the current batch" in err
     assert "Sent: 25" in out
+
+
+def test_dry_run_refuses_loop_naming_both_options(purchase_tag: EventTag) -> None:
+    with pytest.raises(CommandError, match="--dry-run and --loop cannot be combined"):
+        run("--dry-run", "--loop")
+
+
+def test_paused_account_is_named_in_the_summary_with_exit_status_3(
+    emulator: EmulatorServer, account: AdAccount, purchase_tag: EventTag
+) -> None:
+    account.set_tokens(ACCESS_TOKEN, "wrong")
+    account.save()
+    make_conversions(purchase_tag, 2)
+    out, err = io.StringIO(), io.StringIO()
+    with pytest.raises(SystemExit) as info:
+        call_command("send_conversions", stdout=out, stderr=err)
+    assert info.value.code == 3
+    assert "Paused accounts: 1" in out.getvalue() and "exit status 3" in out.getvalue()
+    assert f"  account {account.account_id}: " in out.getvalue()
+    assert f"Account {account.account_id} paused: " in err.getvalue()
+
+
+# -- --check: one line for a monitor -------------------------------------------------------
+
+
+def check() -> tuple[int, str]:
+    out = io.StringIO()
+    try:
+        call_command("send_conversions", "--check", stdout=out, stderr=io.StringIO())
+    except SystemExit as exc:
+        return int(exc.code or 0), out.getvalue()
+    return 0, out.getvalue()
+
+
+def test_check_is_quiet_when_healthy(purchase_tag: EventTag) -> None:
+    make_conversions(purchase_tag, 4)  # due just now: a sender has had no time to be late
+    WorkerHeartbeat.objects.create(
+        worker_id="w1", host="h", pid=1, started_at=timezone.now(), last_beat_at=timezone.now()
+    )
+    code, out = check()
+    assert code == 0
+    assert out.strip() == (
+        "OK: 1 live worker(s), 4 conversion(s) due, none stuck, "
+        "no paused account holding conversions"
+    )
+
+
+def test_check_flags_rows_sending_past_their_lease(purchase_tag: EventTag) -> None:
+    rows = make_conversions(purchase_tag, 3)
+    Conversion.objects.filter(pk__in=[r.pk for r in rows]).update(
+        status="sending", lease_expires_at=timezone.now() - dt.timedelta(minutes=10)
+    )
+    code, out = check()
+    assert code == 2 and len(out.strip().splitlines()) == 1
+    assert out.startswith("PROBLEM: 3 conversion(s) sending past their lease (the oldest by 10 ")
+
+
+def test_check_ignores_rows_within_their_lease(purchase_tag: EventTag) -> None:
+    rows = make_conversions(purchase_tag, 3)
+    Conversion.objects.filter(pk__in=[r.pk for r in rows]).update(
+        status="sending", lease_expires_at=timezone.now() + dt.timedelta(minutes=10)
+    )
+    assert check()[0] == 0
+
+
+def test_check_flags_no_worker_while_conversions_are_due(purchase_tag: EventTag) -> None:
+    make_conversions(purchase_tag, 5)
+    Conversion.objects.update(next_attempt_at=timezone.now() - dt.timedelta(minutes=20))
+    code, out = check()
+    assert (code, out.strip()) == (2, "PROBLEM: no worker seen yet while 5 conversion(s) are due")
+    beat = timezone.now() - dt.timedelta(minutes=7, seconds=5)
+    WorkerHeartbeat.objects.create(
+        worker_id="w1", host="h", pid=1, started_at=beat, last_beat_at=beat
+    )
+    code, out = check()
+    assert (code, out.strip()) == (
+        2,
+        "PROBLEM: no worker seen for 7 minutes while 5 conversion(s) are due",
+    )
+    WorkerHeartbeat.objects.update(last_beat_at=timezone.now())
+    assert check()[0] == 0
+
+
+def test_check_flags_a_paused_account_holding_pending_rows(
+    account: AdAccount, purchase_tag: EventTag
+) -> None:
+    make_conversions(purchase_tag, 2)
+    WorkerHeartbeat.objects.create(
+        worker_id="w1", host="h", pid=1, started_at=timezone.now(), last_beat_at=timezone.now()
+    )
+    AdAccount.objects.filter(pk=account.pk).update(
+        status="paused", paused_reason="X refused the credentials (401)."
+    )
+    code, out = check()
+    assert (code, out.strip()) == (
+        2,
+        f"PROBLEM: account {account.account_id} is paused holding 2 pending conversion(s) "
+        "(X refused the credentials (401).)",
+    )
+
+
+def test_check_refuses_other_modes(purchase_tag: EventTag) -> None:
+    with pytest.raises(CommandError, match="--check and --loop cannot be combined"):
+        run("--check", "--loop")

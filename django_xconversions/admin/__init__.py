@@ -11,6 +11,7 @@ from django_xconversions.admin.attempts import DeliveryAttemptAdmin
 from django_xconversions.admin.conversions import ConversionAdmin
 from django_xconversions.admin.pixels import PixelAdmin
 from django_xconversions.admin.tags import EventTagAdmin
+from django_xconversions.admin.workers import WorkerHeartbeatAdmin
 
 __all__ = [
     "AdAccountAdmin",
@@ -18,4 +19,5 @@ __all__ = [
     "DeliveryAttemptAdmin",
     "EventTagAdmin",
     "PixelAdmin",
+    "WorkerHeartbeatAdmin",
 ]
