@@ -13,11 +13,12 @@ class XConversionsConfig(AppConfig):
     def ready(self) -> None:
         from django.db.models.signals import post_delete, post_save
 
-        from django_xconversions import checks, immediate, sources, tracking
+        from django_xconversions import checks, immediate, routing, sources
         from django_xconversions.models import EventTag
 
         checks.register()
         immediate.connect()
         sources.connect()
-        for signal in (post_save, post_delete):
-            signal.connect(tracking.clear_tag_cache, sender=EventTag, dispatch_uid="xconv-tags")
+        post_delete.connect(routing.clear_tag_cache, sender=EventTag, dispatch_uid="xconv-tags")
+        # A key set or a pixel chosen routes held conversions (and clears the tag cache).
+        post_save.connect(routing.on_tag_saved, sender=EventTag, dispatch_uid="xconv-tags")

@@ -112,7 +112,13 @@ class RequestContext:
     @cached_property
     def user_agent(self) -> str | None:
         agent = self.request.META.get("HTTP_USER_AGENT")
-        return identifiers.normalize_user_agent(str(agent)) if agent else None
+        return identifiers.normalize_user_agent(storable(str(agent))) if agent else None
+
+
+def storable(header: str) -> str:
+    """A header value without what no database column takes (NUL, lone surrogates):
+    a visitor's odd user agent must not make their conversion invalid."""
+    return header.replace("\x00", "").encode("utf-8", "ignore").decode("utf-8")
 
 
 def stored_twclid(request: HttpRequest, now: float | None = None) -> str | None:

@@ -55,13 +55,17 @@ def on_conversion_saved(sender: Any, instance: Conversion, created: bool, **kwar
 
 def conversion_stored(instance: Conversion) -> None:
     """Schedule a send of the conversion's pixel after commit (track() calls this: its
-    INSERT ... ON CONFLICT sends no post_save)."""
-    if not xsettings.SEND_IMMEDIATELY:
+    INSERT ... ON CONFLICT sends no post_save). Held rows have no pixel: nothing yet."""
+    if instance.status == Conversion.Status.PENDING and instance.pixel_id is not None:
+        schedule_send(instance.pixel_id)
+
+
+def schedule_send(pixel_pk: int) -> None:
+    """With SEND_IMMEDIATELY, send the pixel's due conversions once the current
+    transaction commits (once per pixel and transaction); routing held rows calls it too."""
+    if not xsettings.SEND_IMMEDIATELY or pixel_pk in _pending_pixels():
         return
-    if instance.status != Conversion.Status.PENDING or instance.pixel_id in _pending_pixels():
-        return
-    _pending_pixels().add(instance.pixel_id)
-    pixel_pk = instance.pixel_id
+    _pending_pixels().add(pixel_pk)
     # robust: a failing send never breaks the request that created the conversion; the
     # row stays pending and the next send_conversions run picks it up.
     transaction.on_commit(lambda: dispatch_send(pixel_pk), robust=True)

@@ -18,24 +18,36 @@ Each entry of ``XCONVERSIONS["SOURCES"]``::
 
 The receiver runs inside the save's transaction, so a rolled-back order leaves no
 conversion, and writes with one INSERT ... ON CONFLICT DO NOTHING keyed on
-(event tag, conversion_id): saving the order again never duplicates it. Bad data on one
-order (say, a malformed email) never breaks the order's save: the conversion is stored
-failed with the reason instead. ``checks.py`` reports a misconfigured source at start-up.
+(event tag, conversion_id): saving the order again never duplicates it.
+
+The order's save always succeeds because of tracking:
+
+- a value that breaks a rule (a malformed email, a total of 10^14, a reader that raises)
+  stores the conversion ``failed`` with each field and rule, as track() reports them;
+- an event no tag can take yet (no tag with the key, no pixel, deleted on X) stores it
+  ``held`` with the reason, routed once the configuration is fixed (routing.py);
+- the write runs in a savepoint: even an unexpected database error leaves the caller's
+  transaction usable (PostgreSQL aborts a whole transaction on any error otherwise); it
+  is logged without identifiers and stored as a failed row when that still works.
+
+``checks.py`` reports a misconfigured source at start-up.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
 from django.apps import apps
 from django.core.exceptions import FieldDoesNotExist, ValidationError
-from django.db import models
+from django.db import models, router, transaction
 from django.db.models.signals import post_init, post_save
 from django.utils import timezone
 from django.utils.module_loading import import_string
+from django.views.decorators.debug import sensitive_variables
 
 from django_xconversions.conf import setting_path, xsettings
 
@@ -189,42 +201,143 @@ def configured() -> list[Source]:
     return [parse(index, entry) for index, entry in enumerate(xsettings.SOURCES or [])]
 
 
+Errors = dict[str, list[str]]
+
+
+def _blank(value: Any) -> bool:
+    return value is None or (isinstance(value, str) and value == "")
+
+
+def _reading_failed(reader: Reader, exc: Exception) -> str:
+    # The exception's type only: its message may quote the instance's raw values.
+    return f"reading {reader.spec} raised {type(exc).__name__}."
+
+
+@sensitive_variables()
+def read_values(source: Source, instance: models.Model) -> tuple[dict[str, Any], Errors]:
+    """The values the readers give (blanks left out), and the readers that raised."""
+    values: dict[str, Any] = {}
+    errors: Errors = {}
+    for key, reader in source.readers.items():
+        if key == "conversion_id":
+            continue
+        try:
+            value = reader(instance)
+        except Exception as exc:  # the project's code: any failure is a value we lack
+            errors[key] = [_reading_failed(reader, exc)]
+            continue
+        if not _blank(value):
+            values[key] = value
+    return values, errors
+
+
+def conversion_id_of(source: Source, instance: models.Model, errors: Errors) -> str:
+    """The configured conversion_id, else "<app_label.model>:<pk>" (also when the
+    configured one is unusable: the row must be storable to show the problem)."""
+    from django_xconversions import tracking
+
+    default = f"{source.model._meta.label_lower}:{instance.pk}"
+    reader = source.readers.get("conversion_id")
+    if reader is None:
+        return default
+    try:
+        value = reader(instance)
+    except Exception as exc:
+        errors["conversion_id"] = [_reading_failed(reader, exc)]
+        return default
+    if _blank(value):
+        return default
+    limit = tracking.CONVERSION_ID_MAX_LENGTH
+    text = tracking._text(value, "conversion_id", errors, limit, min_length=1)
+    return text or default
+
+
+def failed_conversion(
+    source: Source, instance: models.Model, conversion_id: str, errors: Errors
+) -> Any:
+    """A failed row that names each field and rule, without the values (they may be
+    raw identifiers); on the event's tag when it has one with a pixel."""
+    from django_xconversions import routing, tracking
+    from django_xconversions.models import Conversion
+
+    key = source.event if tracking.EVENT_KEY.fullmatch(source.event) else ""
+    route = routing.resolve(key) if key else None
+    tag = route.tag if route is not None and route.routable else None
+    now = timezone.now()
+    return Conversion(
+        event_tag=tag,
+        pixel_id=tag.pixel_id if tag is not None else None,
+        event_key=key,
+        conversion_id=conversion_id,
+        conversion_time=now,
+        status=Conversion.Status.FAILED,
+        failed_at=now,
+        error_reason=Conversion.ErrorReason.INVALID,
+        last_error="; ".join(f"{field}: {' '.join(m)}" for field, m in errors.items()),
+        **tracking._source_fields(instance, {}),
+    )
+
+
+@sensitive_variables()
 def record(source: Source, instance: models.Model) -> None:
-    """Write the conversion for ``instance`` (never raises for bad data on the instance)."""
+    """Write the conversion for ``instance``: pending, held, or failed with the fields
+    and rules its values break. Raises only for an unexpected (database) error: see
+    capture()."""
+    from django_xconversions import tracking
+
+    values, errors = read_values(source, instance)
+    conversion_id = conversion_id_of(source, instance, errors)
+    try:
+        conversion = tracking.build(
+            source.event, conversion_id=conversion_id, source=instance, hold=True, **values
+        )
+    except ValidationError as exc:
+        errors = {**exc.message_dict, **errors} or {"conversion": ["is invalid."]}
+    if errors:
+        conversion = failed_conversion(source, instance, conversion_id, errors)
+    tracking.store(conversion, fetch=False)
+
+
+def _savepoint(using: str) -> AbstractContextManager[Any]:
+    """A savepoint inside the caller's transaction (on PostgreSQL an error would abort
+    all of it otherwise); outside one, each statement commits alone: nothing to guard."""
+    if transaction.get_connection(using).in_atomic_block:
+        return transaction.atomic(using=using)
+    return nullcontext()
+
+
+@sensitive_variables()
+def capture(source: Source, instance: models.Model) -> None:
+    """record() in a savepoint; never raises, so the business save always succeeds."""
     from django_xconversions import tracking
     from django_xconversions.models import Conversion
 
-    values = {
-        key: reader(instance) for key, reader in source.readers.items() if key != "conversion_id"
-    }
-    values = {key: value for key, value in values.items() if value not in (None, "")}
-    conversion_id = source.conversion_id(instance)
+    using = router.db_for_write(Conversion)
     try:
-        conversion = tracking.build(
-            source.event, conversion_id=conversion_id, source=instance, **values
+        with _savepoint(using):
+            record(source, instance)
+        return
+    except Exception as exc:  # the caller's save must succeed whatever happened here
+        problem = type(exc).__name__
+    conversion_id = conversion_id_of(source, instance, {})
+    logger.error(
+        "%s: the conversion %s could not be stored (%s); storing it as failed.",
+        source.label,
+        conversion_id,
+        problem,
+    )
+    errors = {"conversion": [f"could not be stored ({problem}); logged by {__name__}."]}
+    try:
+        with _savepoint(using):
+            failed = failed_conversion(source, instance, conversion_id, errors)
+            tracking.store(failed, fetch=False)
+    except Exception as again:
+        logger.error(
+            "%s: the conversion %s could not be stored as failed either (%s).",
+            source.label,
+            conversion_id,
+            type(again).__name__,
         )
-    except ValidationError as exc:
-        tag = tracking.tag_for_key(source.event)
-        if tag is None or tag.pixel_id is None:
-            # Nothing to attach a row to: a configuration problem the checks also report.
-            logger.error(
-                "%s: cannot record %s: %s", source.label, conversion_id, "; ".join(exc.messages)
-            )
-            return
-        # Kept visible as failed, without the values that failed (they may be raw PII).
-        conversion = Conversion(
-            event_tag=tag,
-            pixel_id=tag.pixel_id,
-            conversion_id=conversion_id,
-            conversion_time=timezone.now(),
-            status=Conversion.Status.FAILED,
-            failed_at=timezone.now(),
-            error_reason="invalid",
-            last_error="; ".join(
-                f"{field}: {' '.join(m)}" for field, m in exc.message_dict.items()
-            ),
-        )
-    tracking.store(conversion, fetch=False)
 
 
 def _remember_initial(source_field: str) -> Callable[..., None]:
@@ -248,7 +361,7 @@ def _on_save(source: Source) -> Callable[..., None]:
         if raw:
             return  # loaddata: fixtures are not business events
         if source.fires(instance, created):
-            record(source, instance)
+            capture(source, instance)
         if source.field is not None:
             instance.__dict__.setdefault(INITIAL_ATTRIBUTE, {})[source.field] = getattr(
                 instance, source.field

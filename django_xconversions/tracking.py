@@ -1,36 +1,71 @@
-"""``track()``: record one business event as a pending conversion, hashed identifiers only.
+"""``track()``: record one business event as a conversion, hashed identifiers only.
 
 Every argument is validated before anything is written; all problems are reported at once
-in one ``ValidationError`` keyed by field, each message naming the rule. Calling it again
-with the same event and conversion_id returns the stored row instead of a duplicate.
+in one ``ValidationError`` keyed by field, each message naming the rule, and nothing else
+is ever raised for a bad value: text is free of NUL characters and lone surrogates and
+fits its column, numbers fit their columns and X's rules, times are datetimes in the
+window below. Calling it again with the same event and conversion_id returns the stored
+row instead of a duplicate. An event no tag can take yet is stored ``held`` with the
+reason (see routing.py), never dropped.
+
+Raw emails and phone numbers pass through these frames: they are hidden from Django's
+error reports (``sensitive_variables``).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import time
+import re
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from decimal import Decimal, InvalidOperation
+from decimal import ROUND_HALF_UP, Context, Decimal, InvalidOperation
 from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.http import HttpRequest
 from django.utils import timezone
+from django.views.decorators.debug import sensitive_variables
 
-from django_xconversions import context, identifiers, immediate
+from django_xconversions import context, identifiers, immediate, routing
 from django_xconversions.conf import setting_path, xsettings
 from django_xconversions.currencies import is_iso_4217
-from django_xconversions.models import Conversion, EventTag
+from django_xconversions.models import Conversion
+
+# Kept importable from here: the tag cache lives with the routing rules.
+clear_tag_cache = routing.clear_tag_cache
+tag_for_key = routing.tag_for_key
 
 CONTENT_KEYS = frozenset(
     {"content_id", "content_group_id", "content_name", "content_price", "content_type", "num_items"}
 )
-CONVERSION_ID_MAX_LENGTH = 255
+CONTENT_TEXT_KEYS = ("content_id", "content_group_id", "content_name", "content_type")
+CONVERSION_ID_MAX_LENGTH = 255  # Conversion.conversion_id
 DESCRIPTION_MAX_LENGTH = 1000
+CONTENT_TEXT_MAX_LENGTH = 1000
+SOURCE_ID_MAX_LENGTH = 64  # Conversion.source_id
+# EventTag.key is a slug of at most 64 characters: no tag could ever take another key.
+EVENT_KEY = re.compile(r"[-a-zA-Z0-9_]{1,64}")
+# Conversion.value is DecimalField(max_digits=18, decimal_places=4).
+VALUE_LIMIT = Decimal("1e14")
+VALUE_PLACES = Decimal("0.0001")
+# SQLite keeps decimals as doubles and Django reads them back to 15 digits: a value that
+# would come back as 10^14 (above 99999999999999.9 or so) could be written but not read.
+_FLOAT_DIGITS = Context(prec=15)
+# PositiveIntegerField is a 32-bit integer on PostgreSQL; X's counts fit easily.
+INTEGER_MAX = 2**31 - 1
+# X states no range for conversion_time. Outside this window a time is a bug (year 1 from
+# an empty default, 9999 as "never"), and near datetime's limits a time-zone shift
+# overflows; X's attribution windows (at most 30 days) make older conversions useless.
+EARLIEST = dt.datetime(2000, 1, 1, tzinfo=dt.timezone.utc)
+LATEST = dt.datetime(2100, 1, 1, tzinfo=dt.timezone.utc)  # exclusive
+TIME_WINDOW = "between 2000-01-01 and 2099-12-31 (UTC)"
 
 Errors = dict[str, list[str]]
+
+
+def _add(errors: Errors, field: str, message: str) -> None:
+    errors.setdefault(field, []).append(message)
 
 
 def _collect(errors: Errors, field: str, check: Callable[[], Any]) -> Any:
@@ -43,85 +78,194 @@ def _collect(errors: Errors, field: str, check: Callable[[], Any]) -> Any:
         return None
 
 
-def _decimal(value: Any, field: str, errors: Errors) -> Decimal | None:
+def text_problem(text: str) -> str | None:
+    """Why ``text`` cannot be stored (PostgreSQL refuses NUL, UTF-8 lone surrogates)."""
+    if "\x00" in text:
+        return "must not contain NUL characters"
     try:
-        number = Decimal(str(value))
-    except InvalidOperation:
-        number = None
-    if number is None or not number.is_finite() or number < 0:
-        errors.setdefault(field, []).append(f"{field} must be a number of at least 0.")
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return "must be valid Unicode (it contains a lone surrogate)"
+    return None
+
+
+def _as_text(value: Any) -> str | None:
+    """``value`` as text, or None for what has no sensible text (bytes, containers,
+    booleans, an int too long to print, an object whose str() fails)."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool | bytes | bytearray | Mapping | list | tuple | set | frozenset):
         return None
-    return number
+    try:
+        return str(value)
+    except Exception:  # whatever the caller's object does there, it is not text
+        return None
+
+
+def _text(
+    value: Any, field: str, errors: Errors, max_length: int, *, min_length: int = 0
+) -> str | None:
+    text = _as_text(value)
+    if text is None:
+        _add(errors, field, f"{field} must be text.")
+        return None
+    problem = text_problem(text)
+    if problem:
+        _add(errors, field, f"{field} {problem}.")
+        return None
+    if not min_length <= len(text) <= max_length:
+        rule = f"{min_length} to {max_length}" if min_length else f"at most {max_length}"
+        _add(errors, field, f"{field} must be {rule} characters.")
+        return None
+    return text
+
+
+def _clean_identifier(value: Any, field: str, errors: Errors) -> bool:
+    """NUL and lone surrogates never reach hashing or the database."""
+    problem = text_problem(value) if isinstance(value, str) else None
+    if problem:
+        _add(errors, field, f"{field} {problem}.")
+    return problem is None
+
+
+def _decimal(value: Any, field: str, errors: Errors, *, places: bool = True) -> Decimal | None:
+    number: Decimal | None
+    try:
+        if isinstance(value, bool) or not isinstance(value, int | float | Decimal | str):
+            number = None
+        elif isinstance(value, int | Decimal):
+            number = Decimal(value)
+        else:
+            number = Decimal(str(value).strip())  # str(): 0.1, not its binary expansion
+    except (InvalidOperation, ValueError, TypeError):
+        number = None
+    if number is not None and number.is_finite() and 0 <= number < VALUE_LIMIT:
+        if not places:
+            return number
+        number = number.quantize(VALUE_PLACES, rounding=ROUND_HALF_UP)
+        if number < VALUE_LIMIT and _FLOAT_DIGITS.create_decimal_from_float(float(number)) < (
+            VALUE_LIMIT
+        ):
+            return number
+    _add(
+        errors,
+        field,
+        f"{field} must be a number of at least 0 and below 100000000000000 (10^14).",
+    )
+    return None
 
 
 def _positive_int(value: Any, field: str, errors: Errors) -> int | None:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        errors.setdefault(field, []).append(f"{field} must be a whole number greater than 0.")
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= INTEGER_MAX:
+        _add(errors, field, f"{field} must be a whole number from 1 to {INTEGER_MAX}.")
         return None
     return value
 
 
-def clean_contents(contents: Iterable[Mapping[str, Any]], errors: Errors) -> list[dict[str, Any]]:
+def _is_blank(value: Any) -> bool:
+    return value is None or (isinstance(value, str) and value == "")
+
+
+def _shown_key(key: Any) -> str:
+    # Only plain names are repeated in messages (they end up in logs and the admin).
+    return key if isinstance(key, str) and re.fullmatch(r"\w{1,40}", key) else "(unnamed)"
+
+
+def clean_contents(contents: Any, errors: Errors) -> list[dict[str, Any]]:
+    if isinstance(contents, str | bytes | bytearray | Mapping) or not isinstance(
+        contents, Iterable
+    ):
+        _add(errors, "contents", "contents must be a list of mappings of content fields.")
+        return []
     cleaned: list[dict[str, Any]] = []
     for index, item in enumerate(contents):
         field = f"contents[{index}]"
         if not isinstance(item, Mapping):
-            errors.setdefault(field, []).append(f"{field} must be a mapping of content fields.")
+            _add(errors, field, f"{field} must be a mapping of content fields.")
             continue
-        unknown = sorted(set(item) - CONTENT_KEYS)
+        unknown = sorted({_shown_key(key) for key in item if key not in CONTENT_KEYS})
         if unknown:
             allowed = ", ".join(sorted(CONTENT_KEYS))
-            errors.setdefault(field, []).append(
-                f"{field} has unknown keys {', '.join(unknown)} (allowed: {allowed})."
+            _add(
+                errors,
+                field,
+                f"{field} has unknown keys {', '.join(unknown)} (allowed: {allowed}).",
             )
-        entry = {k: v for k, v in item.items() if k in CONTENT_KEYS and v not in (None, "")}
+        entry = {k: v for k, v in item.items() if k in CONTENT_KEYS and not _is_blank(v)}
         if "content_price" in entry:
-            price = _decimal(entry["content_price"], f"{field}.content_price", errors)
+            price = _decimal(entry["content_price"], f"{field}.content_price", errors, places=False)
             # Kept as text: exact in JSON storage, and payload.py sends it as a number.
             entry["content_price"] = str(price) if price is not None else None
         if "num_items" in entry:
             entry["num_items"] = _positive_int(entry["num_items"], f"{field}.num_items", errors)
-        for key in ("content_id", "content_group_id", "content_name", "content_type"):
+        for key in CONTENT_TEXT_KEYS:
             if key in entry:
-                entry[key] = str(entry[key])
+                entry[key] = _text(entry[key], f"{field}.{key}", errors, CONTENT_TEXT_MAX_LENGTH)
         cleaned.append(entry)
     return cleaned
 
 
-# Tags change rarely and a bound model's save must stay cheap: look keys up at most once
-# a minute per process (any local tag save or delete clears the cache at once).
-TAG_CACHE_SECONDS = 60.0
-_tag_cache: dict[str, tuple[float, EventTag | None]] = {}
-
-
-def clear_tag_cache(**kwargs: Any) -> None:
-    _tag_cache.clear()
-
-
-def tag_for_key(event: str) -> EventTag | None:
-    now = time.monotonic()
-    cached = _tag_cache.get(event)
-    if cached is not None and cached[0] > now:
-        return cached[1]
-    tag = EventTag.objects.filter(key=event, deleted=False).select_related("pixel").first()
-    _tag_cache[event] = (now + TAG_CACHE_SECONDS, tag)
-    return tag
-
-
-def _resolve_tag(event: str, errors: Errors) -> EventTag | None:
-    tag = tag_for_key(event)
-    if tag is None:
-        errors.setdefault("event", []).append(
-            f"No event tag has the key {event!r}: set the key of a tag in the admin "
-            "(Event tags) or run manage.py sync_tags."
+def _conversion_time(value: Any, errors: Errors) -> dt.datetime | None:
+    """An aware datetime in the accepted window; naive ones are read in TIME_ZONE."""
+    if value is None:
+        return timezone.now()
+    if not isinstance(value, dt.datetime):
+        _add(
+            errors,
+            "conversion_time",
+            f"conversion_time must be a datetime (got {type(value).__name__}); a naive one "
+            "is read in settings.TIME_ZONE.",
         )
-    elif tag.pixel_id is None:
-        errors.setdefault("event", []).append(
-            f"Event tag {event!r} has no pixel to send through: choose one in the admin."
+        return None
+    window = f"conversion_time must be {TIME_WINDOW}"
+    # The year first: shifting a time near year 1 or 9999 to UTC would overflow.
+    if not EARLIEST.year <= value.year < LATEST.year:
+        _add(errors, "conversion_time", f"{window} (got year {value.year}).")
+        return None
+    try:
+        aware: dt.datetime = (
+            timezone.make_aware(value, timezone.get_default_timezone())
+            if timezone.is_naive(value)
+            else value
         )
-    return tag
+        inside = EARLIEST <= aware < LATEST
+    except (ValueError, OverflowError, TypeError):
+        _add(errors, "conversion_time", "conversion_time has a time zone that cannot be read.")
+        return None
+    if not inside:
+        _add(errors, "conversion_time", f"{window}.")
+        return None
+    return aware
 
 
+def _event(event: Any, errors: Errors) -> str | None:
+    if isinstance(event, str) and EVENT_KEY.fullmatch(event):
+        return event
+    _add(
+        errors,
+        "event",
+        "event must be the key of an event tag: 1 to 64 letters, digits, '-' or '_'.",
+    )
+    return None
+
+
+def _source_fields(source: Any, errors: Errors) -> dict[str, Any]:
+    key = getattr(source, "pk", None) if isinstance(source, models.Model) else None
+    source_id = _as_text(key) if key is not None else None
+    if source_id is None or text_problem(source_id) or len(source_id) > SOURCE_ID_MAX_LENGTH:
+        _add(
+            errors,
+            "source",
+            f"source must be a saved model instance (primary key at most "
+            f"{SOURCE_ID_MAX_LENGTH} characters).",
+        )
+        return {}
+    from django.contrib.contenttypes.models import ContentType
+
+    return {"source_type": ContentType.objects.get_for_model(source), "source_id": source_id}
+
+
+@sensitive_variables()
 def track(
     event: str,
     *,
@@ -145,7 +289,8 @@ def track(
 
     Identifiers not given are taken from ``request``, else from the request being handled
     (set by TwclidMiddleware). When that request refused tracking, the row is stored
-    ``skipped`` with the reason and without identifiers.
+    ``skipped`` with the reason and without identifiers. When no tag can take ``event``
+    yet, the row is stored ``held`` with the reason and routed once that is fixed.
     """
     conversion = build(
         event,
@@ -164,10 +309,12 @@ def track(
         conversion_time=conversion_time,
         description=description,
         source=source,
+        hold=True,
     )
     return store(conversion)
 
 
+@sensitive_variables()
 def build(
     event: str,
     *,
@@ -186,10 +333,18 @@ def build(
     conversion_time: dt.datetime | None = None,
     description: str | None = None,
     source: models.Model | None = None,
+    hold: bool = False,
 ) -> Conversion:
     """track()'s checks and hashing: an unsaved Conversion, or one ValidationError
-    naming every field and rule broken."""
+    naming every field and rule broken.
+
+    An event no tag can take yet gives a ``held`` row with ``hold``, else an error on
+    ``event`` with the fix (the REST API answers it to its caller).
+    """
     errors: Errors = {}
+    if request is not None and not isinstance(request, HttpRequest):
+        _add(errors, "request", "request must be a Django HttpRequest.")
+        request = None
     request_context = context.for_request(request) if request is not None else context.current()
     refusal = request_context.refusal if request_context is not None else ""
     if request_context is not None and not refusal:
@@ -199,21 +354,28 @@ def build(
     if email is None and user is not None:
         email = getattr(user, "email", None) or None
 
-    tag = _resolve_tag(event, errors)
+    key = _event(event, errors)
+    route = routing.resolve(key) if key is not None else None
+    if route is not None and not route.routable and not hold:
+        _add(errors, "event", route.message)
     fields: dict[str, Any] = {
         "hashed_email": _collect(errors, "email", lambda: identifiers.hash_email(email))
-        if email
+        if email and _clean_identifier(email, "email", errors)
         else "",
         "hashed_phone": _collect(errors, "phone", lambda: identifiers.hash_phone(phone))
-        if phone
+        if phone and _clean_identifier(phone, "phone", errors)
         else "",
         "twclid": _collect(errors, "twclid", lambda: identifiers.normalize_twclid(twclid))
         if twclid
         else "",
         "ip_address": _collect(errors, "ip_address", lambda: identifiers.normalize_ip(ip_address))
-        if ip_address
+        if ip_address and _clean_identifier(ip_address, "ip_address", errors)
         else None,
-        "user_agent": identifiers.normalize_user_agent(user_agent) if user_agent else "",
+        "user_agent": _collect(
+            errors, "user_agent", lambda: identifiers.normalize_user_agent(user_agent)
+        )
+        if user_agent and _clean_identifier(user_agent, "user_agent", errors)
+        else "",
     }
     strong = fields["hashed_email"] or fields["hashed_phone"] or fields["twclid"]
     device = fields["ip_address"] and fields["user_agent"]
@@ -227,58 +389,60 @@ def build(
         fields["value"] = _decimal(value, "value", errors)
         currency = currency or xsettings.DEFAULT_CURRENCY
     if currency is not None:
-        currency = str(currency).upper()
-        if not is_iso_4217(currency):
+        code = currency.upper() if isinstance(currency, str) else ""
+        if not is_iso_4217(code):
             default = setting_path("DEFAULT_CURRENCY")
-            errors.setdefault("currency", []).append(
-                f"currency must be an ISO 4217 code such as USD (default: {default})."
+            _add(
+                errors,
+                "currency",
+                f"currency must be an ISO 4217 code such as USD (default: {default}).",
             )
-        fields["currency"] = currency
+        fields["currency"] = code
     if number_items is not None:
         fields["number_items"] = _positive_int(number_items, "number_items", errors)
     if contents is not None:
         fields["contents"] = clean_contents(contents, errors)
     if description is not None:
-        if len(str(description)) > DESCRIPTION_MAX_LENGTH:
-            errors.setdefault("description", []).append(
-                f"description must be at most {DESCRIPTION_MAX_LENGTH} characters."
-            )
-        fields["description"] = str(description)
-    conversion_id = str(conversion_id) if conversion_id is not None else uuid.uuid4().hex
-    if not conversion_id or len(conversion_id) > CONVERSION_ID_MAX_LENGTH:
-        errors.setdefault("conversion_id", []).append(
-            f"conversion_id must be 1 to {CONVERSION_ID_MAX_LENGTH} characters."
+        fields["description"] = _text(description, "description", errors, DESCRIPTION_MAX_LENGTH)
+    if conversion_id is not None:
+        conversion_id = _text(
+            conversion_id, "conversion_id", errors, CONVERSION_ID_MAX_LENGTH, min_length=1
         )
-    when = conversion_time or timezone.now()
-    if timezone.is_naive(when):
-        when = timezone.make_aware(when, timezone.get_default_timezone())
-
-    if errors or tag is None:
-        raise ValidationError(errors)
+    when = _conversion_time(conversion_time, errors)
     if source is not None:
-        from django.contrib.contenttypes.models import ContentType
+        fields.update(_source_fields(source, errors))
 
-        fields["source_type"] = ContentType.objects.get_for_model(source)
-        fields["source_id"] = str(source.pk)
+    if errors or route is None or when is None:
+        raise ValidationError(errors)
+    tag = route.tag if route.routable else None
+    fields["event_key"] = route.key
     if refusal:
         # Kept visible as skipped, but nothing that identifies the visitor is stored.
         fields.update(hashed_email="", hashed_phone="", twclid="", ip_address=None, user_agent="")
-        fields.update(status=Conversion.Status.SKIPPED, error_reason="consent", last_error=refusal)
+        fields.update(
+            status=Conversion.Status.SKIPPED,
+            error_reason=Conversion.ErrorReason.CONSENT,
+            last_error=refusal,
+        )
+    elif not route.routable:
+        fields.update(
+            status=Conversion.Status.HELD, error_reason=route.reason, last_error=route.message
+        )
     return Conversion(
         event_tag=tag,
-        pixel=tag.pixel,
-        conversion_id=conversion_id,
+        pixel=tag.pixel if tag is not None else None,
+        conversion_id=conversion_id or uuid.uuid4().hex,
         conversion_time=when,
         **fields,
     )
 
 
 def store_many(conversions: Sequence[Conversion]) -> None:
-    """Insert the conversions whose (event tag, conversion_id) is not stored yet.
+    """Insert the conversions whose (event tag, conversion_id) is not stored yet (for
+    rows without a tag: whose (event key, conversion_id)).
 
-    One INSERT ... ON CONFLICT DO NOTHING: no savepoint, and a repeat (a second save of
-    the same order, a retried request) neither duplicates nor breaks the caller's
-    transaction.
+    One INSERT ... ON CONFLICT DO NOTHING: a repeat (a second save of the same order, a
+    retried request) neither duplicates nor raises.
     """
     Conversion.objects.bulk_create(conversions, ignore_conflicts=True)
     for conversion in conversions:
@@ -291,6 +455,12 @@ def store(conversion: Conversion, *, fetch: bool = True) -> Conversion:
     store_many([conversion])
     if not fetch:
         return conversion
+    if conversion.event_tag_id is not None:
+        return Conversion.objects.get(
+            event_tag_id=conversion.event_tag_id, conversion_id=conversion.conversion_id
+        )
     return Conversion.objects.get(
-        event_tag_id=conversion.event_tag_id, conversion_id=conversion.conversion_id
+        event_tag__isnull=True,
+        event_key=conversion.event_key,
+        conversion_id=conversion.conversion_id,
     )

@@ -77,9 +77,22 @@ def test_every_bad_field_is_named_and_nothing_written(tag: EventTag) -> None:
     assert Conversion.objects.count() == 0
 
 
-def test_unknown_event_key(tag: EventTag) -> None:
+def test_unknown_event_key_is_held_with_the_fix(tag: EventTag) -> None:
+    row = track("refund", twclid="abc")
+    assert (row.status, row.error_reason, row.event_tag_id, row.pixel_id) == (
+        "held",
+        "no_tag",
+        None,
+        None,
+    )
+    assert row.last_error.startswith("No event tag has the key 'refund'")
+
+
+def test_build_without_hold_reports_the_unroutable_event(tag: EventTag) -> None:
+    from django_xconversions.tracking import build
+
     with pytest.raises(ValidationError) as info:
-        track("refund", twclid="abc")
+        build("refund", twclid="abc")
     assert "No event tag has the key 'refund'" in info.value.message_dict["event"][0]
 
 

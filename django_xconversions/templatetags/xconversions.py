@@ -6,7 +6,8 @@ the browser and server events once (same event and conversion_id within 48 hours
 
 Every value goes through JSON with <, >, & and the JavaScript line separators escaped,
 so no product name or id can end the script element or inject code. Nothing renders for
-a request that refused tracking (Sec-GPC, CONSENT_CHECK).
+a request that refused tracking (Sec-GPC, CONSENT_CHECK), nor for a conversion without a
+tag and pixel (held).
 """
 
 from __future__ import annotations
@@ -122,6 +123,10 @@ def xconversions_event(
         return mark_safe("")
     if conversion.status == Conversion.Status.SKIPPED:
         return mark_safe("")
-    event_id = f"tw-{conversion.pixel.pixel_id}-{conversion.event_tag.website_tag_id}"
+    # A held conversion has no tag or pixel yet: no browser event to pair it with.
+    pixel, tag = conversion.pixel, conversion.event_tag
+    if pixel is None or tag is None:
+        return mark_safe("")
+    event_id = f"tw-{pixel.pixel_id}-{tag.website_tag_id}"
     body = f"twq('event',{js_value(event_id)},{js_value(event_parameters(conversion))});"
     return _script(body, nonce)
