@@ -32,6 +32,17 @@ class DayOutcome:
 
 
 @dataclass(frozen=True)
+class HeldReason:
+    """Held conversions of one reason: how many, for which event keys, and the fix."""
+
+    reason: str
+    label: str
+    count: int
+    keys: list[str]
+    fix: str
+
+
+@dataclass(frozen=True)
 class Health:
     by_status: dict[str, int]
     oldest_pending_seconds: float | None
@@ -43,6 +54,8 @@ class Health:
     # Senders seen lately (live or gone) and what needs a person (see alerts.py).
     workers: list[alerts.WorkerState] = field(default_factory=list)
     problems: list[alerts.Problem] = field(default_factory=list)
+    # Conversions no tag can take yet, per reason (see routing.py).
+    held: list[HeldReason] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready: datetimes and dates as ISO 8601 text."""
@@ -87,6 +100,33 @@ def daily_outcomes(days: int = CHART_DAYS, now: dt.datetime | None = None) -> li
     ]
 
 
+def held_summary() -> list[HeldReason]:
+    """Held conversions per reason with their keys and the fix (reasons with none left
+    out); the health panel, /x/health/ and send_conversions show it."""
+    from django_xconversions import routing
+
+    per_reason: dict[str, dict[str, int]] = {}
+    rows = (
+        Conversion.objects.filter(status=Conversion.Status.HELD)
+        .values("error_reason", "event_key")
+        .annotate(n=Count("pk"))
+        .order_by()
+    )
+    for row in rows:
+        per_reason.setdefault(row["error_reason"], {})[row["event_key"]] = row["n"]
+    return [
+        HeldReason(
+            reason=reason,
+            label=str(Conversion.ErrorReason(reason).label),
+            count=sum(per_reason[reason].values()),
+            keys=sorted(per_reason[reason]),
+            fix=routing.fix_for(reason),
+        )
+        for reason in routing.HELD_REASONS
+        if reason in per_reason
+    ]
+
+
 def health(now: dt.datetime | None = None) -> Health:
     """Backlog by status, age of the oldest pending row, last send, recent failures,
     paused accounts and the daily chart data."""
@@ -118,4 +158,5 @@ def health(now: dt.datetime | None = None) -> Health:
         daily=daily_outcomes(now=now),
         workers=alerts.workers(now),
         problems=alerts.check(now).problems,
+        held=held_summary(),
     )

@@ -466,7 +466,14 @@ def test_health_panel_counts_and_chart(
     )
     html = superuser_client.get(url("conversion_changelist")).content.decode()
     counts = dict(re.findall(r'data-status="(\w+)">(\d+)<', html))
-    assert counts == {"pending": "2", "sending": "0", "sent": "3", "failed": "1", "skipped": "1"}
+    assert counts == {
+        "pending": "2",
+        "sending": "0",
+        "sent": "3",
+        "failed": "1",
+        "skipped": "1",
+        "held": "0",
+    }
     assert 'class="xconv-oldest-pending">2 h 5 min<' in html
     assert "<svg" in html and html.count('class="xconv-sent"') == 14
     assert "3 sent, 1 failed" in html  # today's bar title

@@ -1,4 +1,5 @@
-"""Conversion admin: a read-only outbox with send, retry and skip actions and a health panel."""
+"""Conversion admin: a read-only outbox with send, retry, skip and route actions and a
+health panel."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
-from django_xconversions import delivery
+from django_xconversions import delivery, routing
 from django_xconversions.admin import perms
 from django_xconversions.admin.health_panel import panel_context
 from django_xconversions.delivery import SendSummary
@@ -66,6 +67,7 @@ class ConversionAdmin(perms.DedicatedPermissions, _ConversionModelAdmin):
     list_display = [
         "conversion_id",
         "event_tag",
+        "event_key",
         "pixel",
         "status",
         "attempts",
@@ -77,6 +79,7 @@ class ConversionAdmin(perms.DedicatedPermissions, _ConversionModelAdmin):
     ]
     list_filter = [
         "status",
+        "error_reason",
         "event_tag",
         "pixel",
         ("created_at", admin.DateFieldListFilter),
@@ -86,7 +89,7 @@ class ConversionAdmin(perms.DedicatedPermissions, _ConversionModelAdmin):
     date_hierarchy = "created_at"
     list_select_related = ["event_tag", "pixel"]
     show_full_result_count = False  # COUNT(*) over a large outbox on every page is costly
-    actions = ["send_now_action", "retry_action", "mark_skipped_action"]
+    actions = ["send_now_action", "retry_action", "mark_skipped_action", "route_held_action"]
 
     def get_readonly_fields(self, request: HttpRequest, obj: Conversion | None = None) -> Any:
         names = [f.name for f in self.opts.concrete_fields if f.name != "claim_token"]
@@ -115,16 +118,55 @@ class ConversionAdmin(perms.DedicatedPermissions, _ConversionModelAdmin):
         retryable = queryset.filter(
             status__in=[Conversion.Status.FAILED, Conversion.Status.SKIPPED]
         )
-        count = delivery.requeue(retryable)
+        # Without a pixel there is nowhere to send (say, invalid values of an unrouted key).
+        count = delivery.requeue(retryable.filter(pixel__isnull=False))
         messages.success(request, _("%(n)d conversion(s) queued again.") % {"n": count})
+        unroutable = retryable.filter(pixel__isnull=True).count()
+        if unroutable:
+            messages.warning(
+                request,
+                _("%(n)d conversion(s) without an event tag and pixel left as they are.")
+                % {"n": unroutable},
+            )
 
     @admin.action(description=gettext_lazy("Mark skipped"), permissions=["change"])
     def mark_skipped_action(self, request: HttpRequest, queryset: QuerySet[Conversion]) -> None:
         # Rows in flight or already at X are left alone.
         count = queryset.filter(
-            status__in=[Conversion.Status.PENDING, Conversion.Status.FAILED]
-        ).update(status=Conversion.Status.SKIPPED, updated_at=timezone.now())
+            status__in=[
+                Conversion.Status.PENDING,
+                Conversion.Status.FAILED,
+                Conversion.Status.HELD,
+            ]
+        ).update(
+            status=Conversion.Status.SKIPPED,
+            error_reason=Conversion.ErrorReason.MANUAL,
+            updated_at=timezone.now(),
+        )
         messages.success(request, _("%(n)d conversion(s) marked skipped.") % {"n": count})
+
+    @admin.action(description=gettext_lazy("Route held conversions"), permissions=["change"])
+    def route_held_action(self, request: HttpRequest, queryset: QuerySet[Conversion]) -> None:
+        """Route the chosen held rows whose key now has a tag with a pixel (saving a tag
+        does it too; this is for fixes made where no signal is sent)."""
+        keys = queryset.filter(status=Conversion.Status.HELD).values_list("event_key", flat=True)
+        result = routing.route_held(set(keys))
+        messages.success(
+            request,
+            _("%(n)d held conversion(s) routed; %(d)d repeat(s) of stored ones removed.")
+            % {"n": result.routed, "d": result.duplicates},
+        )
+        for key, count in sorted(result.still_held.items()):
+            reason = (
+                Conversion.objects.filter(status=Conversion.Status.HELD, event_key=key)
+                .values_list("last_error", flat=True)
+                .first()
+            )
+            messages.warning(
+                request,
+                _("%(n)d still held for %(key)s: %(reason)s")
+                % {"n": count, "key": key, "reason": reason or ""},
+            )
 
     # -- health panel ------------------------------------------------------------------
 
