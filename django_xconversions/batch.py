@@ -4,13 +4,16 @@
 - 400 on n > 1 events: X rejects the whole batch without saying which event, so smaller
   groups are sent until each bad event stands alone (see ``isolation``); each is failed
   with X's message.
-- 404 naming event ids: those events are failed with the message, the rest resent; a 404
-  naming no event of the batch (pixel or account not reachable) pauses the account.
+- 404 naming event ids (in either of X's wordings, see ``event_ids_not_found``): those
+  events are failed with the message, the rest resent; a 404 naming no event of the batch
+  (pixel or account not reachable) pauses the account.
 - 401/403: the account is paused with X's message; its events go back to pending.
 - 429: the account waits until X's reset; events go back to pending, no attempt counted.
 - 5xx, timeouts, connection errors: retried with exponential backoff and jitter, up to
   MAX_ATTEMPTS, then failed (visible, and retryable from the admin).
-Outcomes are collected in memory and written in a few bulk updates at the end.
+Outcomes are collected in memory and written in a few bulk updates at the end, each
+guarded by the claim token: rows another worker has taken over meanwhile are not
+overwritten, and are counted as lost claims.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import random
 import re
 import time
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -36,12 +40,61 @@ if TYPE_CHECKING:
     from django_xconversions.client import ConversionsResult, XAdsClient
     from django_xconversions.delivery import Claim, SendSummary
 
-EVENT_ID_IN_MESSAGE = re.compile(r"event_id \(([^)]*)\)")
+# X names the events its account does not hold in two wordings: the reference's JSON
+# example "event_id (abc) does not belong to provided account" and its error table's
+# "event_id abc does not belong to provided account"; one id or a comma-separated list.
+NOT_IN_ACCOUNT = re.compile(
+    r"event_ids?\s+\(?(?P<ids>[\w-]+(?:\s*,\s*[\w-]+)*)\)?\s+"
+    r"(?:does|do)\s+not\s+belong\s+to\s+(?:the\s+)?provided\s+account"
+)
 ERROR_BODY_LIMIT = 4000
+
+Outcome = DeliveryAttempt.Outcome
+Reason = Conversion.ErrorReason
+
+# Most specific first: RequestTimeout is a TransportError.
+_OUTCOMES: tuple[tuple[type[Exception], DeliveryAttempt.Outcome], ...] = (
+    (errors.BadRequest, Outcome.BAD_REQUEST),
+    (errors.Unauthorized, Outcome.UNAUTHORIZED),
+    (errors.Forbidden, Outcome.FORBIDDEN),
+    (errors.NotFound, Outcome.NOT_FOUND),
+    (errors.RateLimited, Outcome.RATE_LIMITED),
+    (errors.ServerError, Outcome.SERVER_ERROR),
+    (errors.RequestTimeout, Outcome.TIMEOUT),
+    (errors.TransportError, Outcome.TRANSPORT_ERROR),
+    (errors.ImproperlyConfiguredAccount, Outcome.NOT_CONFIGURED),
+)
+
+
+def outcome_of(exc: Exception | None) -> DeliveryAttempt.Outcome:
+    """The delivery log's outcome for a request that ended with ``exc`` (None: sent)."""
+    if exc is None:
+        return Outcome.SENT
+    for kind, outcome in _OUTCOMES:
+        if isinstance(exc, kind):
+            return outcome
+    return Outcome.CLIENT_ERROR
+
+
+def event_ids_not_found(messages: Iterable[str]) -> set[str]:
+    """The event ids X's 404 messages say do not belong to the account."""
+    named: set[str] = set()
+    for message in messages:
+        for match in NOT_IN_ACCOUNT.finditer(message):
+            named.update(re.split(r"\s*,\s*", match["ids"]))
+    return named
 
 
 class AccountStopped(Exception):
     """The account cannot send now (paused or rate limited): stop this batch."""
+
+
+def pause_account(account: AdAccount, reason: str, summary: SendSummary) -> None:
+    """Stop sending for ``account`` until an admin resumes it; its rows stay pending."""
+    AdAccount.objects.filter(pk=account.pk).update(
+        status=AdAccount.Status.PAUSED, paused_reason=reason, paused_at=timezone.now()
+    )
+    summary.paused[account.account_id] = reason
 
 
 def backoff_seconds(attempt: int) -> float:
@@ -67,6 +120,10 @@ class Transmission:
     error: errors.XAdsError | errors.ImproperlyConfiguredAccount | None
     seconds: float
 
+    @property
+    def accepted(self) -> bool:
+        return self.error is None
+
 
 def _transmit(client: XAdsClient, pixel_id: str, items: list[_Item]) -> Transmission:
     started = time.monotonic()
@@ -90,7 +147,7 @@ class BatchSender:
         self.account_stopped = False
         self.now = timezone.now()
         self._sent: dict[str, list[int]] = defaultdict(list)
-        self._failed: dict[tuple[str, str], list[int]] = defaultdict(list)
+        self._failed: dict[tuple[Conversion.ErrorReason, str], list[int]] = defaultdict(list)
         self._retry: dict[tuple[int, float, str], list[int]] = defaultdict(list)
         self._attempt_log: list[DeliveryAttempt] = []
         self._decided: set[int] = set()
@@ -111,7 +168,7 @@ class BatchSender:
             event, surely_valid = build_event(row)
             problems = [] if surely_valid else validate(event)
             if problems:
-                self._fail([row.pk], "invalid", "; ".join(p.message for p in problems))
+                self._fail([row.pk], Reason.INVALID, "; ".join(p.message for p in problems))
             else:
                 self._items.append(_Item(row, event))
         # Events failed locally were reserved but will not be sent.
@@ -123,6 +180,13 @@ class BatchSender:
         if not self._items:
             return None
         return _transmit(self.client, self.pixel.pixel_id, self._items)
+
+    def release(self) -> None:
+        """Send nothing after all (the account was stopped before this batch's turn): the
+        rows go back to pending, their events back to the budget."""
+        budget.give_back(self.account.pk, len(self._items))
+        self._items = []
+        self._write()
 
     def complete(self, transmission: Transmission | None) -> None:
         """Classify X's answer (sending more requests when events must be isolated) and
@@ -155,6 +219,7 @@ class BatchSender:
         exc, result = transmission.error, transmission.result
         if isinstance(exc, errors.ImproperlyConfiguredAccount):
             # Nothing was sent: the account lacks credentials. Pause it until fixed.
+            self._log(len(items), transmission.seconds, exc)
             self._pause(f"Credentials missing: {exc}")
         if exc is not None:
             self._log(len(items), transmission.seconds, exc)
@@ -179,7 +244,7 @@ class BatchSender:
             return self._attempt(group, reserved=False)
 
         def fail(item: _Item, refusal: errors.BadRequest) -> None:
-            self._fail([item.row.pk], "rejected", "; ".join(refusal.messages))
+            self._fail([item.row.pk], Reason.REJECTED, "; ".join(refusal.messages))
 
         isolation.isolate(items, rejection, send, fail)
 
@@ -203,24 +268,20 @@ class BatchSender:
             self._schedule_retry(items, exc)
         else:
             # Any other 4xx is permanent for these events.
-            self._fail([i.row.pk for i in items], "rejected", str(exc))
+            self._fail([i.row.pk for i in items], Reason.REJECTED, str(exc))
 
     def _not_found(self, items: list[_Item], exc: errors.XAdsError) -> None:
-        named = set(EVENT_ID_IN_MESSAGE.findall(" ".join(exc.messages)))
+        named = event_ids_not_found(exc.messages)
         bad = [i for i in items if i.event["event_id"] in named]
         if not bad:
             self._pause(f"X could not find the pixel or account: {exc}")
-            return
-        self._fail([i.row.pk for i in bad], "not_found", "; ".join(exc.messages))
+        self._fail([i.row.pk for i in bad], Reason.NOT_FOUND, "; ".join(exc.messages))
         rest = [i for i in items if i.event["event_id"] not in named]
         if rest:
             self._deliver(rest, reserved=False)
 
     def _pause(self, reason: str) -> NoReturn:
-        AdAccount.objects.filter(pk=self.account.pk).update(
-            status=AdAccount.Status.PAUSED, paused_reason=reason, paused_at=timezone.now()
-        )
-        self.summary.paused[self.account.account_id] = reason
+        pause_account(self.account, reason, self.summary)
         raise AccountStopped(reason)
 
     def _rate_limited(self, exc: errors.XAdsError) -> NoReturn:
@@ -239,14 +300,14 @@ class BatchSender:
             attempt = item.row.attempts + 1
             if attempt >= int(xsettings.MAX_ATTEMPTS):
                 gave_up = f"Gave up after {attempt} attempts: {message}"
-                self._fail([item.row.pk], "max_attempts", gave_up)
+                self._fail([item.row.pk], Reason.MAX_ATTEMPTS, gave_up)
                 continue
             delay = max(backoff_seconds(attempt), exc.retry_after or 0.0)
             # Rows of one batch usually share an attempt count: one update per group.
             self._retry[(attempt, round(delay, 3), message)].append(item.row.pk)
             self._decided.add(item.row.pk)
 
-    def _fail(self, ids: list[int], reason: str, message: str) -> None:
+    def _fail(self, ids: list[int], reason: Conversion.ErrorReason, message: str) -> None:
         self._failed[(reason, message)].extend(ids)
         self._decided.update(ids)
 
@@ -259,26 +320,29 @@ class BatchSender:
         self,
         events: int,
         seconds: float,
-        exc: errors.XAdsError | None,
+        exc: errors.XAdsError | errors.ImproperlyConfiguredAccount | None,
         *,
         status: int | None = None,
         debug_id: str = "",
     ) -> None:
-        body = exc.body if exc is not None else None
+        answered = isinstance(exc, errors.XAdsError)
+        body = exc.body if isinstance(exc, errors.XAdsError) else None
         self._attempt_log.append(
             DeliveryAttempt(
                 account_id=self.account.pk,
                 pixel_id=self.pixel.pk,
                 event_count=events,
-                http_status=exc.status if exc is not None else status,
-                outcome=type(exc).__name__ if exc is not None else "sent",
-                error_code=(exc.code or "") if exc is not None else "",
+                http_status=exc.status if isinstance(exc, errors.XAdsError) else status,
+                outcome=outcome_of(exc),
+                error_code=(exc.code or "") if isinstance(exc, errors.XAdsError) else "",
                 error_body=str(body if body is not None else (exc or ""))[:ERROR_BODY_LIMIT],
                 debug_id=debug_id,
                 duration_ms=int(seconds * 1000),
             )
         )
-        self.summary.requests += 1
+        # A missing credential stops the request before it leaves.
+        if answered or exc is None:
+            self.summary.requests += 1
 
     # -- writing ---------------------------------------------------------------------------
 
@@ -287,6 +351,13 @@ class BatchSender:
         # expired is theirs now, and our late outcome must not overwrite it.
         mine = Conversion.objects.filter(claim_token=self.token)
         return mine if len(ids) == len(self.rows) else mine.filter(pk__in=ids)
+
+    def _update(self, ids: list[int], **values: Any) -> int:
+        """Write ``values`` to the rows of ``ids`` still under this claim; count the rest
+        as lost claims. Returns how many were written."""
+        written = int(self._mine(ids).update(claim_token=None, lease_expires_at=None, **values))
+        self.summary.lost_claims += len(ids) - written
+        return written
 
     def _write(self) -> None:
         # One transaction for every outcome of the batch, its attempt log and the budget.
@@ -304,38 +375,35 @@ class BatchSender:
 
     def _write_outcomes(self) -> None:
         now = timezone.now()
-        cleared = {"claim_token": None, "lease_expires_at": None}
         for debug_id, ids in self._sent.items():
-            self._mine(ids).update(
+            self.summary.sent += self._update(
+                ids,
                 status=Conversion.Status.SENT,
                 debug_id=debug_id,
                 sent_at=now,
                 last_error="",
                 error_reason="",
-                **cleared,
             )
-            self.summary.sent += len(ids)
         for (reason, message), ids in self._failed.items():
-            self._mine(ids).update(
+            failed = self._update(
+                ids,
                 status=Conversion.Status.FAILED,
                 error_reason=reason,
                 last_error=message,
                 failed_at=now,
-                **cleared,
             )
-            self.summary.failed[reason] += len(ids)
+            if failed:
+                self.summary.failed[reason] += failed
         for (attempt, delay, message), ids in self._retry.items():
-            self._mine(ids).update(
+            self.summary.retrying += self._update(
+                ids,
                 status=Conversion.Status.PENDING,
                 attempts=attempt,
                 next_attempt_at=now + dt.timedelta(seconds=delay),
-                error_reason="transient",
+                error_reason=Reason.TRANSIENT,
                 last_error=message,
-                **cleared,
             )
-            self.summary.retrying += len(ids)
         undecided = [row.pk for row in self.rows if row.pk not in self._decided]
         if undecided:
             # Paused, rate limited or out of budget: back to pending, no attempt counted.
-            self._mine(undecided).update(status=Conversion.Status.PENDING, **cleared)
-            self.summary.released += len(undecided)
+            self.summary.released += self._update(undecided, status=Conversion.Status.PENDING)

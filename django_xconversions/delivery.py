@@ -5,12 +5,20 @@ tasks call. For each pixel with due conversions it repeatedly:
 
 1. reserves events from the account's shared budget (budget.py),
 2. claims that many due rows with ``SELECT ... FOR UPDATE SKIP LOCKED`` in a short
-   transaction, marking them ``sending`` with a lease and a claim token, and commits,
+   transaction, marking them ``sending`` with a claim token and a lease timed from the
+   claim, and commits,
 3. sends them outside any transaction (batch.py classifies X's answers),
 4. writes the outcomes in bulk, guarded by the claim token.
 
-A worker that dies after step 2 leaves rows ``sending``; once their lease expires any
-worker returns them to ``pending``. Nothing is ever deleted or silently dropped.
+While a batch is held its lease is renewed (leases.py), so a live worker's rows are never
+taken over, however long X takes. A worker that dies after step 2 leaves rows
+``sending``; once their lease expires any worker returns them to ``pending``. Nothing is
+ever deleted or silently dropped.
+
+One request is in flight at a time, and an account's next batch leaves only once its
+previous answer is known: after X says stop (429, 401, 403, a 404 that pauses) not one
+more request goes out for that account. An account whose stored secrets cannot be read is
+paused with the fix; the other accounts go on.
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from django.core.exceptions import ImproperlyConfigured
 from django.db import connection, transaction
 from django.db.models import (
     BooleanField,
@@ -37,13 +46,14 @@ from django.db.models import (
 )
 from django.utils import timezone
 
-from django_xconversions import budget
+from django_xconversions import budget, errors
 from django_xconversions import claimed as claimed_rows
-from django_xconversions.batch import BatchSender, Transmission
+from django_xconversions.batch import BatchSender, Transmission, pause_account
 from django_xconversions.claimed import ClaimedRow
 from django_xconversions.client import XAdsClient
-from django_xconversions.conf import xsettings
-from django_xconversions.connections import client_for
+from django_xconversions.conf import setting_path, xsettings
+from django_xconversions.connections import client_with
+from django_xconversions.leases import LeaseKeeper, lease_from_now
 from django_xconversions.models import AdAccount, Conversion, Pixel
 from django_xconversions.payload import MAX_EVENTS_PER_REQUEST, conversion_to_event, validate
 
@@ -66,6 +76,10 @@ class SendSummary:
     rate_limited: dict[str, dt.datetime] = field(default_factory=dict)
     budget_exhausted: dict[str, dt.datetime] = field(default_factory=dict)
     paused: dict[str, str] = field(default_factory=dict)
+    # Rows whose claim another worker took over before their outcome was written: the
+    # outcome is not written (the row is theirs now). Non-zero means a lease ran out
+    # under a live worker (its database unreachable for longer than a lease, say).
+    lost_claims: int = 0
     pending_left: int = 0
     payloads: list[dict[str, Any]] = field(default_factory=list)
 
@@ -79,6 +93,7 @@ class SendSummary:
         self.rate_limited.update(other.rate_limited)
         self.budget_exhausted.update(other.budget_exhausted)
         self.paused.update(other.paused)
+        self.lost_claims += other.lost_claims
         self.pending_left = other.pending_left
 
     @property
@@ -94,6 +109,7 @@ class SendSummary:
             "rate_limited": {k: v.isoformat() for k, v in self.rate_limited.items()},
             "budget_exhausted": {k: v.isoformat() for k, v in self.budget_exhausted.items()},
             "paused": dict(self.paused),
+            "lost_claims": self.lost_claims,
             "pending_left": self.pending_left,
         }
 
@@ -133,7 +149,9 @@ def _scope(account: AdAccount | None, pixel: Pixel | None) -> Q:
 
 
 def pending_count(account: AdAccount | None = None, pixel: Pixel | None = None) -> int:
-    return Conversion.objects.filter(_scope(account, pixel), status="pending").count()
+    return Conversion.objects.filter(
+        _scope(account, pixel), status=Conversion.Status.PENDING
+    ).count()
 
 
 def _sendable_pixels(
@@ -172,15 +190,15 @@ def _one_of(chosen: QuerySet[Any]) -> Q:
     )
 
 
-def claim(pixel: Pixel, count: int, now: dt.datetime | None = None) -> Claim:
-    """Mark up to ``count`` due rows of ``pixel`` as ``sending`` under a fresh claim token.
+def claim(pixel: Pixel, count: int, *, due_by: dt.datetime | None = None) -> Claim:
+    """Mark up to ``count`` rows of ``pixel`` due by ``due_by`` (default: now) as
+    ``sending`` under a fresh claim token, leased for LEASE_SECONDS from now.
 
     One UPDATE whose subquery picks the rows with ``FOR UPDATE SKIP LOCKED``, so workers
     never wait on each other's rows; the rows are then read back by their claim token.
     """
-    now = now or timezone.now()
     token = uuid.uuid4()
-    due = Conversion.objects.due(now).filter(pixel=pixel).order_by("next_attempt_at", "pk")
+    due = Conversion.objects.due(due_by).filter(pixel=pixel).order_by("next_attempt_at", "pk")
     # FOR UPDATE OF the conversion rows only (no join is locked).
     chosen = due.select_for_update(skip_locked=True, of=("self",)).values("pk")[:count]
     with transaction.atomic():
@@ -190,7 +208,9 @@ def claim(pixel: Pixel, count: int, now: dt.datetime | None = None) -> Claim:
         claimed = Conversion.objects.filter(_one_of(chosen)).update(
             status=Conversion.Status.SENDING,
             claim_token=token,
-            lease_expires_at=now + dt.timedelta(seconds=float(xsettings.LEASE_SECONDS)),
+            # Timed from the claim, not from the run: a long run's claims are as safe as
+            # its first one.
+            lease_expires_at=lease_from_now(),
         )
     if not claimed:
         return Claim(token, [])
@@ -210,14 +230,99 @@ def dry_run(
         .order_by("pixel_id", "next_attempt_at")
     )
     for row in due[:limit] if limit else due:
-        event = conversion_to_event(row, row.event_tag.website_tag_id)
-        problems = validate(event)
-        summary.payloads.append({"pixel_id": row.pixel.pixel_id, "event": event})
-        if problems:
-            summary.failed["invalid"] += 1
-            summary.payloads[-1]["errors"] = [p.message for p in problems]
+        tag, target = row.event_tag, row.pixel
+        event = conversion_to_event(row, tag.website_tag_id if tag else "")
+        messages = [p.message for p in validate(event)]
+        if tag is None or target is None:
+            messages.insert(0, "No event tag or pixel to send it through (routing is held).")
+        summary.payloads.append({"pixel_id": target.pixel_id if target else None, "event": event})
+        if messages:
+            summary.failed[Conversion.ErrorReason.INVALID] += 1
+            summary.payloads[-1]["errors"] = messages
     summary.pending_left = pending_count(account, pixel)
     return summary
+
+
+def _client(target: Pixel, summary: SendSummary) -> XAdsClient | None:
+    """The pixel's client; None, with the account paused, when its secrets cannot be read."""
+    try:
+        credentials = target.account.credentials(target)
+    except ImproperlyConfigured as exc:
+        # A broken key setting concerns every account: that is raised, not paused for.
+        if not isinstance(exc, errors.ImproperlyConfiguredAccount) and (
+            type(exc) is not ImproperlyConfigured
+        ):
+            raise
+        reason = f"The stored secrets of this account cannot be read: {exc}"
+        if "ENCRYPTION_KEY" not in reason:
+            reason += (
+                f" Add the key they were written with to {setting_path('ENCRYPTION_KEY')},"
+                " or reconnect the account with X."
+            )
+        pause_account(target.account, reason, summary)
+        return None
+    return client_with(credentials)
+
+
+class _Pipeline:
+    """One request in flight while the next batch is claimed and built.
+
+    An account's next batch is dispatched only once that account's previous answer is
+    known: if X accepted it, the next request leaves at once and the outcomes are written
+    while it travels; otherwise the answer is dealt with first, and if it stopped the
+    account the next batch is released unsent.
+    """
+
+    def __init__(
+        self,
+        pool: ThreadPoolExecutor,
+        leases: LeaseKeeper,
+        on_progress: Callable[[int], None] | None,
+    ) -> None:
+        self.pool = pool
+        self.leases = leases
+        self.on_progress = on_progress
+        self.stopped_accounts: set[int] = set()
+        self.in_flight: tuple[BatchSender, Future[Transmission | None]] | None = None
+
+    def dispatch(self, sender: BatchSender) -> None:
+        if self.in_flight is None:
+            self._send(sender)
+            return
+        previous, future = self.in_flight
+        self.in_flight = None
+        if previous.account.pk != sender.account.pk:
+            self._send(sender)
+            self._complete(previous, future.result())
+            return
+        transmission = future.result()
+        if transmission is None or transmission.accepted:
+            self._send(sender)
+            self._complete(previous, transmission)
+            return
+        self._complete(previous, transmission)
+        if previous.account_stopped:
+            sender.release()
+            self.leases.release(sender.token)
+        else:
+            self._send(sender)
+
+    def drain(self) -> None:
+        if self.in_flight is not None:
+            sender, future = self.in_flight
+            self.in_flight = None
+            self._complete(sender, future.result())
+
+    def _send(self, sender: BatchSender) -> None:
+        self.in_flight = (sender, self.pool.submit(sender.transmit))
+
+    def _complete(self, sender: BatchSender, transmission: Transmission | None) -> None:
+        sender.complete(transmission)
+        self.leases.release(sender.token)
+        if self.on_progress is not None:
+            self.on_progress(len(sender.rows))
+        if sender.account_stopped:
+            self.stopped_accounts.add(sender.account.pk)
 
 
 def send_pending(
@@ -231,51 +336,47 @@ def send_pending(
     """Send every due conversion (or up to ``limit``) within the accounts' budgets.
 
     While one batch's request is in flight (on a helper thread, HTTP only), the next
-    batch is claimed and built here; every database write stays on this thread.
+    batch is claimed and built here; every database write stays on this thread, but for
+    the lease renewals of leases.py.
     """
     summary = SendSummary()
     # Rows rescheduled during this run (after a transient failure) wait for the next run.
     started = timezone.now()
     recover_expired_leases(started)
     remaining = limit if limit is not None else float("inf")
-    clients: dict[int, XAdsClient] = {}
-    stopped_accounts: set[int] = set()
-    in_flight: tuple[BatchSender, Future[Transmission | None]] | None = None
-
-    def finish() -> None:
-        nonlocal in_flight
-        if in_flight is None:
-            return
-        sender, future = in_flight
-        in_flight = None
-        sender.complete(future.result())
-        if on_progress is not None:
-            on_progress(len(sender.rows))
-        if sender.account_stopped:
-            stopped_accounts.add(sender.account.pk)
-
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="xconversions-send") as pool:
+    # Inside a caller's transaction nobody else sees the claims: nothing to renew.
+    renewing = not connection.in_atomic_block
+    with (
+        LeaseKeeper(renewing=renewing) as leases,
+        ThreadPoolExecutor(max_workers=1, thread_name_prefix="xconversions-send") as pool,
+    ):
+        pipeline = _Pipeline(pool, leases, on_progress)
+        stopped = pipeline.stopped_accounts
         for target in _sendable_pixels(account, pixel, started):
-            if target.pk not in clients:
-                clients[target.pk] = client_for(target.account, target)
-            while remaining > 0 and target.account_id not in stopped_accounts and not should_stop():
-                grant = budget.reserve(target.account_id, int(min(batch_size(), remaining)))
-                if not grant.events:
-                    if grant.wait_until is not None:
-                        summary.budget_exhausted[target.account.account_id] = grant.wait_until
-                    break
-                claimed = claim(target, grant.events, started)
-                budget.give_back(target.account_id, grant.events - len(claimed.rows))
-                if not claimed.rows:
-                    break
-                sender = BatchSender(clients[target.pk], target, claimed, summary)
-                sender.prepare()
-                future = pool.submit(sender.transmit)
-                finish()
-                in_flight = (sender, future)
-                remaining -= len(claimed.rows)
-            finish()
-    for client in clients.values():
-        client.close()
+            if target.account_id in stopped or should_stop():
+                continue
+            client = _client(target, summary)
+            if client is None:
+                stopped.add(target.account_id)
+                continue
+            try:
+                while remaining > 0 and target.account_id not in stopped and not should_stop():
+                    grant = budget.reserve(target.account_id, int(min(batch_size(), remaining)))
+                    if not grant.events:
+                        if grant.wait_until is not None:
+                            summary.budget_exhausted[target.account.account_id] = grant.wait_until
+                        break
+                    claimed = claim(target, grant.events, due_by=started)
+                    budget.give_back(target.account_id, grant.events - len(claimed.rows))
+                    if not claimed.rows:
+                        break
+                    leases.hold(claimed.token)
+                    sender = BatchSender(client, target, claimed, summary)
+                    sender.prepare()
+                    pipeline.dispatch(sender)
+                    remaining -= len(claimed.rows)
+                pipeline.drain()
+            finally:
+                client.close()
     summary.pending_left = pending_count(account, pixel)
     return summary

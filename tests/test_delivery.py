@@ -258,3 +258,166 @@ def test_database_formats_conversion_time_like_python(
     Conversion.objects.filter(pk=row.pk).update(conversion_time=moment)
     [claimed] = delivery.claim(purchase_tag.pixel, 1).rows
     assert claimed.conversion_time == format_conversion_time(moment)
+
+
+def foreign_tag(emulator: EmulatorServer, tag: EventTag, name: str) -> EventTag:
+    """A local tag whose event belongs to another account on X: X's 404 names it with
+    "does not belong to provided account" only."""
+    if "18ce54d4x7v" not in emulator.world.accounts:
+        emulator.add_account("18ce54d4x7v", name="Someone else", users={})
+    remote = emulator.add_tag("18ce54d4x7v", name=name, type="PURCHASE")
+    return EventTag.objects.create(
+        account=tag.account,
+        pixel=tag.pixel,
+        remote_id=remote["id"],
+        website_tag_id=remote["website_tag_id"],
+        key=name,
+        name=name,
+        type="PURCHASE",
+    )
+
+
+@pytest.mark.parametrize(
+    ("messages", "named"),
+    [
+        (["event_id (abc) does not belong to provided account"], {"abc"}),
+        (["event_id abc does not belong to provided account"], {"abc"}),
+        (
+            [
+                "event_id o87ne does not belong to provided account",
+                "event_id (o87nf) does not belong to provided account",
+                "event_id (o87ne) is not a single event tag (SET)",
+            ],
+            {"o87ne", "o87nf"},
+        ),
+        (["event_id (a1, b2) does not belong to provided account"], {"a1", "b2"}),
+        (["event_ids a1, b2 do not belong to provided account"], {"a1", "b2"}),
+        (["The requested resource could not be found"], set()),
+        (["event_id () does not belong to provided account"], set()),
+    ],
+)
+def test_404_messages_name_their_event_ids(messages: list[str], named: set[str]) -> None:
+    from django_xconversions.batch import event_ids_not_found
+
+    assert event_ids_not_found(messages) == named
+
+
+@pytest.mark.parametrize("wording", ["parenthesized", "plain"])
+def test_404_in_each_wording_fails_exactly_the_named_events(
+    emulator: EmulatorServer, account: AdAccount, purchase_tag: EventTag, wording: str
+) -> None:
+    emulator.faults.not_found_wording = wording
+    make_conversions(purchase_tag, 30)
+    make_conversions(foreign_tag(emulator, purchase_tag, "refund"), 2, start=30)
+    make_conversions(foreign_tag(emulator, purchase_tag, "donation"), 3, start=40)
+    summary = delivery.send_pending()
+    failed = Conversion.objects.filter(status="failed")
+    assert set(failed.values_list("conversion_id", flat=True)) == {
+        "order:30",
+        "order:31",
+        "order:40",
+        "order:41",
+        "order:42",
+    }
+    assert set(failed.values_list("error_reason", flat=True)) == {Conversion.ErrorReason.NOT_FOUND}
+    assert all("does not belong to provided account" in row.last_error for row in failed)
+    assert summary.sent == 30 and summary.failed == Counter({"not_found": 5})
+    assert sorted(received_ids(emulator)) == sorted(f"order:{n}" for n in range(30))
+    account.refresh_from_db()
+    assert account.status == AdAccount.Status.ACTIVE and summary.paused == {}
+    assert [r["status"] for r in conversion_requests(emulator)] == [404, 200]
+
+
+def test_held_conversions_are_never_claimed_counted_or_dry_run(
+    emulator: EmulatorServer, purchase_tag: EventTag
+) -> None:
+    make_conversions(purchase_tag, 2)
+    now = timezone.now()
+    Conversion.objects.create(
+        event_tag=None,
+        event_key="refund",
+        pixel=None,
+        status=Conversion.Status.HELD,
+        error_reason=Conversion.ErrorReason.NO_TAG,
+        conversion_time=now,
+        conversion_id="held:1",
+        twclid="click",
+        next_attempt_at=now - dt.timedelta(minutes=1),
+    )
+    assert delivery.pending_count() == 2
+    dry = delivery.dry_run()
+    assert len(dry.payloads) == 2 and dry.pending_left == 2
+    summary = delivery.send_pending()
+    assert summary.sent == 2 and summary.pending_left == 0
+    assert Conversion.objects.get(conversion_id="held:1").status == "held"
+    assert sorted(received_ids(emulator)) == ["order:0", "order:1"]
+
+
+def test_dry_run_reports_a_row_that_lost_its_tag_instead_of_crashing(
+    emulator: EmulatorServer, purchase_tag: EventTag
+) -> None:
+    [row] = make_conversions(purchase_tag, 1)
+    # A pending row without a tag (written by hand or by an older version).
+    Conversion.objects.filter(pk=row.pk).update(event_tag=None)
+    summary = delivery.dry_run()
+    assert summary.failed == Counter({"invalid": 1})
+    [entry] = summary.payloads
+    assert any("event tag" in message for message in entry["errors"])
+
+
+def test_attempt_outcomes_and_error_reasons_are_their_choices(
+    settings: Any, emulator: EmulatorServer, account: AdAccount, purchase_tag: EventTag
+) -> None:
+    configure(settings, BATCH_SIZE=10, RETRY_BACKOFF_BASE=0.01, READ_TIMEOUT=0.3)
+    emulator.faults.slow_seconds = 1.0
+    make_conversions(purchase_tag, 10)
+    emulator.faults.script(["500", "timeout", "reset"])
+    for _ in range(3):
+        delivery.send_pending()
+        Conversion.objects.update(next_attempt_at=timezone.now())
+    assert set(Conversion.objects.values_list("error_reason", flat=True)) == {
+        Conversion.ErrorReason.TRANSIENT
+    }
+    emulator.reject_event_ids("order:3")
+    assert delivery.send_pending().sent == 9
+    Conversion.objects.filter(status="sent").update(status="pending")
+    emulator.faults.script(["429"])
+    delivery.send_pending()
+    outcomes = list(DeliveryAttempt.objects.order_by("pk").values_list("outcome", flat=True))
+    assert outcomes[:4] == [
+        DeliveryAttempt.Outcome.SERVER_ERROR,
+        DeliveryAttempt.Outcome.TIMEOUT,
+        DeliveryAttempt.Outcome.TRANSPORT_ERROR,
+        DeliveryAttempt.Outcome.BAD_REQUEST,
+    ]
+    assert DeliveryAttempt.Outcome.SENT in outcomes
+    assert outcomes[-1] == DeliveryAttempt.Outcome.RATE_LIMITED
+    assert set(outcomes) <= set(DeliveryAttempt.Outcome.values)
+    failed = Conversion.objects.get(status="failed")
+    assert failed.error_reason == Conversion.ErrorReason.REJECTED
+
+
+@pytest.mark.parametrize(
+    ("exception", "outcome"),
+    [
+        ("BadRequest", "bad_request"),
+        ("Unauthorized", "unauthorized"),
+        ("Forbidden", "forbidden"),
+        ("NotFound", "not_found"),
+        ("RateLimited", "rate_limited"),
+        ("ServerError", "server_error"),
+        ("ClientError", "client_error"),
+        ("RequestTimeout", "timeout"),
+        ("TransportError", "transport_error"),
+        ("ImproperlyConfiguredAccount", "not_configured"),
+        ("UnreadableSecret", "not_configured"),
+    ],
+)
+def test_each_client_exception_has_its_outcome(exception: str, outcome: str) -> None:
+    from django_xconversions import errors
+    from django_xconversions.batch import outcome_of
+
+    cls = getattr(errors, exception)
+    exc = cls("x") if issubclass(cls, errors.XAdsError) else cls("missing")
+    assert outcome_of(exc) == DeliveryAttempt.Outcome(outcome)
+    assert outcome_of(None) == DeliveryAttempt.Outcome.SENT

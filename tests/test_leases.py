@@ -1,0 +1,214 @@
+"""Leases belong to claims and to live workers: a healthy worker's rows are never taken over.
+
+A run that outlasts LEASE_SECONDS, or one batch busy longer than it (slow answers, a long
+isolation search), keeps its rows; a second worker started meanwhile sends only what is
+still due. Over real HTTP to the emulator, on PostgreSQL with the second worker on its own
+connection.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from django.db import connection
+from django.utils import timezone
+
+from django_xconversions import delivery
+from django_xconversions.batch import BatchSender
+from django_xconversions.connections import client_for
+from django_xconversions.emulator import EmulatorServer
+from django_xconversions.leases import LeaseKeeper
+from django_xconversions.models import Conversion, EventTag
+
+from .conftest import configure, make_conversions, received_ids
+
+LEASE = 3.0
+ANSWER_DELAY = 0.3
+
+
+def answers_late(emulator: EmulatorServer, seconds: float) -> None:
+    """Every conversions answer comes ``seconds`` late (processed on arrival)."""
+    emulator.faults.delay_seconds = seconds
+
+
+class SecondWorker:
+    """Another looping worker on its own thread and database connection."""
+
+    def __init__(self) -> None:
+        self.stop = threading.Event()
+        self.summary = delivery.SendSummary()
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name="second-worker")
+
+    def _run(self) -> None:
+        try:
+            while not self.stop.is_set():
+                summary = delivery.send_pending(should_stop=self.stop.is_set)
+                self.summary.merge(summary)
+                if summary.processed == 0:
+                    self.stop.wait(0.1)  # idle, as --loop is between runs
+        except BaseException as exc:
+            self.error = exc
+        finally:
+            connection.close()
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def finish(self) -> None:
+        self.stop.set()
+        self.thread.join(timeout=20)
+        assert not self.thread.is_alive(), "the second worker did not stop"
+        assert self.error is None, repr(self.error)
+
+
+@pytest.fixture
+def second_worker() -> Iterator[SecondWorker]:
+    worker = SecondWorker()
+    yield worker
+    if worker.thread.is_alive():
+        worker.stop.set()
+        worker.thread.join(timeout=20)
+
+
+def start_when(condition: Callable[[], bool], worker: SecondWorker) -> Callable[[int], None]:
+    """An on_progress callback that starts ``worker`` once ``condition`` holds."""
+
+    def progress(count: int) -> None:
+        if not worker.thread.is_alive() and worker.thread.ident is None and condition():
+            worker.start()
+
+    return progress
+
+
+def assert_each_received_once(emulator: EmulatorServer, count: int) -> None:
+    repeated = {cid: n for cid, n in Counter(received_ids(emulator)).items() if n > 1}
+    assert repeated == {}, f"{len(repeated)} conversions sent more than once"
+    assert set(received_ids(emulator)) == {f"order:{n}" for n in range(count)}
+    assert Counter(Conversion.objects.values_list("status", flat=True)) == {"sent": count}
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_run_longer_than_the_lease_with_a_second_worker_sends_each_once(
+    settings: Any, emulator: EmulatorServer, purchase_tag: EventTag, second_worker: SecondWorker
+) -> None:
+    configure(settings, LEASE_SECONDS=LEASE, BATCH_SIZE=20)
+    answers_late(emulator, ANSWER_DELAY)
+    make_conversions(purchase_tag, 600)  # 30 answers of 0.3 s: about 9 s for one worker
+    started = time.monotonic()
+    # The second worker arrives once this run has lasted longer than a lease.
+    progress = start_when(lambda: time.monotonic() - started > LEASE + 0.5, second_worker)
+    first = delivery.send_pending(on_progress=progress)
+    assert second_worker.thread.ident is not None, "the run ended before the lease passed"
+    second_worker.finish()
+    assert first.sent > 0 and second_worker.summary.sent > 0
+    assert first.sent + second_worker.summary.sent == 600
+    assert first.lost_claims == 0 and second_worker.summary.lost_claims == 0
+    assert_each_received_once(emulator, 600)
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_batch_busy_longer_than_its_lease_keeps_its_rows(
+    settings: Any, emulator: EmulatorServer, purchase_tag: EventTag, second_worker: SecondWorker
+) -> None:
+    """One refused batch: the isolation search takes many slow answers, far past the lease
+    the rows were claimed with; the lease is renewed, so nobody takes them over."""
+    configure(settings, LEASE_SECONDS=LEASE, BATCH_SIZE=100)
+    answers_late(emulator, ANSWER_DELAY)
+    make_conversions(purchase_tag, 100)
+    emulator.reject_event_ids("order:5", "order:40", "order:77")
+    # The second worker arrives once the search has been answered for longer than a lease.
+    answers_past_the_lease = int((LEASE + 1.0) / ANSWER_DELAY) + 1
+    watcher_error: list[BaseException] = []
+
+    def start_second_worker_mid_search() -> None:
+        try:
+            deadline = time.monotonic() + 20
+            while len(emulator.requests) < answers_past_the_lease:
+                assert time.monotonic() < deadline, "the search never got that far"
+                time.sleep(0.05)
+            second_worker.start()
+        except BaseException as exc:
+            watcher_error.append(exc)
+
+    watcher = threading.Thread(target=start_second_worker_mid_search)
+    watcher.start()
+    started = time.monotonic()
+    summary = delivery.send_pending()
+    elapsed = time.monotonic() - started
+    watcher.join(timeout=20)
+    assert watcher_error == []
+    second_worker.finish()
+    assert elapsed > LEASE + 1.0, f"the search took {elapsed:.1f} s, not past the lease"
+    assert summary.sent == 97 and summary.failed == Counter({"rejected": 3})
+    assert second_worker.summary.processed == 0 and second_worker.summary.requests == 0
+    ids = received_ids(emulator)
+    assert len(ids) == len(set(ids)) == 97
+
+
+def test_lease_is_timed_from_the_claim_not_the_run(settings: Any, purchase_tag: EventTag) -> None:
+    configure(settings, LEASE_SECONDS=LEASE)
+    make_conversions(purchase_tag, 3)
+    an_hour_ago = timezone.now() - dt.timedelta(hours=1)
+    Conversion.objects.update(next_attempt_at=an_hour_ago)
+    # A run that began half an hour ago claims now: the lease counts from now.
+    claim = delivery.claim(purchase_tag.pixel, 3, due_by=an_hour_ago + dt.timedelta(minutes=30))
+    assert len(claim.rows) == 3
+    leases = set(Conversion.objects.values_list("lease_expires_at", flat=True))
+    [expires] = leases
+    assert expires is not None
+    assert LEASE - 1 < (expires - timezone.now()).total_seconds() <= LEASE
+
+
+def test_keeper_renews_only_the_claims_it_holds(settings: Any, purchase_tag: EventTag) -> None:
+    configure(settings, LEASE_SECONDS=LEASE)
+    make_conversions(purchase_tag, 6)
+    mine = delivery.claim(purchase_tag.pixel, 3)
+    other = delivery.claim(purchase_tag.pixel, 3)
+    past = timezone.now() - dt.timedelta(seconds=1)
+    Conversion.objects.update(lease_expires_at=past)
+    keeper = LeaseKeeper()
+    keeper.hold(mine.token)
+    assert keeper.renew() == 3
+    renewed = Conversion.objects.filter(claim_token=mine.token)
+    assert all(row.lease_expires_at > timezone.now() for row in renewed)
+    assert set(
+        Conversion.objects.filter(claim_token=other.token).values_list(
+            "lease_expires_at", flat=True
+        )
+    ) == {past}
+    keeper.release(mine.token)
+    assert keeper.renew() == 0
+
+
+def test_outcomes_of_a_claim_that_moved_on_are_counted_not_written(
+    emulator: EmulatorServer, purchase_tag: EventTag
+) -> None:
+    make_conversions(purchase_tag, 10)
+    claim = delivery.claim(purchase_tag.pixel, 10)
+    summary = delivery.SendSummary()
+    target = purchase_tag.pixel
+    assert target is not None
+    sender = BatchSender(client_for(target.account, target), target, claim, summary)
+    sender.prepare()
+    transmission = sender.transmit()
+    # Meanwhile (say the lease ran out while the database was unreachable) another worker
+    # took four of the rows over.
+    taken = [row.pk for row in claim.rows[:4]]
+    other = uuid.uuid4()
+    Conversion.objects.filter(pk__in=taken).update(claim_token=other)
+    sender.complete(transmission)
+    assert summary.sent == 6 and summary.lost_claims == 4
+    assert summary.as_dict()["lost_claims"] == 4
+    assert set(Conversion.objects.filter(pk__in=taken).values_list("status", "claim_token")) == {
+        ("sending", other)
+    }
