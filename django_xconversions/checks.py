@@ -490,7 +490,7 @@ def check_source_routes(databases: Iterable[str] | None = None, **kwargs: Any) -
             continue
         for index, entry, event in keyed:
             subject = f"{_source_label(index, entry)} event {event!r}"
-            message = _route_problem(subject, tags.get(event))
+            message = _route_problem(event, subject, tags.get(event))
             if message is not None and message not in found:
                 found.append(message)
     return found
@@ -503,35 +503,25 @@ def _tags_by_key(keys: set[str], alias: str) -> dict[str | None, Any]:
     return {t.key: t for t in EventTag.objects.using(alias).filter(key__in=keys).only(*fields)}
 
 
-def _route_problem(subject: str, tag: Any) -> checks.CheckMessage | None:
-    if tag is None:
-        return checks.Warning(
-            f"{subject}: no event tag has this key; its conversions are held until one has.",
-            hint=(
-                "To fix it, set it on a tag in the admin (Event tags), after manage.py "
-                "sync_tags has fetched your tags from X; or correct the key in "
-                f"{setting_path('SOURCES')}."
-            ),
-            id="xconversions.W010",
-        )
-    if tag.deleted:
-        return checks.Warning(
-            f"{subject}: event tag {tag.name!r} with this key was deleted on X; its "
-            "conversions are held until a live tag has the key.",
-            hint=(
-                "To fix it, give the key to a live tag in the admin (Event tags), or create "
-                "the tag again on X and run manage.py sync_tags."
-            ),
-            id="xconversions.W010",
-        )
-    if tag.pixel_id is None:
-        return checks.Warning(
-            f"{subject}: event tag {tag.name!r} has no pixel to send through; its "
-            "conversions are held until it has.",
-            hint="To fix it, choose its pixel in the admin (Event tags).",
-            id="xconversions.W011",
-        )
-    return None
+def _route_problem(key: str, subject: str, tag: Any) -> checks.CheckMessage | None:
+    """Held or not is decided by routing.route_for, as at capture; the fix is its own."""
+    from django_xconversions import routing
+
+    route = routing.route_for(key, tag)
+    if route.routable:
+        return None
+    Reason = routing.Reason
+    name = getattr(tag, "name", "")
+    problem: str = {
+        str(Reason.NO_TAG): "no event tag has this key",
+        str(Reason.TAG_DELETED): f"event tag {name!r} with this key was deleted on X",
+        str(Reason.NO_PIXEL): f"event tag {name!r} has no pixel to send through",
+    }.get(route.reason, route.message)
+    return checks.Warning(
+        f"{subject}: {problem}; its conversions are held until this is fixed.",
+        hint=f"To fix it: {routing.fix_for(route.reason)}",
+        id="xconversions.W011" if route.reason == Reason.NO_PIXEL else "xconversions.W010",
+    )
 
 
 def check_stored_secrets(databases: Iterable[str] | None = None, **kwargs: Any) -> Messages:
