@@ -138,6 +138,29 @@ def test_choosing_the_pixel_routes_held_conversions_and_the_next_send_delivers_t
     assert set(Conversion.objects.values_list("status", flat=True)) == {"sent"}
 
 
+@pytest.mark.parametrize("stored_before", [False, True], ids=["tag-new", "tag-without-pixel"])
+def test_the_sync_of_readme_step_5_routes_held_conversions(
+    emulator: EmulatorServer, pixel: Pixel, stored_before: bool
+) -> None:
+    from django_xconversions.tags import sync_account_tags
+
+    remote = emulator.add_tag(pixel.account.account_id, name="Purchase", type="PURCHASE")
+    if stored_before:
+        new_tag(pixel, remote_id=remote["id"], website_tag_id=remote["website_tag_id"])
+    order = paid_order()
+    held = Conversion.objects.get()
+    assert (held.status, held.error_reason) == ("held", "no_pixel" if stored_before else "no_tag")
+    sync_account_tags(pixel.account)  # the account has one pixel: the sync sets it
+    row = Conversion.objects.get()
+    assert (row.status, row.pixel_id, row.conversion_id) == (
+        "pending",
+        pixel.pk,
+        f"shop.order:{order.pk}",
+    )
+    call_command("send_conversions", stdout=None)
+    assert received_ids(emulator) == [f"shop.order:{order.pk}"]
+
+
 def test_giving_a_tag_the_key_routes_the_typo_held_conversions(pixel: Pixel) -> None:
     track("purchse", twclid="click1", conversion_id="o1")
     tag = new_tag(pixel, key=None, pixel=pixel)
