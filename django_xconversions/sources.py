@@ -248,7 +248,7 @@ def conversion_id_of(source: Source, instance: models.Model, errors: Errors) -> 
     if _blank(value):
         return default
     limit = tracking.CONVERSION_ID_MAX_LENGTH
-    text = tracking._text(value, "conversion_id", errors, limit, min_length=1)
+    text = tracking.clean_text(value, "conversion_id", errors, limit, min_length=1)
     return text or default
 
 
@@ -274,7 +274,7 @@ def failed_conversion(
         failed_at=now,
         error_reason=Conversion.ErrorReason.INVALID,
         last_error="; ".join(f"{field}: {' '.join(m)}" for field, m in errors.items()),
-        **tracking._source_fields(instance, {}),
+        **tracking.source_fields(instance, {}),
     )
 
 

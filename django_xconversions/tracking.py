@@ -102,9 +102,10 @@ def _as_text(value: Any) -> str | None:
         return None
 
 
-def _text(
+def clean_text(
     value: Any, field: str, errors: Errors, max_length: int, *, min_length: int = 0
 ) -> str | None:
+    """``value`` as storable text within ``max_length``, else None and the rule broken."""
     text = _as_text(value)
     if text is None:
         _add(errors, field, f"{field} must be text.")
@@ -200,7 +201,9 @@ def clean_contents(contents: Any, errors: Errors) -> list[dict[str, Any]]:
             entry["num_items"] = _positive_int(entry["num_items"], f"{field}.num_items", errors)
         for key in CONTENT_TEXT_KEYS:
             if key in entry:
-                entry[key] = _text(entry[key], f"{field}.{key}", errors, CONTENT_TEXT_MAX_LENGTH)
+                entry[key] = clean_text(
+                    entry[key], f"{field}.{key}", errors, CONTENT_TEXT_MAX_LENGTH
+                )
         cleaned.append(entry)
     return cleaned
 
@@ -249,7 +252,8 @@ def _event(event: Any, errors: Errors) -> str | None:
     return None
 
 
-def _source_fields(source: Any, errors: Errors) -> dict[str, Any]:
+def source_fields(source: Any, errors: Errors) -> dict[str, Any]:
+    """The generic relation columns for ``source``, a saved model instance."""
     key = getattr(source, "pk", None) if isinstance(source, models.Model) else None
     source_id = _as_text(key) if key is not None else None
     if source_id is None or text_problem(source_id) or len(source_id) > SOURCE_ID_MAX_LENGTH:
@@ -403,14 +407,16 @@ def build(
     if contents is not None:
         fields["contents"] = clean_contents(contents, errors)
     if description is not None:
-        fields["description"] = _text(description, "description", errors, DESCRIPTION_MAX_LENGTH)
+        fields["description"] = clean_text(
+            description, "description", errors, DESCRIPTION_MAX_LENGTH
+        )
     if conversion_id is not None:
-        conversion_id = _text(
+        conversion_id = clean_text(
             conversion_id, "conversion_id", errors, CONVERSION_ID_MAX_LENGTH, min_length=1
         )
     when = _conversion_time(conversion_time, errors)
     if source is not None:
-        fields.update(_source_fields(source, errors))
+        fields.update(source_fields(source, errors))
 
     if errors or route is None or when is None:
         raise ValidationError(errors)
