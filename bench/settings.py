@@ -13,7 +13,13 @@ if not os.environ.get("DATABASE_URL", "").startswith("postgres"):
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
             "NAME": os.environ.get("BENCH_SQLITE_PATH", "bench/results/bench.sqlite3"),
-            "OPTIONS": {"init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"},
+            # As README's "SQLite" section says: IMMEDIATE transactions and a lock timeout
+            # keep several senders from failing with "database is locked".
+            "OPTIONS": {
+                "transaction_mode": "IMMEDIATE",
+                "timeout": 20,
+                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+            },
         }
     }
 XCONVERSIONS = {

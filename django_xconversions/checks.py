@@ -549,6 +549,34 @@ def check_stored_secrets(databases: Iterable[str] | None = None, **kwargs: Any) 
     ]
 
 
+def check_sqlite_transaction_mode(**kwargs: Any) -> Messages:
+    """SQLite shared by a web server and a sender needs IMMEDIATE transactions: a
+    transaction that reads, then writes (the budget, a paid order) fails at once with
+    "database is locked" in the default DEFERRED mode, whatever the timeout."""
+    found: Messages = []
+    for alias, database in settings.DATABASES.items():
+        name = str(database.get("NAME", ""))
+        if not str(database.get("ENGINE", "")).endswith("sqlite3") or (
+            name == ":memory:" or "mode=memory" in name
+        ):
+            continue  # other engines, and in-memory databases (one process only)
+        options: Any = database.get("OPTIONS") or {}
+        mode = str(options.get("transaction_mode") or "DEFERRED")
+        if mode.upper() != "IMMEDIATE":
+            found.append(
+                checks.Warning(
+                    f"DATABASES[{alias!r}]['OPTIONS'] uses SQLite's {mode.upper()} "
+                    "transactions: with a web server and send_conversions writing at once, "
+                    'requests and the sender fail with "database is locked".',
+                    hint=f"Set DATABASES[{alias!r}]['OPTIONS'] = "
+                    '{"transaction_mode": "IMMEDIATE", "timeout": 20, '
+                    '"init_command": "PRAGMA journal_mode=WAL;"} (see README, "SQLite").',
+                    id="xconversions.W020",
+                )
+            )
+    return found
+
+
 DATABASE_CHECKS: Iterable[Callable[..., Messages]] = (check_source_routes, check_stored_secrets)
 
 
@@ -561,6 +589,7 @@ ALL_CHECKS: Iterable[Callable[..., Messages]] = (
     check_encryption_key,
     check_credentials,
     check_values,
+    check_sqlite_transaction_mode,
 )
 
 

@@ -3,7 +3,8 @@ X emulator, ready to click through.
 
 Migrates, starts the emulator with its demo world, connects the demo account, pixel and
 tags, creates an admin user, then runs the web server and a ``send_conversions --loop``
-worker until Ctrl-C, which stops all of them. ``--no-serve`` stops after the set-up.
+worker until Ctrl-C, which stops all of them. Should the worker exit, it is restarted
+and the console says so. ``--no-serve`` stops after the set-up.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from importlib.util import find_spec
 from pathlib import Path
@@ -35,6 +36,12 @@ from shop.demo_setup import KEYS, connect_demo_account, sync_demo_tags, use_api
 
 MANAGE_PY = Path(settings.BASE_DIR) / "manage.py"
 READY_TIMEOUT = 30.0
+# How often the sender is looked at; the pause before restarting it, doubled (up to the
+# maximum) while it keeps exiting within STEADY_SECONDS of being started.
+WATCH_SECONDS = 0.5
+RESTART_FIRST_SECONDS = 1.0
+RESTART_MAX_SECONDS = 30.0
+STEADY_SECONDS = 60.0
 
 
 class Command(BaseCommand):
@@ -58,6 +65,11 @@ class Command(BaseCommand):
             "world) instead of starting one.",
         )
         parser.add_argument("--no-serve", action="store_true", help="Set up, then exit.")
+        parser.add_argument(
+            "--noreload",
+            action="store_true",
+            help="Do not restart the web server when a source file changes.",
+        )
         parser.add_argument("--admin-username", default="admin")
         parser.add_argument("--admin-password", default="admin")
 
@@ -86,12 +98,16 @@ class Command(BaseCommand):
             addr, port = options["addr"], options["port"]
             _ensure_free(addr, port)
             try:
-                # The sender, as in production: a worker draining pending conversions.
-                stack.enter_context(child("send_conversions", "--loop"))
-                server = stack.enter_context(child("runserver", f"{addr}:{port}"))
+                # The sender, as in production: a worker draining pending conversions,
+                # restarted should it ever exit.
+                sender = Supervised(("send_conversions", "--loop"), "sender", self.stdout.write)
+                stack.callback(sender.stop)
+                reload = ["--noreload"] if options["noreload"] else []
+                server = stack.enter_context(child("runserver", f"{addr}:{port}", *reload))
                 _wait_until_listening(addr, port, server)
                 self._summary(f"http://{addr}:{port}", url, login)
-                server.wait()
+                while not _exited(server, WATCH_SECONDS):
+                    sender.watch()
             except KeyboardInterrupt:
                 self.stdout.write("\nStopping the web server, the sender and the emulator...")
             else:
@@ -147,17 +163,72 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
 
-@contextmanager
-def child(*command: str) -> Iterator[subprocess.Popen[bytes]]:
-    """``manage.py <command>`` in its own process group, stopped (with its own children,
-    such as runserver's autoreloader) on exit."""
-    process = subprocess.Popen(  # noqa: S603 (our own manage.py)
+def _spawn(*command: str) -> subprocess.Popen[bytes]:
+    """``manage.py <command>`` in its own process group."""
+    return subprocess.Popen(  # noqa: S603 (our own manage.py)
         [sys.executable, str(MANAGE_PY), *command], start_new_session=True
     )
+
+
+@contextmanager
+def child(*command: str) -> Iterator[subprocess.Popen[bytes]]:
+    """``manage.py <command>``, stopped (with its own children, such as runserver's
+    autoreloader) on exit."""
+    process = _spawn(*command)
     try:
         yield process
     finally:
         _stop(process)
+
+
+def _exited(process: subprocess.Popen[bytes], within: float) -> bool:
+    try:
+        process.wait(within)
+    except subprocess.TimeoutExpired:
+        return False
+    return True
+
+
+class Supervised:
+    """A child restarted whenever it exits, after a pause that doubles (up to
+    ``RESTART_MAX_SECONDS``) while it keeps exiting soon after each start."""
+
+    def __init__(self, command: tuple[str, ...], name: str, say: Callable[[str], Any]) -> None:
+        self.command, self.name, self.say = command, name, say
+        self.delay = RESTART_FIRST_SECONDS
+        self.restart_at: float | None = None
+        self.process: subprocess.Popen[bytes] | None = None
+        self._start()
+
+    def _start(self) -> None:
+        self.process = _spawn(*self.command)
+        self.started = time.monotonic()
+        self.restart_at = None
+
+    def watch(self) -> None:
+        """Restart the child if it exited (and its pause is over); call it regularly."""
+        if self.process is None:
+            if self.restart_at is not None and time.monotonic() >= self.restart_at:
+                self._start()
+                assert self.process is not None  # noqa: S101 (set by _start)
+                self.say(f"Restarted the {self.name} (pid {self.process.pid}).")
+            return
+        status = self.process.poll()
+        if status is None:
+            if time.monotonic() - self.started > STEADY_SECONDS:
+                self.delay = RESTART_FIRST_SECONDS
+            return
+        self.say(
+            f"The {self.name} (manage.py {' '.join(self.command)}) exited with status "
+            f"{status}; restarting it in {self.delay:.0f} s."
+        )
+        self.process = None
+        self.restart_at = time.monotonic() + self.delay
+        self.delay = min(self.delay * 2, RESTART_MAX_SECONDS)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            _stop(self.process)
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:
