@@ -53,9 +53,27 @@ from django_xconversions.claimed import ClaimedRow
 from django_xconversions.client import XAdsClient
 from django_xconversions.conf import setting_path, xsettings
 from django_xconversions.connections import client_with
-from django_xconversions.leases import LeaseKeeper, lease_from_now
+from django_xconversions.leases import (
+    LeaseKeeper,
+    claim_token_pid,
+    lease_from_now,
+    new_claim_token,
+)
 from django_xconversions.models import AdAccount, Conversion, Pixel
 from django_xconversions.payload import MAX_EVENTS_PER_REQUEST, conversion_to_event, validate
+
+__all__ = [
+    "Claim",
+    "SendSummary",
+    "batch_size",
+    "claim",
+    "claim_token_pid",
+    "dry_run",
+    "pending_count",
+    "recover_expired_leases",
+    "requeue",
+    "send_pending",
+]
 
 
 @dataclass(frozen=True)
@@ -197,7 +215,7 @@ def claim(pixel: Pixel, count: int, *, due_by: dt.datetime | None = None) -> Cla
     One UPDATE whose subquery picks the rows with ``FOR UPDATE SKIP LOCKED``, so workers
     never wait on each other's rows; the rows are then read back by their claim token.
     """
-    token = uuid.uuid4()
+    token = new_claim_token()
     due = Conversion.objects.due(due_by).filter(pixel=pixel).order_by("next_attempt_at", "pk")
     # FOR UPDATE OF the conversion rows only (no join is locked).
     chosen = due.select_for_update(skip_locked=True, of=("self",)).values("pk")[:count]

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
+import secrets
 import threading
 import uuid
 from types import TracebackType
@@ -27,6 +29,29 @@ from django_xconversions.conf import xsettings
 from django_xconversions.models import Conversion
 
 logger = logging.getLogger(__name__)
+
+
+# A claim token is a UUID in version 8's layout whose first 32 bits are the claiming
+# process's id and the rest random: a row in flight tells which worker holds it.
+_VERSION_8 = 0x8 << 76
+_VERSION_MASK = 0xF << 76
+_VARIANT_RFC_4122 = 0x2 << 62
+_VARIANT_MASK = 0x3 << 62
+
+
+def new_claim_token() -> uuid.UUID:
+    value = (os.getpid() & 0xFFFFFFFF) << 96 | secrets.randbits(96)
+    value = (value & ~_VERSION_MASK) | _VERSION_8
+    value = (value & ~_VARIANT_MASK) | _VARIANT_RFC_4122
+    return uuid.UUID(int=value)
+
+
+def claim_token_pid(token: uuid.UUID) -> int | None:
+    """The id of the process that made the claim (on its host); None for a token not
+    made by ``new_claim_token``."""
+    if token.version != 8:
+        return None
+    return token.int >> 96
 
 
 def lease_seconds() -> float:

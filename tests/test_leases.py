@@ -9,6 +9,7 @@ connection.
 from __future__ import annotations
 
 import datetime as dt
+import os
 import threading
 import time
 import uuid
@@ -212,3 +213,14 @@ def test_outcomes_of_a_claim_that_moved_on_are_counted_not_written(
     assert set(Conversion.objects.filter(pk__in=taken).values_list("status", "claim_token")) == {
         ("sending", other)
     }
+
+
+def test_a_claim_token_names_the_process_holding_the_rows(purchase_tag: EventTag) -> None:
+    make_conversions(purchase_tag, 2)
+    claim = delivery.claim(purchase_tag.pixel, 2)
+    assert delivery.claim_token_pid(claim.token) == os.getpid()
+    stored = set(Conversion.objects.values_list("claim_token", flat=True))
+    assert stored == {claim.token}
+    tokens = {delivery.claim(purchase_tag.pixel, 1).token for _ in range(3)}
+    assert len(tokens) == 3 and all(t.variant == uuid.RFC_4122 for t in tokens)
+    assert delivery.claim_token_pid(uuid.uuid4()) is None
