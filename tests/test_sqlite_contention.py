@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -23,7 +24,15 @@ import pytest
 import requests
 
 from django_xconversions.emulator import EmulatorServer, demo_world, seed
-from tests.test_example_shop import MANAGE_PY, example_env, free_port, rows, stop, wait_listening
+from tests.test_example_shop import (
+    MANAGE_PY,
+    example_env,
+    free_port,
+    manage,
+    rows,
+    stop,
+    wait_listening,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -198,3 +207,64 @@ def test_run_shop_restarts_its_sender_and_says_so(shop: Shop) -> None:
         "the restarted sender did not send",
     )
     assert shop.process.poll() is None
+
+
+def test_the_sender_outlives_a_database_locked_past_its_timeout(tmp_path: Path) -> None:
+    """Another process holds SQLite's write lock longer than the sender's lock timeout: the
+    sender reports the outage once, waits it out, reports the recovery and sends on."""
+    emulator = EmulatorServer(host="127.0.0.1", port=0)
+    seed(emulator, demo_world())
+    emulator.start()
+    database = tmp_path / "shop.sqlite3"
+    (tmp_path / "short_lock_timeout.py").write_text(
+        "from example_project.settings import *  # noqa: F403\n"
+        'DATABASES["default"]["OPTIONS"]["timeout"] = 0.3\n'
+        'XCONVERSIONS["LOOP_IDLE_SECONDS"] = 0.1\n'
+    )
+    env = example_env(database, X_API_BASE_URL=emulator.url)
+    manage(env, "run_shop", "--no-serve", "--no-emulator")
+    env["PYTHONPATH"] = os.pathsep.join([str(tmp_path), str(MANAGE_PY.parent)])
+    env["DJANGO_SETTINGS_MODULE"] = "short_lock_timeout"
+    track = (
+        "from django_xconversions import track; "
+        "track('sign_up', email='{0}@example.com', conversion_id='{0}')"
+    )
+    manage(env, "shell", "-c", track.format("before"))
+    worker = subprocess.Popen(  # noqa: S603
+        [sys.executable, str(MANAGE_PY), "send_conversions", "--loop"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(worker.stdout or []), daemon=True)
+    reader.start()
+    try:
+        wait_until(lambda: statuses(database) == {("sign_up", "sent"): 1}, "nothing sent")
+        with sqlite3.connect(database, isolation_level=None) as lock:
+            lock.execute("BEGIN EXCLUSIVE")  # the write lock, held for 10 lock timeouts
+            wait_until(
+                lambda: any("Database unavailable" in line for line in lines),
+                "the sender never met the lock",
+            )
+            deadline = time.monotonic() + 3
+            while time.monotonic() < deadline:
+                assert worker.poll() is None, "".join(lines)
+                time.sleep(0.1)
+            lock.execute("COMMIT")
+        manage(env, "shell", "-c", track.format("after"))
+        wait_until(lambda: statuses(database) == {("sign_up", "sent"): 2}, "nothing sent after")
+        assert worker.poll() is None
+    finally:
+        stop(worker)
+        emulator.stop()
+    output = "".join(lines)
+    assert worker.returncode == 0, output
+    assert output.count("Database unavailable (OperationalError: database is locked)") == 1
+    assert output.count("Database available again") == 1
+    assert sorted(r["conversion"]["conversion_id"] for r in emulator.received) == [
+        "after",
+        "before",
+    ]

@@ -102,6 +102,7 @@ def test_three_workers_outlive_a_postgres_restart_mid_drain(
     ids = received_ids(emulator)
     assert set(ids) == {f"order:{n}" for n in range(TOTAL)}
     duplicates = len(ids) - len(set(ids))
+    print(f"duplicates after the restart: {duplicates} (bound {WORKERS * BATCH})")
     assert duplicates <= WORKERS * BATCH, (duplicates, in_flight_before)
     for err in errors:
         # Each worker tells of the outage once and of the recovery once, not per attempt.
