@@ -22,6 +22,10 @@ pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True), pyt
 WORKERS = 3
 BATCH = 500
 TOTAL = 20_000
+# What a restart can make X see twice: per worker, the batch whose answer was being
+# recorded when the connection went (X accepted it; the outcome was never written) and
+# the next batch, already on the wire (the pipeline sends it as soon as X accepts).
+IN_FLIGHT_BOUND = WORKERS * 2 * BATCH
 
 
 def restart_postgres() -> None:
@@ -102,8 +106,8 @@ def test_three_workers_outlive_a_postgres_restart_mid_drain(
     ids = received_ids(emulator)
     assert set(ids) == {f"order:{n}" for n in range(TOTAL)}
     duplicates = len(ids) - len(set(ids))
-    print(f"duplicates after the restart: {duplicates} (bound {WORKERS * BATCH})")
-    assert duplicates <= WORKERS * BATCH, (duplicates, in_flight_before)
+    print(f"duplicates after the restart: {duplicates} (bound {IN_FLIGHT_BOUND})")
+    assert duplicates <= IN_FLIGHT_BOUND, (duplicates, in_flight_before)
     for err in errors:
         # Each worker tells of the outage once and of the recovery once, not per attempt.
         assert err.count("Database unavailable") <= 1, err
