@@ -371,7 +371,9 @@ def send_pending(
         pipeline = _Pipeline(pool, leases, on_progress)
         stopped = pipeline.stopped_accounts
         for target in _sendable_pixels(account, pixel, started):
-            if target.account_id in stopped or should_stop():
+            if should_stop():
+                break
+            if target.account_id in stopped:
                 continue
             client = _client(target, summary)
             if client is None:
