@@ -15,7 +15,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from django_xconversions import tag_validation
+from django_xconversions import routing, tag_validation
 from django_xconversions.client import PAGE_SIZE_MAX, XAdsClient
 from django_xconversions.connections import client_for
 from django_xconversions.models import AdAccount, EventTag, Pixel
@@ -197,6 +197,9 @@ def sync_account_tags(account: AdAccount, client: XAdsClient | None = None) -> S
     result.without_pixel = EventTag.objects.filter(
         account=account, deleted=False, pixel__isnull=True
     ).count()
+    # Each saved tag routes the held conversions of its key (EventTag post_save); tags
+    # flagged deleted above were updated in bulk: their held rows' reasons follow here.
+    routing.route_held()
     return result
 
 

@@ -518,6 +518,13 @@ def test_schema_generates_valid_without_warnings() -> None:
     assert "email" in components["ConversionInput"]["properties"]
 
 
+def test_health_schema_lists_every_field_health_returns(staff: APIClient) -> None:
+    generator = XConversionsSchemaGenerator()  # type: ignore[no-untyped-call]
+    schema = generator.get_schema(request=None, public=True)
+    documented = set(schema["components"]["schemas"]["Health"]["properties"])
+    assert documented == set(staff.get(HEALTH).json()) == set(health().as_dict())
+
+
 def test_schema_is_served_to_staff(staff: APIClient) -> None:
     response = staff.get(SCHEMA, HTTP_ACCEPT="application/vnd.oai.openapi+json")
     assert response.status_code == 200

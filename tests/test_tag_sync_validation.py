@@ -16,12 +16,12 @@ from django.core.management import call_command
 from django.test import Client
 from django.urls import reverse
 
-from django_xconversions import tags
+from django_xconversions import delivery, tags, track
 from django_xconversions.emulator import EmulatorServer
 from django_xconversions.emulator.world import Tag
 from django_xconversions.models import AdAccount, EventTag, Pixel
 
-from .conftest import ACCOUNT_ID, PIXEL_ID
+from .conftest import ACCOUNT_ID, PIXEL_ID, received_ids
 
 pytestmark = pytest.mark.django_db
 
@@ -286,3 +286,37 @@ def test_the_event_tag_list_flags_tags_without_a_pixel(
     held_only = superuser_client.get(admin_url("eventtag_changelist") + "?has_pixel=no")
     assert held_only.context["cl"].result_count == 1
     assert [t.name for t in held_only.context["cl"].result_list] == ["Sign up"]
+
+
+def test_held_conversions_go_out_after_a_sync_sets_the_pixel(
+    emulator: EmulatorServer, account: AdAccount
+) -> None:
+    """README step 5 before a pixel exists: the tag is synced without one, conversions
+    are held; adding the pixel and syncing again routes them, and they are sent."""
+    remote = good_tag(emulator, "Purchase")
+    tags.sync_account_tags(account)
+    tag = EventTag.objects.get(remote_id=remote["id"])
+    assert tag.key == "purchase" and tag.pixel is None
+    held = track("purchase", twclid="click1", conversion_id="shop.order:1")
+    assert (held.status, held.error_reason) == ("held", "no_pixel")
+    Pixel.objects.create(pixel_id=PIXEL_ID, account=account)
+    result = tags.sync_account_tags(account)
+    assert result.pixel_set == 1
+    held.refresh_from_db()
+    assert (held.status, held.event_tag_id, held.pixel.pixel_id) == ("pending", tag.pk, PIXEL_ID)  # type: ignore[union-attr]
+    delivery.send_pending()
+    assert received_ids(emulator) == ["shop.order:1"]
+
+
+def test_held_reasons_follow_a_tag_x_no_longer_lists(
+    emulator: EmulatorServer, account: AdAccount, pixel: Pixel
+) -> None:
+    Pixel.objects.create(pixel_id="second", account=account)  # no pixel chosen for the tag
+    remote = good_tag(emulator, "Purchase")
+    tags.sync_account_tags(account)
+    held = track("purchase", twclid="click1")
+    assert held.error_reason == "no_pixel"
+    emulator.world.accounts[ACCOUNT_ID].tags.pop(remote["id"])  # gone on X, not listed
+    assert tags.sync_account_tags(account).flagged_deleted == 1
+    held.refresh_from_db()
+    assert (held.status, held.error_reason) == ("held", "tag_deleted")

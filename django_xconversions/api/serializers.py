@@ -22,6 +22,7 @@ from django_xconversions.api.fields import (
     printable,
 )
 from django_xconversions.models import Conversion, EventTag
+from django_xconversions.routing import HELD_REASONS
 
 # Conversion.value is numeric(18, 4).
 VALUE_MAX_DIGITS = 18
@@ -232,6 +233,24 @@ class ProblemSerializer(serializers.Serializer):  # type: ignore[type-arg]
     message = serializers.CharField()
 
 
+# Built inline: a declared field named "label" would shadow Field.label for mypy.
+def held_reasons(**kwargs: Any) -> Any:
+    """The ``held`` list of health: one entry per reason."""
+    return inline_serializer(
+        name="HeldReason",
+        fields={
+            "reason": serializers.ChoiceField(choices=[str(r) for r in HELD_REASONS]),
+            "label": serializers.CharField(),
+            "count": serializers.IntegerField(help_text="Conversions held for this reason."),
+            "keys": serializers.ListField(
+                child=serializers.CharField(), help_text="Their event keys."
+            ),
+            "fix": serializers.CharField(help_text="What to do so they are routed and sent."),
+        },
+        **kwargs,
+    )
+
+
 class HealthSerializer(serializers.Serializer):  # type: ignore[type-arg]
     """Schema of ``django_xconversions.health.Health.as_dict()``."""
 
@@ -251,4 +270,7 @@ class HealthSerializer(serializers.Serializer):  # type: ignore[type-arg]
     workers = WorkerStateSerializer(many=True, help_text="send_conversions --loop workers seen.")
     problems = ProblemSerializer(
         many=True, help_text="What needs a person (as send_conversions --check reports)."
+    )
+    held = held_reasons(
+        many=True, help_text="Conversions no event tag can take yet, per reason, with the fix."
     )
