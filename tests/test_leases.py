@@ -224,3 +224,26 @@ def test_a_claim_token_names_the_process_holding_the_rows(purchase_tag: EventTag
     tokens = {delivery.claim(purchase_tag.pixel, 1).token for _ in range(3)}
     assert len(tokens) == 3 and all(t.variant == uuid.RFC_4122 for t in tokens)
     assert delivery.claim_token_pid(uuid.uuid4()) is None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_keeper_thread_renews_held_claims_until_it_stops(
+    settings: Any, purchase_tag: EventTag
+) -> None:
+    configure(settings, LEASE_SECONDS=0.6)  # renewed every 0.2 s
+    make_conversions(purchase_tag, 4)
+    claim = delivery.claim(purchase_tag.pixel, 4)
+    first_lease = Conversion.objects.values_list("lease_expires_at", flat=True)[0]
+    assert first_lease is not None
+    with LeaseKeeper() as keeper:
+        keeper.hold(claim.token)
+        deadline = time.monotonic() + 10
+        while Conversion.objects.filter(lease_expires_at__gt=first_lease).count() != 4:
+            assert time.monotonic() < deadline, "the leases were never renewed"
+            time.sleep(0.05)
+        thread = keeper._thread
+    assert thread is not None and not thread.is_alive()
+    # Nothing renews them any more: the rows return to pending once the lease runs out.
+    renewed = Conversion.objects.values_list("lease_expires_at", flat=True)[0]
+    assert renewed is not None
+    assert delivery.recover_expired_leases(renewed + dt.timedelta(seconds=0.01)) == 4
