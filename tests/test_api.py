@@ -614,3 +614,21 @@ def test_fuzz_list_parameters(
     staff: APIClient, tag: EventTag, unthrottled: None, params: dict[str, str]
 ) -> None:
     assert staff.get(CONVERSIONS, params).status_code in (200, 400, 404)
+
+
+def test_held_conversions_are_listed_and_filtered_by_their_key(
+    staff: APIClient, tag: EventTag
+) -> None:
+    from django_xconversions import track
+
+    held = track("purchse", twclid="click1", conversion_id="order:9")  # a typo'd key
+    assert held.status == "held"
+    post(staff, item(1))
+    rows = {row["conversion_id"]: row for row in staff.get(CONVERSIONS).json()["results"]}
+    assert rows["order:9"]["event"] == "purchse" and rows["order:9"]["status"] == "held"
+    assert rows["order:9"]["event_tag"] is None and rows["order:9"]["pixel"] is None
+    assert rows["order:1"]["event"] == "purchase"
+    by_key = staff.get(CONVERSIONS, {"event": "purchse"}).json()["results"]
+    assert [row["conversion_id"] for row in by_key] == ["order:9"]
+    one = staff.get(detail(held.pk))
+    assert one.status_code == 200 and one.json()["error_reason"] == "no_tag"

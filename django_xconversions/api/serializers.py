@@ -119,9 +119,12 @@ IDENTIFIER_FIELDS = ("hashed_email", "hashed_phone", "twclid", "ip_address", "us
 
 
 class ConversionSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
-    event = serializers.CharField(source="event_tag.key", allow_null=True)
-    event_tag = serializers.IntegerField(source="event_tag_id")
-    pixel = serializers.CharField(source="pixel.pixel_id")
+    event = serializers.SerializerMethodField(
+        help_text="The event key (its tag's key; for a held conversion, the key it named)."
+    )
+    # Null while the conversion is held (no tag can take it yet).
+    event_tag = serializers.IntegerField(source="event_tag_id", allow_null=True)
+    pixel = serializers.CharField(source="pixel.pixel_id", allow_null=True)
     identifiers = serializers.SerializerMethodField(
         help_text="Which identifiers the conversion carries (values are not shown)."
     )
@@ -155,6 +158,11 @@ class ConversionSerializer(serializers.ModelSerializer):  # type: ignore[type-ar
             "updated_at",
         ]
         read_only_fields = fields
+
+    @extend_schema_field(serializers.CharField(allow_null=True))
+    def get_event(self, obj: Conversion) -> str | None:
+        tag = obj.event_tag
+        return (tag.key if tag is not None else None) or obj.event_key or None
 
     @extend_schema_field(serializers.ListField(child=serializers.CharField()))
     def get_identifiers(self, obj: Conversion) -> list[str]:

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any, TypeVar
 
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.http import HttpRequest, HttpResponseBase
 from django.utils.decorators import method_decorator
 from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
@@ -85,7 +85,8 @@ def _filtered(queryset: QuerySet[Conversion], params: dict[str, Any]) -> QuerySe
     if "status" in params:
         queryset = queryset.filter(status=params["status"])
     if params.get("event"):
-        queryset = queryset.filter(event_tag__key=params["event"])
+        key = params["event"]  # a tag's key, or the key a held conversion named
+        queryset = queryset.filter(Q(event_tag__key=key) | Q(event_tag__isnull=True, event_key=key))
     if "created_from" in params:
         queryset = queryset.filter(created_at__gte=params["created_from"][0])
     if "created_to" in params:
