@@ -366,7 +366,9 @@ class Conversion(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.event_tag_id}:{self.conversion_id} ({self.status})"
+        # Held rows have no tag yet: their key says where they are bound.
+        route = self.event_tag_id if self.event_tag_id is not None else self.event_key
+        return f"{route}:{self.conversion_id} ({self.status})"
 
 
 class DeliveryAttempt(models.Model):

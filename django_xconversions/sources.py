@@ -134,7 +134,7 @@ def _reader(label: str, key: str, spec: Any, model: type[models.Model]) -> Reade
     if "." in spec:
         try:
             function = import_string(spec)
-        except ImportError as exc:
+        except (ImportError, ValueError, TypeError) as exc:  # "." and "..." are neither
             raise SourceError(
                 f"{label}: '{key}' is {spec!r}, neither an attribute of {model._meta.label} "
                 f"nor an importable callable ({exc})."

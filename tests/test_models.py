@@ -96,3 +96,8 @@ def test_base36_ids_are_validated() -> None:
     with pytest.raises(ValidationError) as info:
         Pixel(pixel_id="O8Z-6J", account=make_account()).full_clean()
     assert "pixel_id" in info.value.message_dict
+
+
+def test_a_held_conversion_reads_as_its_key() -> None:
+    held = Conversion(event_key="purchse", conversion_id="order:1", status="held")
+    assert str(held) == "purchse:order:1 (held)"
