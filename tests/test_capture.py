@@ -264,5 +264,5 @@ def test_track_writes_nothing_when_any_field_is_bad(shop_tags: dict[str, EventTa
 @pytest.mark.parametrize("path", [".", "...", "a..b"])
 def test_a_dotted_path_of_nothing_is_a_source_error_not_a_crash(path: str) -> None:
     # import_string raises ValueError or TypeError for these: start-up must not crash.
-    with pytest.raises(sources.SourceError, match="neither an attribute of shop.Order"):
+    with pytest.raises(sources.SourceError, match=r"neither an attribute of shop\.Order"):
         sources.parse(0, {"model": "shop.Order", "event": "purchase", "email": path})
