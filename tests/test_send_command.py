@@ -9,13 +9,14 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 from django.core.management import CommandError, call_command
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from django_xconversions import tasks
@@ -164,9 +165,37 @@ def test_paused_account_is_named_in_the_summary_with_exit_status_3(
     with pytest.raises(SystemExit) as info:
         call_command("send_conversions", stdout=out, stderr=err)
     assert info.value.code == 3
-    assert "Paused accounts: 1" in out.getvalue() and "exit status 3" in out.getvalue()
+    assert "Paused accounts: 1 (nothing more is sent for them" in out.getvalue()
     assert f"  account {account.account_id}: " in out.getvalue()
     assert f"Account {account.account_id} paused: " in err.getvalue()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_loop_stopped_by_sigterm_exits_0_and_still_names_the_paused_account(
+    settings: Any, emulator: EmulatorServer, account: AdAccount, purchase_tag: EventTag
+) -> None:
+    configure(settings, LOOP_IDLE_SECONDS=0.05)
+    account.set_tokens(ACCESS_TOKEN, "wrong")
+    account.save()
+    make_conversions(purchase_tag, 2)
+
+    def terminate_once_paused() -> None:
+        try:
+            deadline = time.monotonic() + 20
+            while not AdAccount.objects.filter(pk=account.pk, status="paused").exists():
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+        finally:
+            connection.close()
+        os.kill(os.getpid(), signal.SIGTERM)  # the command's handler, on the main thread
+
+    watcher = threading.Thread(target=terminate_once_paused)
+    watcher.start()
+    out, err = io.StringIO(), io.StringIO()
+    call_command("send_conversions", "--loop", stdout=out, stderr=err)  # no SystemExit
+    watcher.join()
+    assert f"  account {account.account_id}: " in out.getvalue()
+    assert "stopping after the current batch" in err.getvalue()
 
 
 # -- --check: one line for a monitor -------------------------------------------------------

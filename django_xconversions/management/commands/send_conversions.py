@@ -93,12 +93,15 @@ class Command(BaseCommand):
                 delivery.dry_run(account=account, pixel=pixel, limit=options["limit"])
             )
             return
+        self.signalled = False
         if options["loop"]:
             totals = self._loop(account, pixel, options["limit"])
         else:
             totals = self._once(account, pixel, options["limit"])
         self._print_summary(totals, as_json=options["json"])
-        if totals.paused:
+        # A loop stopped by SIGTERM/SIGINT stopped cleanly (a service manager must not see
+        # a failure); its summary still names the paused accounts, as --check does.
+        if totals.paused and not self.signalled:
             sys.exit(EXIT_ACCOUNT_PAUSED)
 
     @staticmethod
@@ -139,6 +142,7 @@ class Command(BaseCommand):
         def request_stop(signum: int, frame: FrameType | None) -> None:
             # Finish the batch in flight, then leave: rows are never left half-written.
             self.stderr.write(f"Received signal {signum}; stopping after the current batch.")
+            self.signalled = True
             stop.set()
 
         previous = {
@@ -198,8 +202,7 @@ class Command(BaseCommand):
         if summary.paused:
             write(
                 f"Paused accounts: {len(summary.paused)} (nothing more is sent for them "
-                "until they are resumed in the admin; exit status "
-                f"{EXIT_ACCOUNT_PAUSED})"
+                "until they are resumed in the admin)"
             )
         for account_id, reason in sorted(summary.paused.items()):
             write(f"  account {account_id}: {reason}")
