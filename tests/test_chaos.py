@@ -18,7 +18,9 @@ SCALED_DOWN = ["--events", "2000", "--workers", "4", "--batch-size", "40", "--ma
 
 
 @pytest.mark.skipif(_pg_bin() is None, reason="PostgreSQL binaries not installed")
-def test_faults_and_a_killed_worker_lose_nothing_and_leave_nothing_stuck(tmp_path: Path) -> None:
+def test_faults_a_killed_worker_and_a_restart_lose_nothing_and_leave_nothing_stuck(
+    tmp_path: Path,
+) -> None:
     output = tmp_path / "chaos.json"
     env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
     env["BENCH_SQLITE_PATH"] = str(tmp_path / "unused.sqlite3")
@@ -35,5 +37,12 @@ def test_faults_and_a_killed_worker_lose_nothing_and_leave_nothing_stuck(tmp_pat
     assert result["delivered"] + result["failed"] == 2000
     assert result["duplicates"] <= result["duplicate_bound"]
     assert result["killed_worker_held"] > 0, "a worker was killed holding a batch"
+    assert result["postgres_restarted"]
+    assert all(result["workers_alive_before_stop"]), result["workers_alive_before_stop"]
+    assert set(result["worker_exit_codes"]) <= {0, 3}, result["worker_exit_codes"]
+    locked = result["locked_account"]
+    assert locked["status"] == "paused" and "ENCRYPTION_KEY" in locked["paused_reason"]
+    assert locked["rows"] == {"pending": 200} and locked["requests"] == 0
+    assert result["meets_targets"]
     faults = {status for status in result["requests_by_status"] if status != "200"}
     assert len(faults) >= 2, f"the run met too few faults: {result['requests_by_status']}"
