@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from django.db import InterfaceError, OperationalError, connections
 from django.db.models import Exists, OuterRef
 
-from django_xconversions import delivery
+from django_xconversions import delivery, routing
 from django_xconversions.conf import xsettings
 from django_xconversions.delivery import SendSummary
 from django_xconversions.heartbeat import Heartbeat
@@ -167,6 +167,10 @@ class Worker:
         # Rows of a worker that died (or lost its database mid-batch) are due again once
         # their lease passes; taken back here since a pass only visits pixels with due rows.
         delivery.recover_expired_leases()
+        # A capture racing a configuration fix in another process can stay held after
+        # that fix's own routing ran: each pass routes what is routable now (one indexed
+        # query when nothing is held).
+        routing.route_held()
         for pixel in self._pixels():
             left = self._left()
             if self.stop.is_set() or left == 0:

@@ -268,3 +268,23 @@ def test_the_pixel_tag_renders_nothing_for_a_held_conversion(pixel: Pixel) -> No
     row = track("purchase", twclid="click1")
     html = Template("{% load xconversions %}{% xconversions_event c %}").render(Context({"c": row}))
     assert html == ""
+
+
+def test_send_conversions_summary_counts_held_per_reason_with_the_fix(pixel: Pixel) -> None:
+    import io
+    import json
+
+    new_tag(pixel)  # no pixel chosen
+    track("purchase", twclid="click1")
+    track("purchse", twclid="click2")
+    track("purchse", twclid="click3")
+    out = io.StringIO()
+    call_command("send_conversions", stdout=out)
+    text = out.getvalue()
+    assert "Held (not routable yet): 3" in text
+    assert "No event tag with this key: 2 (keys: purchse)." in text
+    assert "Event tag has no pixel: 1 (keys: purchase). Choose the pixel" in text
+    out = io.StringIO()
+    call_command("send_conversions", "--json", stdout=out)
+    held = json.loads(out.getvalue())["held"]
+    assert {(h["reason"], h["count"]) for h in held} == {("no_tag", 2), ("no_pixel", 1)}

@@ -15,12 +15,18 @@ import psycopg
 import pytest
 from django.db import InterfaceError, OperationalError
 
-from django_xconversions import delivery
+from django_xconversions import delivery, track, tracking
 from django_xconversions.delivery import SendSummary
 from django_xconversions.emulator import EmulatorServer
 from django_xconversions.heartbeat import Heartbeat
 from django_xconversions.models import Conversion, EventTag, Pixel, WorkerHeartbeat
-from django_xconversions.worker import BACKOFF_MAX, Backoff, Worker, is_transient
+from django_xconversions.worker import (
+    BACKOFF_MAX,
+    Backoff,
+    Worker,
+    close_connections,
+    is_transient,
+)
 
 from .conftest import ACCOUNT_ID, make_conversions, mirror_tag, received_ids
 
@@ -175,3 +181,30 @@ def test_heartbeat_records_the_worker_and_the_pixel_it_sends(
     assert (row.pid, row.current_pixel) == (beat.pid, "")
     assert row.stopped_at is not None and row.started_at <= row.last_beat_at <= row.stopped_at
     assert Conversion.objects.filter(status="sent").count() == 3
+
+
+def test_each_pass_routes_held_conversions_fixed_without_a_signal(
+    emulator: EmulatorServer, purchase_tag: EventTag, pixel: Pixel
+) -> None:
+    # A tag given its pixel by a bulk update (no post_save): only the worker's pass sees it.
+    EventTag.objects.filter(pk=purchase_tag.pk).update(pixel=None)
+    tracking.clear_tag_cache()
+    held = track("purchase", twclid="click1", conversion_id="held-1")
+    assert held.status == "held"
+    EventTag.objects.filter(pk=purchase_tag.pk).update(pixel=pixel)
+    stop = threading.Event()
+    worker = Worker(stop=stop, limit=1, backoff=FAST)
+
+    def run() -> None:
+        try:
+            worker.run()
+        finally:
+            close_connections()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join(timeout=15)
+    stop.set()  # bounded: a worker that never routes it would loop on
+    thread.join(timeout=15)
+    assert Conversion.objects.get(pk=held.pk).status == "sent"
+    assert received_ids(emulator) == ["held-1"]

@@ -12,7 +12,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from django_xconversions import alerts, delivery
+from django_xconversions import alerts, delivery, health
 from django_xconversions.delivery import SendSummary
 from django_xconversions.heartbeat import Heartbeat
 from django_xconversions.models import AdAccount, Pixel
@@ -186,8 +186,10 @@ class Command(BaseCommand):
         )
 
     def _print_summary(self, summary: SendSummary, *, as_json: bool) -> None:
+        held = health.held_summary()
         if as_json:
-            self.stdout.write(json.dumps(summary.as_dict(), sort_keys=True))
+            held_json = [{"reason": h.reason, "count": h.count, "keys": h.keys} for h in held]
+            self.stdout.write(json.dumps({**summary.as_dict(), "held": held_json}, sort_keys=True))
             return
         write = self.stdout.write
         write(f"Sent: {summary.sent} in {summary.requests} requests")
@@ -207,3 +209,8 @@ class Command(BaseCommand):
         for account_id, reason in sorted(summary.paused.items()):
             write(f"  account {account_id}: {reason}")
             self.stderr.write(f"Account {account_id} paused: {reason}")
+        if held:
+            write(f"Held (not routable yet): {sum(h.count for h in held)}")
+        for reason in held:
+            keys = ", ".join(reason.keys)
+            write(f"  {reason.label}: {reason.count} (keys: {keys}). {reason.fix}")
