@@ -211,6 +211,6 @@ class Command(BaseCommand):
             self.stderr.write(f"Account {account_id} paused: {reason}")
         if held:
             write(f"Held (not routable yet): {sum(h.count for h in held)}")
-        for reason in held:
-            keys = ", ".join(reason.keys)
-            write(f"  {reason.label}: {reason.count} (keys: {keys}). {reason.fix}")
+        for group in held:
+            keys = ", ".join(group.keys)
+            write(f"  {group.label}: {group.count} (keys: {keys}). {group.fix}")
