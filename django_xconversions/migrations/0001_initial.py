@@ -7,418 +7,143 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
+
     initial = True
 
     dependencies = [
-        ("contenttypes", "0002_remove_content_type_name"),
+        ('contenttypes', '0002_remove_content_type_name'),
     ]
 
     operations = [
         migrations.CreateModel(
-            name="AdAccount",
+            name='AdAccount',
             fields=[
-                (
-                    "id",
-                    models.BigAutoField(
-                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
-                    ),
-                ),
-                (
-                    "account_id",
-                    models.CharField(
-                        max_length=32,
-                        unique=True,
-                        validators=[
-                            django.core.validators.RegexValidator(
-                                "^[0-9a-z]+$",
-                                "Must be a base36 id: lower-case letters and digits only.",
-                            )
-                        ],
-                        verbose_name="X account id",
-                    ),
-                ),
-                ("name", models.CharField(blank=True, max_length=200)),
-                ("access_token_encrypted", models.TextField(blank=True, editable=False)),
-                ("access_token_secret_encrypted", models.TextField(blank=True, editable=False)),
-                (
-                    "x_user_id",
-                    models.CharField(
-                        blank=True, max_length=32, verbose_name="X user id of the token"
-                    ),
-                ),
-                ("x_screen_name", models.CharField(blank=True, max_length=100)),
-                ("permissions", models.JSONField(blank=True, default=list)),
-                ("access_checked_at", models.DateTimeField(blank=True, null=True)),
-                ("access_check_ok", models.BooleanField(blank=True, null=True)),
-                ("access_check_message", models.TextField(blank=True)),
-                (
-                    "status",
-                    models.CharField(
-                        choices=[("active", "Active"), ("paused", "Paused")],
-                        default="active",
-                        max_length=10,
-                    ),
-                ),
-                ("paused_reason", models.TextField(blank=True)),
-                ("paused_at", models.DateTimeField(blank=True, null=True)),
-                (
-                    "budget_window_ends_at",
-                    models.DateTimeField(blank=True, editable=False, null=True),
-                ),
-                (
-                    "budget_limit",
-                    models.PositiveIntegerField(blank=True, editable=False, null=True),
-                ),
-                ("budget_used", models.PositiveIntegerField(default=0, editable=False)),
-                ("budget_window_from_x", models.BooleanField(default=False, editable=False)),
-                ("rate_limited_until", models.DateTimeField(blank=True, null=True)),
-                ("created_at", models.DateTimeField(auto_now_add=True)),
-                ("updated_at", models.DateTimeField(auto_now=True)),
+                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
+                ('account_id', models.CharField(max_length=32, unique=True, validators=[django.core.validators.RegexValidator('^[0-9a-z]+$', 'Must be a base36 id: lower-case letters and digits only.')], verbose_name='X account id')),
+                ('name', models.CharField(blank=True, max_length=200)),
+                ('access_token_encrypted', models.TextField(blank=True, editable=False)),
+                ('access_token_secret_encrypted', models.TextField(blank=True, editable=False)),
+                ('x_user_id', models.CharField(blank=True, max_length=32, verbose_name='X user id of the token')),
+                ('x_screen_name', models.CharField(blank=True, max_length=100)),
+                ('permissions', models.JSONField(blank=True, default=list)),
+                ('access_checked_at', models.DateTimeField(blank=True, null=True)),
+                ('access_check_ok', models.BooleanField(blank=True, null=True)),
+                ('access_check_message', models.TextField(blank=True)),
+                ('status', models.CharField(choices=[('active', 'Active'), ('paused', 'Paused')], default='active', max_length=10)),
+                ('paused_reason', models.TextField(blank=True)),
+                ('paused_at', models.DateTimeField(blank=True, null=True)),
+                ('budget_window_ends_at', models.DateTimeField(blank=True, editable=False, null=True)),
+                ('budget_limit', models.PositiveIntegerField(blank=True, editable=False, null=True)),
+                ('budget_used', models.PositiveIntegerField(default=0, editable=False)),
+                ('budget_window_from_x', models.BooleanField(default=False, editable=False)),
+                ('rate_limited_until', models.DateTimeField(blank=True, null=True)),
+                ('created_at', models.DateTimeField(auto_now_add=True)),
+                ('updated_at', models.DateTimeField(auto_now=True)),
             ],
             options={
-                "verbose_name": "ad account",
-                "ordering": ["name", "account_id"],
-                "permissions": [
-                    ("send_conversions", "Can send conversions to X"),
-                    ("manage_tags", "Can create, change and delete event tags on X"),
-                    ("check_access", "Can check an account's access on X"),
-                ],
+                'verbose_name': 'ad account',
+                'ordering': ['name', 'account_id'],
+                'permissions': [('send_conversions', 'Can send conversions to X'), ('manage_tags', 'Can create, change and delete event tags on X'), ('check_access', "Can check an account's access on X")],
             },
         ),
         migrations.CreateModel(
-            name="Pixel",
+            name='Pixel',
             fields=[
-                (
-                    "id",
-                    models.BigAutoField(
-                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
-                    ),
-                ),
-                (
-                    "pixel_id",
-                    models.CharField(
-                        help_text="The base36 id of the X pixel (base tag), e.g. o8z6j.",
-                        max_length=32,
-                        unique=True,
-                        validators=[
-                            django.core.validators.RegexValidator(
-                                "^[0-9a-z]+$",
-                                "Must be a base36 id: lower-case letters and digits only.",
-                            )
-                        ],
-                        verbose_name="pixel id",
-                    ),
-                ),
-                ("name", models.CharField(blank=True, max_length=200)),
-                ("pixel_token_encrypted", models.TextField(blank=True, editable=False)),
-                ("created_at", models.DateTimeField(auto_now_add=True)),
-                (
-                    "account",
-                    models.ForeignKey(
-                        on_delete=django.db.models.deletion.PROTECT,
-                        related_name="pixels",
-                        to="xconversions.adaccount",
-                    ),
-                ),
+                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
+                ('pixel_id', models.CharField(help_text='The base36 id of the X pixel (base tag), e.g. o8z6j.', max_length=32, unique=True, validators=[django.core.validators.RegexValidator('^[0-9a-z]+$', 'Must be a base36 id: lower-case letters and digits only.')], verbose_name='pixel id')),
+                ('name', models.CharField(blank=True, max_length=200)),
+                ('pixel_token_encrypted', models.TextField(blank=True, editable=False)),
+                ('created_at', models.DateTimeField(auto_now_add=True)),
+                ('account', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='pixels', to='xconversions.adaccount')),
             ],
             options={
-                "verbose_name": "pixel",
-                "ordering": ["pixel_id"],
+                'verbose_name': 'pixel',
+                'ordering': ['pixel_id'],
             },
         ),
         migrations.CreateModel(
-            name="EventTag",
+            name='EventTag',
             fields=[
-                (
-                    "id",
-                    models.BigAutoField(
-                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
-                    ),
-                ),
-                (
-                    "remote_id",
-                    models.CharField(
-                        max_length=32,
-                        unique=True,
-                        validators=[
-                            django.core.validators.RegexValidator(
-                                "^[0-9a-z]+$",
-                                "Must be a base36 id: lower-case letters and digits only.",
-                            )
-                        ],
-                        verbose_name="X tag id",
-                    ),
-                ),
-                (
-                    "website_tag_id",
-                    models.CharField(
-                        help_text="The id X expects as event_id in conversions.",
-                        max_length=32,
-                        validators=[
-                            django.core.validators.RegexValidator(
-                                "^[0-9a-z]+$",
-                                "Must be a base36 id: lower-case letters and digits only.",
-                            )
-                        ],
-                        verbose_name="event id",
-                    ),
-                ),
-                (
-                    "key",
-                    models.SlugField(
-                        blank=True,
-                        help_text='Local name track() and SOURCES use, e.g. "purchase".',
-                        max_length=64,
-                        null=True,
-                        unique=True,
-                    ),
-                ),
-                ("name", models.CharField(max_length=255)),
-                (
-                    "type",
-                    models.CharField(
-                        choices=[
-                            ("ADDED_PAYMENT_INFO", "Added payment info"),
-                            ("ADD_TO_CART", "Add to cart"),
-                            ("ADD_TO_WISHLIST", "Add to wishlist"),
-                            ("CHECKOUT_INITIATED", "Checkout initiated"),
-                            ("CONTENT_VIEW", "Content view"),
-                            ("CUSTOM", "Custom"),
-                            ("DOWNLOAD", "Download"),
-                            ("PRODUCT_CUSTOMIZATION", "Product customization"),
-                            ("PURCHASE", "Purchase"),
-                            ("SEARCH", "Search"),
-                            ("SIGN_UP", "Sign up (Lead)"),
-                            ("SITE_VISIT", "Site visit (Page view)"),
-                            ("START_TRIAL", "Start trial"),
-                            ("SUBSCRIBE", "Subscribe"),
-                        ],
-                        max_length=32,
-                    ),
-                ),
-                (
-                    "click_window",
-                    models.PositiveSmallIntegerField(
-                        choices=[(1, "1 days"), (7, "7 days"), (14, "14 days"), (30, "30 days")],
-                        default=30,
-                    ),
-                ),
-                (
-                    "view_through_window",
-                    models.PositiveSmallIntegerField(
-                        choices=[
-                            (0, "0 days"),
-                            (1, "1 days"),
-                            (7, "7 days"),
-                            (14, "14 days"),
-                            (30, "30 days"),
-                        ],
-                        default=1,
-                    ),
-                ),
-                ("retargeting_enabled", models.BooleanField(default=False)),
-                (
-                    "status",
-                    models.CharField(
-                        choices=[("UNVERIFIED", "Unverified"), ("TRACKING", "Tracking")],
-                        default="UNVERIFIED",
-                        max_length=16,
-                    ),
-                ),
-                ("last_tracked_at", models.DateTimeField(blank=True, null=True)),
-                ("deleted", models.BooleanField(default=False, help_text="Deleted on X.")),
-                (
-                    "raw",
-                    models.JSONField(
-                        blank=True, default=dict, help_text="The tag as X last sent it."
-                    ),
-                ),
-                ("synced_at", models.DateTimeField(blank=True, null=True)),
-                (
-                    "account",
-                    models.ForeignKey(
-                        on_delete=django.db.models.deletion.PROTECT,
-                        related_name="event_tags",
-                        to="xconversions.adaccount",
-                    ),
-                ),
-                (
-                    "pixel",
-                    models.ForeignKey(
-                        blank=True,
-                        help_text="The pixel its conversions are sent through.",
-                        null=True,
-                        on_delete=django.db.models.deletion.PROTECT,
-                        related_name="event_tags",
-                        to="xconversions.pixel",
-                    ),
-                ),
+                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
+                ('remote_id', models.CharField(max_length=32, unique=True, validators=[django.core.validators.RegexValidator('^[0-9a-z]+$', 'Must be a base36 id: lower-case letters and digits only.')], verbose_name='X tag id')),
+                ('website_tag_id', models.CharField(help_text='The id X expects as event_id in conversions.', max_length=32, validators=[django.core.validators.RegexValidator('^[0-9a-z]+$', 'Must be a base36 id: lower-case letters and digits only.')], verbose_name='event id')),
+                ('key', models.SlugField(blank=True, help_text='Local name track() and SOURCES use, e.g. "purchase".', max_length=64, null=True, unique=True)),
+                ('name', models.CharField(max_length=255)),
+                ('type', models.CharField(choices=[('ADDED_PAYMENT_INFO', 'Added payment info'), ('ADD_TO_CART', 'Add to cart'), ('ADD_TO_WISHLIST', 'Add to wishlist'), ('CHECKOUT_INITIATED', 'Checkout initiated'), ('CONTENT_VIEW', 'Content view'), ('CUSTOM', 'Custom'), ('DOWNLOAD', 'Download'), ('PRODUCT_CUSTOMIZATION', 'Product customization'), ('PURCHASE', 'Purchase'), ('SEARCH', 'Search'), ('SIGN_UP', 'Sign up (Lead)'), ('SITE_VISIT', 'Site visit (Page view)'), ('START_TRIAL', 'Start trial'), ('SUBSCRIBE', 'Subscribe')], max_length=32)),
+                ('click_window', models.PositiveSmallIntegerField(choices=[(1, '1 days'), (7, '7 days'), (14, '14 days'), (30, '30 days')], default=30)),
+                ('view_through_window', models.PositiveSmallIntegerField(choices=[(0, '0 days'), (1, '1 days'), (7, '7 days'), (14, '14 days'), (30, '30 days')], default=1)),
+                ('retargeting_enabled', models.BooleanField(default=False)),
+                ('status', models.CharField(choices=[('UNVERIFIED', 'Unverified'), ('TRACKING', 'Tracking')], default='UNVERIFIED', max_length=16)),
+                ('last_tracked_at', models.DateTimeField(blank=True, null=True)),
+                ('deleted', models.BooleanField(default=False, help_text='Deleted on X.')),
+                ('raw', models.JSONField(blank=True, default=dict, help_text='The tag as X last sent it.')),
+                ('synced_at', models.DateTimeField(blank=True, null=True)),
+                ('account', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='event_tags', to='xconversions.adaccount')),
+                ('pixel', models.ForeignKey(blank=True, help_text='The pixel its conversions are sent through.', null=True, on_delete=django.db.models.deletion.PROTECT, related_name='event_tags', to='xconversions.pixel')),
             ],
             options={
-                "verbose_name": "event tag",
-                "ordering": ["name"],
+                'verbose_name': 'event tag',
+                'ordering': ['name'],
             },
         ),
         migrations.CreateModel(
-            name="DeliveryAttempt",
+            name='DeliveryAttempt',
             fields=[
-                (
-                    "id",
-                    models.BigAutoField(
-                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
-                    ),
-                ),
-                ("event_count", models.PositiveIntegerField()),
-                ("http_status", models.PositiveSmallIntegerField(blank=True, null=True)),
-                ("outcome", models.CharField(max_length=32)),
-                ("error_code", models.CharField(blank=True, max_length=64)),
-                ("error_body", models.TextField(blank=True)),
-                ("debug_id", models.CharField(blank=True, max_length=64)),
-                ("duration_ms", models.PositiveIntegerField(default=0)),
-                (
-                    "created_at",
-                    models.DateTimeField(db_index=True, default=django.utils.timezone.now),
-                ),
-                (
-                    "account",
-                    models.ForeignKey(
-                        null=True,
-                        on_delete=django.db.models.deletion.SET_NULL,
-                        related_name="delivery_attempts",
-                        to="xconversions.adaccount",
-                    ),
-                ),
-                (
-                    "pixel",
-                    models.ForeignKey(
-                        null=True,
-                        on_delete=django.db.models.deletion.SET_NULL,
-                        related_name="delivery_attempts",
-                        to="xconversions.pixel",
-                    ),
-                ),
+                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
+                ('event_count', models.PositiveIntegerField()),
+                ('http_status', models.PositiveSmallIntegerField(blank=True, null=True)),
+                ('outcome', models.CharField(max_length=32)),
+                ('error_code', models.CharField(blank=True, max_length=64)),
+                ('error_body', models.TextField(blank=True)),
+                ('debug_id', models.CharField(blank=True, max_length=64)),
+                ('duration_ms', models.PositiveIntegerField(default=0)),
+                ('created_at', models.DateTimeField(db_index=True, default=django.utils.timezone.now)),
+                ('account', models.ForeignKey(null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='delivery_attempts', to='xconversions.adaccount')),
+                ('pixel', models.ForeignKey(null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='delivery_attempts', to='xconversions.pixel')),
             ],
             options={
-                "verbose_name": "delivery attempt",
-                "ordering": ["-created_at"],
+                'verbose_name': 'delivery attempt',
+                'ordering': ['-created_at'],
             },
         ),
         migrations.CreateModel(
-            name="Conversion",
+            name='Conversion',
             fields=[
-                (
-                    "id",
-                    models.BigAutoField(
-                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
-                    ),
-                ),
-                ("conversion_time", models.DateTimeField()),
-                ("conversion_id", models.CharField(max_length=255)),
-                ("twclid", models.CharField(blank=True, max_length=255)),
-                ("hashed_email", models.CharField(blank=True, max_length=64)),
-                ("hashed_phone", models.CharField(blank=True, max_length=64)),
-                ("ip_address", models.GenericIPAddressField(blank=True, null=True)),
-                ("user_agent", models.TextField(blank=True)),
-                (
-                    "value",
-                    models.DecimalField(blank=True, decimal_places=4, max_digits=18, null=True),
-                ),
-                ("currency", models.CharField(blank=True, max_length=3)),
-                ("number_items", models.PositiveIntegerField(blank=True, null=True)),
-                ("description", models.TextField(blank=True)),
-                ("contents", models.JSONField(blank=True, default=list)),
-                (
-                    "status",
-                    models.CharField(
-                        choices=[
-                            ("pending", "Pending"),
-                            ("sending", "Sending"),
-                            ("sent", "Sent"),
-                            ("failed", "Failed"),
-                            ("skipped", "Skipped"),
-                        ],
-                        default="pending",
-                        max_length=10,
-                    ),
-                ),
-                ("attempts", models.PositiveSmallIntegerField(default=0)),
-                ("next_attempt_at", models.DateTimeField(default=django.utils.timezone.now)),
-                ("lease_expires_at", models.DateTimeField(blank=True, null=True)),
-                ("claim_token", models.UUIDField(blank=True, editable=False, null=True)),
-                ("last_error", models.TextField(blank=True)),
-                ("error_reason", models.CharField(blank=True, max_length=32)),
-                ("debug_id", models.CharField(blank=True, max_length=64)),
-                ("sent_at", models.DateTimeField(blank=True, null=True)),
-                ("failed_at", models.DateTimeField(blank=True, null=True)),
-                ("created_at", models.DateTimeField(auto_now_add=True)),
-                ("updated_at", models.DateTimeField(auto_now=True)),
-                ("source_id", models.CharField(blank=True, max_length=64)),
-                (
-                    "source_type",
-                    models.ForeignKey(
-                        blank=True,
-                        db_index=False,
-                        null=True,
-                        on_delete=django.db.models.deletion.SET_NULL,
-                        related_name="+",
-                        to="contenttypes.contenttype",
-                    ),
-                ),
-                (
-                    "event_tag",
-                    models.ForeignKey(
-                        db_index=False,
-                        on_delete=django.db.models.deletion.PROTECT,
-                        related_name="conversions",
-                        to="xconversions.eventtag",
-                    ),
-                ),
-                (
-                    "pixel",
-                    models.ForeignKey(
-                        on_delete=django.db.models.deletion.PROTECT,
-                        related_name="conversions",
-                        to="xconversions.pixel",
-                    ),
-                ),
+                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
+                ('conversion_time', models.DateTimeField()),
+                ('conversion_id', models.CharField(max_length=255)),
+                ('twclid', models.CharField(blank=True, max_length=255)),
+                ('hashed_email', models.CharField(blank=True, max_length=64)),
+                ('hashed_phone', models.CharField(blank=True, max_length=64)),
+                ('ip_address', models.GenericIPAddressField(blank=True, null=True)),
+                ('user_agent', models.TextField(blank=True)),
+                ('value', models.DecimalField(blank=True, decimal_places=4, max_digits=18, null=True)),
+                ('currency', models.CharField(blank=True, max_length=3)),
+                ('number_items', models.PositiveIntegerField(blank=True, null=True)),
+                ('description', models.TextField(blank=True)),
+                ('contents', models.JSONField(blank=True, default=list)),
+                ('status', models.CharField(choices=[('pending', 'Pending'), ('sending', 'Sending'), ('sent', 'Sent'), ('failed', 'Failed'), ('skipped', 'Skipped')], default='pending', max_length=10)),
+                ('attempts', models.PositiveSmallIntegerField(default=0)),
+                ('next_attempt_at', models.DateTimeField(default=django.utils.timezone.now)),
+                ('lease_expires_at', models.DateTimeField(blank=True, null=True)),
+                ('claim_token', models.UUIDField(blank=True, editable=False, null=True)),
+                ('last_error', models.TextField(blank=True)),
+                ('error_reason', models.CharField(blank=True, max_length=32)),
+                ('debug_id', models.CharField(blank=True, max_length=64)),
+                ('sent_at', models.DateTimeField(blank=True, null=True)),
+                ('failed_at', models.DateTimeField(blank=True, null=True)),
+                ('created_at', models.DateTimeField(auto_now_add=True)),
+                ('updated_at', models.DateTimeField(auto_now=True)),
+                ('source_id', models.CharField(blank=True, max_length=64)),
+                ('source_type', models.ForeignKey(blank=True, db_index=False, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='contenttypes.contenttype')),
+                ('event_tag', models.ForeignKey(db_index=False, on_delete=django.db.models.deletion.PROTECT, related_name='conversions', to='xconversions.eventtag')),
+                ('pixel', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='conversions', to='xconversions.pixel')),
             ],
             options={
-                "verbose_name": "conversion",
-                "ordering": ["-created_at"],
-                "indexes": [
-                    models.Index(
-                        condition=models.Q(("status", "pending")),
-                        fields=["pixel", "next_attempt_at"],
-                        name="xconv_due_pending",
-                    ),
-                    models.Index(
-                        condition=models.Q(("status", "sending")),
-                        fields=["lease_expires_at"],
-                        name="xconv_sending_lease",
-                    ),
-                    models.Index(
-                        condition=models.Q(("claim_token__isnull", False)),
-                        fields=["claim_token"],
-                        name="xconv_claim_token",
-                    ),
-                    models.Index(fields=["status", "created_at"], name="xconv_status_created"),
-                    models.Index(
-                        condition=models.Q(("status", "sent")),
-                        fields=["sent_at"],
-                        name="xconv_sent_at",
-                    ),
-                    models.Index(
-                        condition=models.Q(("status", "failed")),
-                        fields=["failed_at"],
-                        name="xconv_failed_at",
-                    ),
-                    models.Index(fields=["source_type", "source_id"], name="xconv_source"),
-                ],
-                "constraints": [
-                    models.UniqueConstraint(
-                        fields=("event_tag", "conversion_id"), name="xconv_unique_tag_conversion_id"
-                    )
-                ],
+                'verbose_name': 'conversion',
+                'ordering': ['-created_at'],
+                'indexes': [models.Index(condition=models.Q(('status', 'pending')), fields=['pixel', 'next_attempt_at'], name='xconv_due_pending'), models.Index(condition=models.Q(('status', 'sending')), fields=['lease_expires_at'], name='xconv_sending_lease'), models.Index(condition=models.Q(('claim_token__isnull', False)), fields=['claim_token'], name='xconv_claim_token'), models.Index(fields=['status', 'created_at'], name='xconv_status_created'), models.Index(condition=models.Q(('status', 'sent')), fields=['sent_at'], name='xconv_sent_at'), models.Index(condition=models.Q(('status', 'failed')), fields=['failed_at'], name='xconv_failed_at'), models.Index(fields=['source_type', 'source_id'], name='xconv_source')],
+                'constraints': [models.UniqueConstraint(fields=('event_tag', 'conversion_id'), name='xconv_unique_tag_conversion_id')],
             },
         ),
     ]
