@@ -136,7 +136,8 @@ def encryption_keys() -> tuple[str, ...]:
             + (" (is its environment variable set?)." if value is None else ".")
         )
     keys = []
-    for index, entry in enumerate(entries):
+    # Numbered from 1, as rotate_encryption_key and crypto's messages number keys.
+    for position, entry in enumerate(entries, start=1):
         if entry is None:
             continue
         described = _type_name(entry)
@@ -148,7 +149,7 @@ def encryption_keys() -> tuple[str, ...]:
         if not isinstance(entry, str):
             raise ImproperlyConfigured(
                 f"{setting_path('ENCRYPTION_KEY')} must be a Fernet key (str) or a list of "
-                f"them; entry {index} is {described}."
+                f"them; entry #{position} is {described}."
             )
         if entry:
             keys.append(entry)

@@ -13,12 +13,12 @@ import base64
 import hashlib
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 
-from django_xconversions.conf import setting_path, xsettings
+from django_xconversions.conf import encryption_keys, setting_path, xsettings
 from django_xconversions.errors import EncryptionKeyInvalid, EncryptionKeyMissing, UnreadableSecret
 
 # Marks a value this module wrote, so plain text is never mistaken for a token.
@@ -39,34 +39,19 @@ def fingerprint(key: str | bytes) -> str:
 def _setting_entries() -> tuple[list[str], str | None]:
     """The configured keys (blank entries left out), and why the setting is malformed
     (None when it is not). Keys that are strings but not Fernet keys are listed too."""
-    value: Any = xsettings.ENCRYPTION_KEY
-    path = setting_path("ENCRYPTION_KEY")
-    if value is None:
+    if xsettings.ENCRYPTION_KEY is None:
+        # An unset environment variable: no key here (the system check reports it).
         return [], None
-    if isinstance(value, str | bytes):
-        value = [value]
-    elif not isinstance(value, list | tuple):
-        return [], (
-            f"{path} must be a string or a list of strings, not {type(value).__name__} "
-            "(the first key encrypts, every key decrypts)."
-        )
-    keys: list[str] = []
-    for position, entry in enumerate(value, start=1):
-        if entry is None or entry in ("", b""):
-            continue
-        if isinstance(entry, bytes):
-            try:
-                entry = entry.decode("ascii")
-            except UnicodeDecodeError:
-                return [], f"{path} entry #{position} is not a valid Fernet key."
-        if not isinstance(entry, str):
-            return [], f"{path} entry #{position} must be a string, not {type(entry).__name__}."
-        keys.append(entry)
+    try:
+        keys = list(encryption_keys())
+    except ImproperlyConfigured as exc:
+        return [], str(exc)
     for position, key in enumerate(keys, start=1):
         if not is_valid_key(key):
             return keys, (
-                f"{path} entry #{position} (fingerprint {fingerprint(key)}) is not a valid "
-                f"Fernet key (32 url-safe base64-encoded bytes); {GENERATE_HINT}."
+                f"{setting_path('ENCRYPTION_KEY')} entry #{position} (fingerprint "
+                f"{fingerprint(key)}) is not a valid Fernet key (32 url-safe base64-encoded "
+                f"bytes); {GENERATE_HINT}."
             )
     return keys, None
 

@@ -174,9 +174,9 @@ def test_no_key_under_debug_uses_the_derived_key(settings: Any) -> None:
 @pytest.mark.parametrize(
     ("value", "rule"),
     [
-        (12345, "must be a string or a list of strings, not int"),
-        ({"key": "x"}, "must be a string or a list of strings, not dict"),
-        ([new_key(), 7], "entry #2 must be a string, not int"),
+        (12345, "must be a Fernet key (str) or a list of them, not int"),
+        ({"key": "x"}, "must be a Fernet key (str) or a list of them, not dict"),
+        ([new_key(), 7], "entry #2 is int"),
         ("not-a-fernet-key", "entry #1 (fingerprint "),
     ],
 )
@@ -323,7 +323,7 @@ def test_editing_an_account_whose_secrets_no_key_opens(
 @pytest.mark.parametrize(
     ("value", "debug", "said"),
     [
-        (12345, True, "must be a string or a list of strings, not int"),
+        (12345, True, "must be a Fernet key (str) or a list of them, not int"),
         (None, False, "is required to store and read tokens"),
     ],
 )
