@@ -9,6 +9,7 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 
+import django
 import pytest
 from django.core import mail
 from django.core.cache import cache
@@ -152,11 +153,15 @@ def crash_on_second_item(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(tracking, "build", build)
 
 
+# Django 6 takes plain addresses and deprecates the (name, address) pairs 5.2 requires.
+ADMINS: list[Any] = ["ops@shop.test"] if django.VERSION >= (6,) else [("Ops", "ops@shop.test")]
+
+
 @pytest.fixture
 def reports(settings: Any) -> Iterator[list[str]]:
     """Django's technical 500 page, text and HTML, as ADMINS would receive it."""
     settings.DEBUG = False
-    settings.ADMINS = [("Ops", "ops@shop.test")]
+    settings.ADMINS = ADMINS
     pages: list[str] = []
 
     def report(sender: Any, request: Any, **kwargs: Any) -> None:
