@@ -21,6 +21,7 @@ from django_xconversions import crypto
 from django_xconversions.conf import (
     DEFAULTS,
     SETTING_NAME,
+    THROTTLE_RATE,
     encryption_keys,
     setting_path,
     xsettings,
@@ -400,10 +401,8 @@ def check_api_settings(**kwargs: Any) -> Messages:
                 import_string(str(path))
             except ImportError as exc:
                 problems.append((name, f"names {path!r}, which cannot be imported ({exc})"))
-    from django_xconversions.api.throttling import RATE
-
     rate = xsettings.API_THROTTLE_RATE
-    if rate and not (isinstance(rate, str) and RATE.match(rate)):
+    if rate and not (isinstance(rate, str) and THROTTLE_RATE.match(rate)):
         problems.append(("API_THROTTLE_RATE", 'must look like "600/minute" or None'))
     size = xsettings.API_PAGE_SIZE
     if not isinstance(size, int) or isinstance(size, bool) or not 1 <= size <= 1000:

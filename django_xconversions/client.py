@@ -41,6 +41,7 @@ __all__ = [
     "PAGE_SIZE_MAX",
     "APIResponse",
     "ConversionsResult",
+    "OAuth1Signer",
     "RateLimit",
     "XAdsClient",
 ]
@@ -108,8 +109,9 @@ for _name in _SIGNING_LOGGERS:
     logging.getLogger(_name).addFilter(_quiet_signing)
 
 
-class _OAuth1(AuthBase):
-    """OAuth 1.0a HMAC-SHA1 signing, with the signing libraries' debug logs muted."""
+class OAuth1Signer(AuthBase):
+    """Signs a request with a requests-oauthlib ``OAuth1``, the signing libraries' debug
+    logs (which print tokens) muted; the client and the Connect with X flow both use it."""
 
     def __init__(self, oauth: Any) -> None:
         self._oauth = oauth
@@ -118,6 +120,9 @@ class _OAuth1(AuthBase):
         with _quiet_signing.active():
             signed: requests.PreparedRequest = self._oauth(r)
         return signed
+
+
+_OAuth1 = OAuth1Signer  # the former private name, kept for existing imports
 
 
 # -- helpers -------------------------------------------------------------------------------
@@ -323,7 +328,7 @@ class XAdsClient:
     def url(self, path: str) -> str:
         return f"{self.base_url}/{self.api_version}/{path.lstrip('/')}"
 
-    def _oauth(self, purpose: str, *, pixel_token_would_do: bool = False) -> _OAuth1:
+    def _oauth(self, purpose: str, *, pixel_token_would_do: bool = False) -> OAuth1Signer:
         consumer_key = self._consumer_key or xsettings.CONSUMER_KEY
         consumer_secret = self._consumer_secret or xsettings.CONSUMER_SECRET
         missing = [
@@ -342,7 +347,7 @@ class XAdsClient:
             raise ImproperlyConfiguredAccount(
                 f"{_enumerate(missing)}{alternative} {verb} required to {purpose}"
             )
-        return _OAuth1(
+        return OAuth1Signer(
             OAuth1(
                 consumer_key,
                 client_secret=consumer_secret,

@@ -7,6 +7,7 @@ by tests or management commands are always seen.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from django.conf import settings as django_settings
@@ -104,6 +105,10 @@ class _Settings:
 
 
 xsettings = _Settings()
+
+
+# API_THROTTLE_RATE in DRF's rate syntax: requests per second, minute, hour or day.
+THROTTLE_RATE = re.compile(r"^\d+/(s|m|h|d)\w*$")
 
 
 def setting_path(name: str) -> str:

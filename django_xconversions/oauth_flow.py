@@ -23,7 +23,7 @@ from urllib.parse import parse_qsl, urlencode
 import requests
 from requests_oauthlib import OAuth1
 
-from django_xconversions.client import _OAuth1
+from django_xconversions.client import OAuth1Signer
 from django_xconversions.conf import setting_path, xsettings
 from django_xconversions.errors import ImproperlyConfiguredAccount, XConversionsError
 
@@ -113,7 +113,7 @@ def _post(path: str, auth: OAuth1) -> dict[str, str]:
     try:
         response = requests.post(
             url,
-            auth=_OAuth1(auth),  # mutes the signing libraries' debug logs (tokens)
+            auth=OAuth1Signer(auth),  # mutes the signing libraries' debug logs (tokens)
             headers={"User-Agent": str(xsettings.USER_AGENT)},
             timeout=(float(xsettings.CONNECT_TIMEOUT), float(xsettings.READ_TIMEOUT)),
             allow_redirects=False,
