@@ -11,9 +11,9 @@ class XConversionsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from django.db.models.signals import post_delete, post_save
+        from django.db.models.signals import post_delete, post_migrate, post_save
 
-        from django_xconversions import checks, immediate, routing, sources
+        from django_xconversions import checks, immediate, metrics, routing, sources
         from django_xconversions.models import EventTag
 
         checks.register()
@@ -22,3 +22,5 @@ class XConversionsConfig(AppConfig):
         post_delete.connect(routing.clear_tag_cache, sender=EventTag, dispatch_uid="xconv-tags")
         # A key set or a pixel chosen routes held conversions (and clears the tag cache).
         post_save.connect(routing.on_tag_saved, sender=EventTag, dispatch_uid="xconv-tags")
+        # xconversions.view_metrics: granted alone to a scraping user (reads no conversion).
+        post_migrate.connect(metrics.create_permission, sender=self, dispatch_uid="xconv-metrics")

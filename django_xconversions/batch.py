@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from django.db import transaction
 from django.utils import timezone
 
-from django_xconversions import budget, errors, isolation
+from django_xconversions import budget, errors, isolation, observe
 from django_xconversions.claimed import ClaimedRow, build_event
 from django_xconversions.conf import xsettings
 from django_xconversions.models import AdAccount, Conversion, DeliveryAttempt, Pixel
@@ -95,6 +95,7 @@ def pause_account(account: AdAccount, reason: str, summary: SendSummary) -> None
         status=AdAccount.Status.PAUSED, paused_reason=reason, paused_at=timezone.now()
     )
     summary.paused[account.account_id] = reason
+    observe.paused(account, reason)
 
 
 def backoff_seconds(attempt: int) -> float:
@@ -343,6 +344,16 @@ class BatchSender:
         # A missing credential stops the request before it leaves.
         if answered or exc is None:
             self.summary.requests += 1
+            logged = self._attempt_log[-1]
+            observe.request(
+                self.account,
+                self.pixel,
+                events=events,
+                http_status=logged.http_status,
+                outcome=logged.outcome,
+                seconds=seconds,
+                debug_id=debug_id,
+            )
 
     # -- writing ---------------------------------------------------------------------------
 
@@ -376,7 +387,7 @@ class BatchSender:
     def _write_outcomes(self) -> None:
         now = timezone.now()
         for debug_id, ids in self._sent.items():
-            self.summary.sent += self._update(
+            sent = self._update(
                 ids,
                 status=Conversion.Status.SENT,
                 debug_id=debug_id,
@@ -384,6 +395,8 @@ class BatchSender:
                 last_error="",
                 error_reason="",
             )
+            self.summary.sent += sent
+            observe.sent(self.pixel, ids, debug_id=debug_id, written=sent, at=now)
         for (reason, message), ids in self._failed.items():
             failed = self._update(
                 ids,
@@ -394,6 +407,7 @@ class BatchSender:
             )
             if failed:
                 self.summary.failed[reason] += failed
+            observe.failed(self.pixel, ids, reason=reason, message=message, written=failed, at=now)
         for (attempt, delay, message), ids in self._retry.items():
             self.summary.retrying += self._update(
                 ids,

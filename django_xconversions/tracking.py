@@ -27,7 +27,7 @@ from django.http import HttpRequest
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
-from django_xconversions import context, identifiers, immediate, routing
+from django_xconversions import context, identifiers, immediate, observe, routing
 from django_xconversions.conf import setting_path, xsettings
 from django_xconversions.currencies import is_iso_4217
 from django_xconversions.models import Conversion
@@ -451,6 +451,8 @@ def store_many(conversions: Sequence[Conversion]) -> None:
     retried request) neither duplicates nor raises.
     """
     Conversion.objects.bulk_create(conversions, ignore_conflicts=True)
+    # Counted and announced (conversion_recorded) once committed, before a send it triggers.
+    observe.recorded(conversions)
     for conversion in conversions:
         immediate.conversion_stored(conversion)
 

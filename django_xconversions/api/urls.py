@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.urls import path
 
 from django_xconversions.api import views
+from django_xconversions.api.metrics import MetricsView
 from django_xconversions.api.schema import SchemaView
 
 app_name = "xconversions_api"
@@ -14,5 +15,6 @@ urlpatterns = [
     path("conversions/<int:pk>/", views.ConversionDetailView.as_view(), name="conversion-detail"),
     path("event-tags/", views.EventTagListView.as_view(), name="eventtag-list"),
     path("health/", views.HealthView.as_view(), name="health"),
+    path("metrics/", MetricsView.as_view(), name="metrics"),
     path("schema/", SchemaView.as_view(), name="schema"),
 ]
