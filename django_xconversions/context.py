@@ -25,7 +25,7 @@ from django.utils.module_loading import import_string
 from django_xconversions import identifiers
 from django_xconversions.conf import xsettings
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("django_xconversions.capture")
 
 SESSION_KEY = "xconversions_twclid"
 QUERY_PARAMETER = "twclid"

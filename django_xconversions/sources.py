@@ -51,7 +51,8 @@ from django.views.decorators.debug import sensitive_variables
 
 from django_xconversions.conf import setting_path, xsettings
 
-logger = logging.getLogger(__name__)
+# Capture's stable logger name (shared with context.py), documented in the README.
+logger = logging.getLogger("django_xconversions.capture")
 
 READABLE = (
     "email",
@@ -320,13 +321,15 @@ def capture(source: Source, instance: models.Model) -> None:
     except Exception as exc:  # the caller's save must succeed whatever happened here
         problem = type(exc).__name__
     conversion_id = conversion_id_of(source, instance, {})
+    fields = {"source": source.label, "event": source.event, "problem": problem}
     logger.error(
         "%s: the conversion %s could not be stored (%s); storing it as failed.",
         source.label,
         conversion_id,
         problem,
+        extra=fields,
     )
-    errors = {"conversion": [f"could not be stored ({problem}); logged by {__name__}."]}
+    errors = {"conversion": [f"could not be stored ({problem}); logged by {logger.name}."]}
     try:
         with _savepoint(using):
             failed = failed_conversion(source, instance, conversion_id, errors)
@@ -337,6 +340,7 @@ def capture(source: Source, instance: models.Model) -> None:
             source.label,
             conversion_id,
             type(again).__name__,
+            extra={**fields, "problem": type(again).__name__},
         )
 
 
