@@ -200,13 +200,15 @@ class Worker:
 
     def _pixel_failed(self, pixel: Pixel, exc: Exception) -> None:
         signature = f"{type(exc).__name__}: {exc}"
+        fields = {"account_id": pixel.account.account_id, "pixel_id": pixel.pixel_id}
         if self._last_error.get(pixel.pk) == signature:
-            logger.error("Pixel %s still failing: %s", pixel.pixel_id, signature)
+            logger.error("Pixel %s still failing: %s", pixel.pixel_id, signature, extra=fields)
         else:
             logger.error(
                 "Sending for pixel %s failed; going on with the next pixel.",
                 pixel.pixel_id,
                 exc_info=exc,
+                extra=fields,
             )
         self._last_error[pixel.pk] = signature
 
