@@ -235,6 +235,7 @@ def route_held(keys: Iterable[str] | None = None) -> Routed:
             "Routed %d held conversion(s); %d repeat(s) of stored ones deleted.",
             result.routed,
             result.duplicates,
+            extra={"events": result.routed, "duplicates": result.duplicates},
         )
     return result
 

@@ -140,5 +140,11 @@ def store_all(conversions: Sequence[Conversion]) -> list[Stored]:
         stored.append(
             Stored(pk, _event(conversion), conversion.conversion_id, status, created, email, phone)
         )
-    logger.info("API stored %d conversion(s), %d new.", len(stored), sum(s.created for s in stored))
+    new = sum(s.created for s in stored)
+    logger.info(
+        "API stored %d conversion(s), %d new.",
+        len(stored),
+        new,
+        extra={"events": len(stored), "created": new},
+    )
     return stored
