@@ -145,6 +145,6 @@ def store_all(conversions: Sequence[Conversion]) -> list[Stored]:
         "API stored %d conversion(s), %d new.",
         len(stored),
         new,
-        extra={"events": len(stored), "created": new},
+        extra={"events": len(stored), "new": new},
     )
     return stored
