@@ -259,12 +259,12 @@ def register(target: Any) -> None:
     target.register(BacklogCollector())
 
 
-def collecting_registry(*, close_connection: bool = False) -> Collector:
-    """What a scrape reads: our registry, or in multiprocess mode the counters of every
-    process (from PROMETHEUS_MULTIPROC_DIR) with the backlog gauges."""
+def collecting_registry(*, backlog: bool = True, close_connection: bool = False) -> Collector:
+    """What a scrape reads: this process's counters (in multiprocess mode, those of every
+    process, from PROMETHEUS_MULTIPROC_DIR), with the backlog gauges if ``backlog``."""
     if not AVAILABLE:
         raise RuntimeError(MISSING)
-    if not multiprocess_mode() and not close_connection:
+    if backlog and not close_connection and not multiprocess_mode():
         return registry
     scraped = CollectorRegistry(auto_describe=True)
     if multiprocess_mode():
@@ -274,7 +274,8 @@ def collecting_registry(*, close_connection: bool = False) -> Collector:
     else:
         for metric in PROCESS_METRICS:
             scraped.register(metric)
-    scraped.register(BacklogCollector(close_connection=close_connection))
+    if backlog:
+        scraped.register(BacklogCollector(close_connection=close_connection))
     return scraped
 
 
@@ -286,14 +287,15 @@ def render(accept: str = "") -> tuple[bytes, str]:
     return encode(collecting_registry()), content_type
 
 
-def serve(port: int, addr: str = "127.0.0.1") -> Any:
-    """Serve /metrics from this process on ``addr:port`` (a worker on a host of its own);
-    returns prometheus-client's server."""
+def serve(port: int, addr: str = "127.0.0.1", *, backlog: bool = False) -> Any:
+    """Serve this process's counters on ``http://addr:port/`` (a worker on a host of its
+    own); returns prometheus-client's server and thread. The backlog gauges are the same
+    from every process (they are read from the database): by default only the metrics
+    view reports them."""
     if not AVAILABLE:
         raise RuntimeError(MISSING)
-    return prometheus_client.start_http_server(
-        port, addr, registry=collecting_registry(close_connection=True)
-    )
+    served = collecting_registry(backlog=backlog, close_connection=backlog)
+    return prometheus_client.start_http_server(port, addr, registry=served)
 
 
 # -- the permission -------------------------------------------------------------------

@@ -297,3 +297,26 @@ def test_multiprocess_mode_sums_every_process(tmp_path: Path) -> None:
     assert web.returncode == 0, web.stderr
     assert "xconversions_conversions_sent_total 9.0" in web.stdout
     assert "# TYPE xconversions_pending_conversions gauge" in web.stdout
+
+
+def test_a_worker_serves_its_own_counters() -> None:
+    """``metrics.serve``: a worker on a host of its own; the backlog gauges stay with the
+    view (every process would report the same database-wide numbers)."""
+    import requests
+
+    server, thread = metrics.serve(0)
+    try:
+        metrics.count_sent(1)
+        answer = requests.get(f"http://127.0.0.1:{server.server_port}/", timeout=5)
+        assert answer.status_code == 200
+        sent = {
+            sample.name: sample.value
+            for family in text_string_to_metric_families(answer.text)
+            for sample in family.samples
+        }
+        assert sent["xconversions_conversions_sent_total"] == metrics.SENT._value.get()
+        assert "xconversions_pending_conversions" not in answer.text
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
