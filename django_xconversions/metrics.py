@@ -129,9 +129,9 @@ class BacklogCollector:
     one and whether the account is paused; held conversions per reason (a held row has
     no pixel, so no account yet).
 
-    Four grouped queries per scrape: pending rows per pixel (the due-pending partial
-    index holds both columns), sending rows per pixel (rows in flight, few), held rows per
-    reason (few), and the accounts with their pixels.
+    Five small queries per scrape: pending rows per pixel (the due-pending partial index
+    holds both columns), sending rows per pixel (rows in flight, few), held rows per
+    reason (few), the pixels' accounts and the accounts.
     """
 
     def __init__(self, *, close_connection: bool = False) -> None:
