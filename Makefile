@@ -28,13 +28,16 @@ typecheck: $(STAMP)
 check: lint typecheck test
 
 bench: $(STAMP)
-	$(BIN)/python bench/drain.py --db sqlite --events 100000 --baseline-events 3000 --repeat 3
-	$(BIN)/python bench/drain.py --db postgres --events 100000 --baseline-events 3000 --repeat 3
-	$(BIN)/python bench/memory.py --sizes 100000 1000000
+	$(BIN)/python bench/drain.py --db sqlite --events 100000 --repeat 3
+	$(BIN)/python bench/drain.py --db postgres --events 100000 --repeat 3
+	$(BIN)/python bench/drain.py --db postgres --events 1000000 --repeat 1 --output bench/results/drain-postgres-1m.json
+	$(BIN)/python bench/memory.py --db sqlite --sizes 100000 1000000
+	$(BIN)/python bench/memory.py --db postgres --sizes 100000 1000000
 	$(BIN)/python bench/budget.py --events-per-window 20000 --window 10 --windows 4
-	$(BIN)/python bench/middleware.py --requests 20000 --repeat 5
+	$(BIN)/python bench/middleware.py --requests 20000 --repeat 7
 	$(BIN)/python bench/chaos.py --events 20000 --workers 4
 	$(BIN)/python bench/isolation.py --bad 1 2 3 5 10 40 --placements 50
+	$(BIN)/python bench/report.py
 
 demo: $(STAMP)
 	$(BIN)/python example_project/manage.py demo
