@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
+from typing import Any
 
-from django.db.models import Count, Max, Min, Q
+from django.db.models import Count, Exists, Max, Min, OuterRef, Q, QuerySet
 from django.utils import timezone
 
 from django_xconversions import heartbeat
@@ -18,6 +19,18 @@ STUCK_GRACE = dt.timedelta(minutes=1)
 # Conversions due this long with no worker seen in that time: nobody is sending.
 SILENT_AFTER = dt.timedelta(minutes=5)
 REASON_CHARS = 120
+# Counts stop here ("at least N"): counting a backlog of millions would take seconds.
+COUNT_BOUND = 10_000
+
+
+def bounded_count(queryset: QuerySet[Any]) -> int:
+    """How many rows ``queryset`` has, reading at most COUNT_BOUND of them."""
+    return queryset.order_by().values("pk")[:COUNT_BOUND].count()
+
+
+def at_least(count: int) -> str:
+    """A bounded count as text: "10000 or more" once it reached COUNT_BOUND."""
+    return f"{count} or more" if count >= COUNT_BOUND else str(count)
 
 
 @dataclass(frozen=True)
@@ -42,7 +55,7 @@ class WorkerState:
 class Report:
     problems: list[Problem] = field(default_factory=list)
     live_workers: int = 0
-    due: int = 0
+    due: int = 0  # at most COUNT_BOUND
 
     @property
     def healthy(self) -> bool:
@@ -52,7 +65,7 @@ class Report:
         """One line for a monitor: OK or PROBLEM, then what it saw."""
         if self.healthy:
             return (
-                f"OK: {self.live_workers} live worker(s), {self.due} conversion(s) due, "
+                f"OK: {self.live_workers} live worker(s), {at_least(self.due)} conversion(s) due, "
                 "none stuck, no paused account holding conversions"
             )
         return "PROBLEM: " + "; ".join(p.message for p in self.problems)
@@ -96,27 +109,32 @@ def no_worker(now: dt.datetime, due: int) -> Problem | None:
         return None
     last = WorkerHeartbeat.objects.aggregate(last=Max("last_beat_at"))["last"]
     seen = f"for {_minutes(now - last)} minutes" if last else "yet"
-    return Problem("no_worker", f"no worker seen {seen} while {due} conversion(s) are due")
+    return Problem(
+        "no_worker", f"no worker seen {seen} while {at_least(due)} conversion(s) are due"
+    )
 
 
 def paused_with_pending() -> list[Problem]:
-    accounts = (
+    def pending_of(account: Any) -> QuerySet[Conversion]:
+        return Conversion.objects.filter(status=Conversion.Status.PENDING, pixel__account=account)
+
+    holding = (
         AdAccount.objects.filter(status=AdAccount.Status.PAUSED)
-        .annotate(
-            pending=Count("pixels__conversions", filter=Q(pixels__conversions__status="pending"))
-        )
-        .filter(pending__gt=0)
+        .filter(Exists(pending_of(OuterRef("pk"))))
         .order_by("account_id")
     )
     problems = []
-    for account in accounts:
+    for account in holding:
+        # Through the (pixel, ...) index of pending rows, and bounded: one query per
+        # problem shown.
+        pending = bounded_count(pending_of(account))
         reason = " ".join((account.paused_reason or "no reason recorded").split())
         if len(reason) > REASON_CHARS:
             reason = reason[: REASON_CHARS - 1] + "\u2026"
         problems.append(
             Problem(
                 "paused_with_pending",
-                f"account {account.account_id} is paused holding {account.pending} pending "
+                f"account {account.account_id} is paused holding {at_least(pending)} pending "
                 f"conversion(s) ({reason})",
             )
         )
@@ -144,7 +162,7 @@ def workers(now: dt.datetime | None = None, limit: int = 20) -> list[WorkerState
 
 def check(now: dt.datetime | None = None) -> Report:
     now = now or timezone.now()
-    due = Conversion.objects.filter(_due(now)).count()
+    due = bounded_count(Conversion.objects.filter(_due(now)))
     problems = [p for p in (stuck(now), no_worker(now, due)) if p is not None]
     problems += paused_with_pending()
     return Report(problems, heartbeat.live_workers(now).count(), due)

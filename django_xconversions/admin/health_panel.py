@@ -84,7 +84,12 @@ def panel_context(now: dt.datetime | None = None) -> dict[str, Any]:
     return {
         "health": state,
         "status_counts": [
-            (status, Conversion.Status(status).label, count)
+            (
+                status,
+                Conversion.Status(status).label,
+                # An estimate (a large table on PostgreSQL) reads as one.
+                f"\u2248 {count}" if status in state.estimated else count,
+            )
             for status, count in state.by_status.items()
         ],
         "oldest_pending": duration(state.oldest_pending_seconds),

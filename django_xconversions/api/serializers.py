@@ -282,3 +282,12 @@ class HealthSerializer(serializers.Serializer):  # type: ignore[type-arg]
     held = held_reasons(
         many=True, help_text="Conversions no event tag can take yet, per reason, with the fix."
     )
+    estimated = serializers.ListField(
+        # Plain text: a second status enum would collide with Conversion's in the schema.
+        child=serializers.CharField(),
+        help_text=(
+            "Statuses (keys of by_status) whose count is an estimate: on PostgreSQL, when "
+            "the table is large, sent and any status past 10,000 rows (counting them would "
+            "read millions of rows). Empty when every count is exact."
+        ),
+    )

@@ -1,11 +1,74 @@
-"""Indexes for the admin and health at scale (filled in by the admin work)."""
+"""Indexes for the admin and health at scale, and the per-day tally of sent conversions.
+
+On PostgreSQL the indexes are built CONCURRENTLY: on an outbox of millions of rows a plain
+CREATE INDEX would block capture's writes for minutes.
+"""
 
 from __future__ import annotations
 
-from django.db import migrations
+from typing import Any
+
+from django.db import migrations, models
+
+
+class AddIndexConcurrentlyOnPostgreSQL(migrations.AddIndex):
+    def database_forwards(
+        self, app_label: str, schema_editor: Any, from_state: Any, to_state: Any
+    ) -> None:
+        connection = schema_editor.connection
+        if connection.vendor != "postgresql" or connection.in_atomic_block:
+            return super().database_forwards(app_label, schema_editor, from_state, to_state)
+        model = to_state.apps.get_model(app_label, self.model_name)
+        if self.allow_migrate_model(connection.alias, model):
+            schema_editor.add_index(model, self.index, concurrently=True)
+        return None
 
 
 class Migration(migrations.Migration):
+    # CREATE INDEX CONCURRENTLY cannot run inside a transaction.
+    atomic = False
+
     dependencies = [("xconversions", "0004_claim_index")]
 
-    operations: list[migrations.operations.base.Operation] = []
+    operations: list[migrations.operations.base.Operation] = [
+        migrations.CreateModel(
+            name="SentTally",
+            fields=[
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("day", models.DateField()),
+                ("time_zone", models.CharField(max_length=64)),
+                ("sent", models.PositiveBigIntegerField(default=0)),
+                ("counted_until", models.DateTimeField()),
+            ],
+            options={"verbose_name": "sent tally"},
+        ),
+        migrations.AddConstraint(
+            model_name="senttally",
+            constraint=models.UniqueConstraint(fields=("time_zone", "day"), name="xconv_tally_day"),
+        ),
+        AddIndexConcurrentlyOnPostgreSQL(
+            model_name="conversion",
+            index=models.Index(fields=["created_at", "id"], name="xconv_created"),
+        ),
+        AddIndexConcurrentlyOnPostgreSQL(
+            model_name="conversion",
+            index=models.Index(
+                condition=models.Q(("error_reason", ""), _negated=True),
+                fields=["error_reason", "created_at"],
+                name="xconv_reason_created",
+            ),
+        ),
+        AddIndexConcurrentlyOnPostgreSQL(
+            model_name="conversion",
+            index=models.Index(
+                condition=models.Q(("status", "held")),
+                fields=["error_reason", "event_key"],
+                name="xconv_held_reason",
+            ),
+        ),
+    ]
