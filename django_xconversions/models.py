@@ -363,6 +363,20 @@ class Conversion(models.Model):
             ),
             models.Index(fields=["source_type", "source_id"], name="xconv_source"),
             models.Index(fields=["event_key"], condition=Q(status="held"), name="xconv_held"),
+            # The admin's default order (newest first; the pk breaks ties of bulk writes).
+            models.Index(fields=["created_at", "id"], name="xconv_created"),
+            # The admin's reason filter: only rows with a reason (a few percent) are indexed.
+            models.Index(
+                fields=["error_reason", "created_at"],
+                condition=~Q(error_reason=""),
+                name="xconv_reason_created",
+            ),
+            # Health's held summary: counted per reason and key from the index alone.
+            models.Index(
+                fields=["error_reason", "event_key"],
+                condition=Q(status="held"),
+                name="xconv_held_reason",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -428,3 +442,21 @@ class WorkerHeartbeat(models.Model):
 
     def __str__(self) -> str:
         return f"{self.host}:{self.pid}"
+
+class SentTally(models.Model):
+    """Conversions sent per local day, counted once their ``sent_at`` has settled, so the
+    health chart reads a few small rows instead of millions of index entries. A memo kept
+    by health.py when it reads; delivery never writes it."""
+
+    day = models.DateField()
+    time_zone = models.CharField(max_length=64)
+    sent = models.PositiveBigIntegerField(default=0)
+    # Counts the rows sent from the start of the day until this moment.
+    counted_until = models.DateTimeField()
+
+    class Meta:
+        verbose_name = _("sent tally")
+        constraints = [models.UniqueConstraint(fields=["time_zone", "day"], name="xconv_tally_day")]
+
+    def __str__(self) -> str:
+        return f"{self.day} ({self.time_zone}): {self.sent}"
