@@ -443,6 +443,7 @@ class WorkerHeartbeat(models.Model):
     def __str__(self) -> str:
         return f"{self.host}:{self.pid}"
 
+
 class SentTally(models.Model):
     """Conversions sent per local day, counted once their ``sent_at`` has settled, so the
     health chart reads a few small rows instead of millions of index entries. A memo kept
