@@ -279,6 +279,7 @@ def measure(repeat: int) -> dict[str, Any]:
     return {name: timed(request, repeat) for name, request in pages.items()}
 
 
+# Page -> the most its median may take at 10,000,000 rows on PostgreSQL.
 TARGETS_MS = {"admin_changelist": 300, "health_panel": 100, "api_health": 100, "api_list": 100}
 
 
@@ -286,6 +287,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--repeat", type=int, default=7)
+    parser.add_argument("--output", help="JSON path (default bench/results/admin_scale.json)")
     args = parser.parse_args()
     setup_django("postgres")
     from django.conf import settings
@@ -293,21 +295,34 @@ def main() -> None:
     settings.XCONVERSIONS = {**settings.XCONVERSIONS, "API_THROTTLE_RATE": "100000/minute"}
     tags, pixels = seed_world()
     seeding = seed_rows(args.rows, tags, pixels)
+    first_read = time.perf_counter()
+    from django_xconversions.health import health
+
+    health()  # the first read of a large table tallies the chart's past days once
+    seeding["first_health_read_seconds"] = round(time.perf_counter() - first_read, 2)
     pages = measure(args.repeat)
-    write(
-        "admin_scale",
+    targets = [
         {
-            "db": "postgres",
-            "rows": args.rows,
-            "repeat": args.repeat,
-            "seeding": seeding,
-            "pages": pages,
-            "targets_ms": TARGETS_MS,
-            "met": {
-                name: pages[name]["median_ms"] <= target for name, target in TARGETS_MS.items()
-            },
-        },
-    )
+            "metric": f"{page} median ms at {args.rows:,} rows",
+            "value": pages[page]["median_ms"],
+            "target": f"<= {bound}",
+            "met": pages[page]["median_ms"] <= bound,
+        }
+        for page, bound in TARGETS_MS.items()
+    ]
+    result = {
+        "db": "postgres",
+        "rows": args.rows,
+        "repeat": args.repeat,
+        "seeding": seeding,
+        "pages": pages,
+        "targets": targets,
+        "meets_targets": all(t["met"] for t in targets),
+    }
+    if args.output:
+        write("admin_scale", result, args.output)
+    else:
+        write("admin_scale", result)
 
 
 if __name__ == "__main__":

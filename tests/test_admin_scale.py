@@ -8,8 +8,12 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import re
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -308,3 +312,33 @@ def test_tallies_outside_the_chart_are_dropped(purchase_tag: EventTag) -> None:
     health.daily_outcomes(now=now, large=True)
     assert not SentTally.objects.filter(day=old).exists()
     assert SentTally.objects.count() == health.CHART_DAYS
+
+
+# -- the bench itself ---------------------------------------------------------------------
+
+
+@pytest.mark.postgres
+def test_admin_scale_bench_runs_and_checks_its_targets(tmp_path: Any) -> None:
+    """bench/admin_scale.py at a small size (no timing asserted): it seeds the mix it
+    claims, every page answers, and it reports each target."""
+    root = Path(__file__).resolve().parent.parent
+    output = tmp_path / "admin_scale.json"
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    command = ["bench/admin_scale.py", "--rows", "20000", "--repeat", "1", "--output"]
+    subprocess.run(  # noqa: S603
+        [sys.executable, *command, str(output)],
+        cwd=root,
+        env=env,
+        check=True,
+        timeout=300,
+        capture_output=True,
+    )
+    result = json.loads(output.read_text())
+    assert result["rows"] == 20_000 and isinstance(result["meets_targets"], bool)
+    assert {t["metric"].split()[0] for t in result["targets"]} == {
+        "admin_changelist",
+        "health_panel",
+        "api_health",
+        "api_list",
+    }
+    assert all(page["queries"] > 0 for page in result["pages"].values())
