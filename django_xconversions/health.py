@@ -27,6 +27,8 @@ from django_xconversions.models import AdAccount, Conversion, DeliveryAttempt, S
 CHART_DAYS = 14
 # Tables the planner estimates below this many rows are counted exactly.
 EXACT_BELOW = 100_000
+# A list estimated large is first counted up to this many rows (a page or two of index).
+SURE_BELOW = 1_000
 # Sent rows are tallied once sent_at is this old: the worker that wrote them has long
 # committed (an outcome is written seconds after its sent_at).
 SETTLE = dt.timedelta(minutes=15)
@@ -116,12 +118,15 @@ def is_large(model: type[Any]) -> bool:
 
 
 def estimated_count(queryset: QuerySet[Any]) -> int:
-    """The exact count, unless PostgreSQL estimates EXACT_BELOW rows or more: then that
-    estimate (a COUNT(*) of millions of rows takes seconds)."""
+    """The exact count, unless PostgreSQL estimates EXACT_BELOW rows or more and there
+    are indeed more than SURE_BELOW: then that estimate (a COUNT(*) of millions of rows
+    takes seconds). A search or filter that matches a few rows is counted exactly however
+    wrong the planner's guess."""
     if _vendor(queryset.model) == "postgresql":
         estimate = planner_rows(queryset)
         if estimate >= EXACT_BELOW:
-            return estimate
+            seen = queryset.order_by().values("pk")[:SURE_BELOW].count()
+            return seen if seen < SURE_BELOW else max(estimate, SURE_BELOW)
     return queryset.count()
 
 
