@@ -23,8 +23,10 @@ def rows(result: dict[str, Any]) -> list[tuple[str, str, str, str]]:
             (t["metric"], _shown(t["value"]), t["target"], "yes" if t["met"] else "NO")
             for t in targets
         ]
-    # Benches that only say whether they met their targets (chaos: a list of conditions).
     met = result.get("meets_targets")
+    if met is None and isinstance(result.get("met"), dict):  # {name: met} per checked figure
+        return [(str(name), "", "", "yes" if ok else "NO") for name, ok in result["met"].items()]
+    # Benches that only say whether they met their targets (chaos: a list of conditions).
     return [("all targets", "", "", "yes" if met else "NO")] if met is not None else []
 
 
