@@ -338,11 +338,12 @@ class Conversion(models.Model):
             ),
         ]
         indexes = [
-            # Partial: only pending rows, ordered by due time, per pixel.
+            # Partial: only pending rows, per pixel, in the claim's order (due time, then
+            # id: rows sharing a due time are read in order, never sorted).
             models.Index(
-                fields=["pixel", "next_attempt_at"],
+                fields=["pixel", "next_attempt_at", "id"],
                 condition=Q(status="pending"),
-                name="xconv_due_pending",
+                name="xconv_due_pending_pk",
             ),
             models.Index(
                 fields=["lease_expires_at"],
