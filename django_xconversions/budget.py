@@ -1,6 +1,7 @@
 """The per-account event budget, shared by every worker through the database.
 
-Each request to X first reserves its events here, under a row lock on the account, so any
+Each request to X first reserves its events here, under a row lock on the account (in the
+claim's own transaction, so a claim and its reservation commit together), so any
 number of workers on any number of machines together stay within
 XCONVERSIONS["RATE_LIMIT_EVENTS"] per XCONVERSIONS["RATE_LIMIT_WINDOW"] seconds.
 X's own rate-limit headers, when a response carries them, tighten the window: its reset
@@ -11,9 +12,10 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from typing import Any
 
 from django.db import transaction
-from django.db.models import F, Value
+from django.db.models import Case, F, PositiveIntegerField, Q, Value, When
 from django.db.models.functions import Greatest
 from django.utils import timezone
 
@@ -37,9 +39,13 @@ class Grant:
 
 
 def reserve(account_id: int, wanted: int, now: dt.datetime | None = None) -> Grant:
-    """Take up to ``wanted`` events from the account's budget for the current window."""
+    """Take up to ``wanted`` events from the account's budget for the current window.
+
+    Inside a transaction (a claim's) the reservation is part of it: no savepoint, and
+    the account's row stays locked until that transaction ends.
+    """
     now = now or timezone.now()
-    with transaction.atomic():
+    with transaction.atomic(savepoint=False):
         account = (
             AdAccount.objects.select_for_update()
             .only("rate_limited_until", *_BUDGET_FIELDS)
@@ -72,34 +78,41 @@ def give_back(account_id: int, events: int) -> None:
 def observe(
     account_id: int, *, limit: int | None, remaining: int | None, reset_at: float | None
 ) -> None:
-    """Fold X's rate-limit headers into the shared budget (only ever tighter)."""
+    """Fold X's rate-limit headers into the shared budget (only ever tighter).
+
+    One conditional UPDATE: every condition reads the row as it was, under the row lock
+    the UPDATE takes, so concurrent workers fold their answers in one after the other.
+    """
     if reset_at is None:
         return
     window_end = dt.datetime.fromtimestamp(reset_at, tz=dt.timezone.utc) + RESET_MARGIN
     if window_end <= timezone.now():
         return
-    with transaction.atomic():
-        account = AdAccount.objects.select_for_update().only(*_BUDGET_FIELDS).get(pk=account_id)
-        known_end = account.budget_window_ends_at
-        # X announcing another reset than the window of X's we count in: that window is
-        # over (or was a brief one), and what was used in it says nothing of this one.
-        newer = (
-            account.budget_window_from_x
-            and known_end is not None
-            and abs(window_end - known_end) > WINDOW_TOLERANCE
+    # X announcing another reset than the window of X's we count in: that window is over
+    # (or was a brief one), and what was used in it says nothing of this one.
+    newer = Q(budget_window_from_x=True) & (
+        Q(budget_window_ends_at__lt=window_end - WINDOW_TOLERANCE)
+        | Q(budget_window_ends_at__gt=window_end + WINDOW_TOLERANCE)
+    )
+    # X's window is the one that binds: reopen ours just after X's reset.
+    values: dict[str, Any] = {"budget_window_ends_at": window_end, "budget_window_from_x": True}
+    if limit is not None:
+        bound = min(int(xsettings.RATE_LIMIT_EVENTS), limit)
+        values["budget_limit"] = Case(
+            When(newer | Q(budget_limit__isnull=True) | Q(budget_limit=0), then=Value(bound)),
+            When(budget_limit__lt=bound, then=F("budget_limit")),
+            default=Value(bound),
+            output_field=PositiveIntegerField(),
         )
-        # X's window is the one that binds: reopen ours just after X's reset.
-        account.budget_window_ends_at = window_end
-        account.budget_window_from_x = True
-        configured = int(xsettings.RATE_LIMIT_EVENTS)
-        if limit is not None:
-            current = None if newer else account.budget_limit
-            account.budget_limit = min(configured, limit, current or configured)
-            if remaining is not None:
-                # Within a window the larger count wins: ours includes requests in flight.
-                used_at_x = limit - remaining
-                account.budget_used = used_at_x if newer else max(account.budget_used, used_at_x)
-        account.save(update_fields=_BUDGET_FIELDS)
+        if remaining is not None:
+            # Within a window the larger count wins: ours includes requests in flight.
+            used_at_x = max(0, limit - remaining)
+            values["budget_used"] = Case(
+                When(newer | Q(budget_used__lt=used_at_x), then=Value(used_at_x)),
+                default=F("budget_used"),
+                output_field=PositiveIntegerField(),
+            )
+    AdAccount.objects.filter(pk=account_id).update(**values)
 
 
 def wait_out_rate_limit(account_id: int, until: dt.datetime) -> None:

@@ -13,6 +13,7 @@ import datetime as dt
 import json
 import math
 from decimal import Decimal
+from functools import lru_cache
 from typing import Any, NamedTuple
 
 from django.db.models import ExpressionWrapper, F, FloatField, QuerySet, TextField
@@ -79,19 +80,74 @@ def fetch(rows: QuerySet[Any]) -> list[ClaimedRow]:
         "x_contents",
     )
     return [
-        ClaimedRow._make((*row[:10], _decimal(row[10]), *row[11:14], _contents(row[14])))
+        ClaimedRow._make((*row[:10], decimal_value(row[10]), *row[11:14], json_contents(row[14])))
         for row in fetched
     ]
 
 
-def _decimal(raw: Any) -> Decimal | None:
+def decimal_value(raw: Any) -> Decimal | None:
     if raw is None or isinstance(raw, Decimal):
         return raw
+    return _real_decimal(raw)
+
+
+@lru_cache(maxsize=4096)
+def _real_decimal(raw: float) -> Decimal:
     # SQLite keeps decimals as REAL: round to the field's places, as Django's converter does.
+    # (Cached: a shop's values repeat, and Decimals are immutable.)
     return Decimal(f"{raw:.{VALUE_PLACES}f}")
 
 
-def _contents(raw: Any) -> list[dict[str, Any]]:
+def _value_text(value: Decimal) -> tuple[str, bool]:
+    """X's text for a value and whether it is finite (cached; a signalling NaN cannot be
+    hashed, and is not finite)."""
+    try:
+        return _cached_value_text(value)
+    except TypeError:
+        return decimal_text(value), False
+
+
+@lru_cache(maxsize=4096)
+def _cached_value_text(value: Decimal) -> tuple[str, bool]:
+    return decimal_text(value), value.is_finite()
+
+
+def surely_valid_time(text: str) -> bool:
+    """True only if ``payload.valid_time(text)``, for X's full form
+    ``YYYY-MM-DDTHH:MM:SS.sssZ`` (False: not sure, validate it).
+
+    The rule is checked once per distinct date, clock time and millisecond (a batch's
+    rows share dates; there are only 86,400 clock times and 1,000 milliseconds): regex
+    and calendar checks apply to each part on its own, so the parts' verdicts are the
+    whole's.
+    """
+    return (
+        len(text) == 24
+        and text[10] == "T"
+        and text[19] == "."
+        and text[23] == "Z"
+        and _valid_date(text[:10])
+        and _valid_clock(text[11:19])
+        and _valid_millis(text[20:23])
+    )
+
+
+@lru_cache(maxsize=4096)
+def _valid_date(date: str) -> bool:
+    return valid_time(f"{date}T00:00:00.000Z")
+
+
+@lru_cache(maxsize=100_000)
+def _valid_clock(clock: str) -> bool:
+    return valid_time(f"2000-01-01T{clock}.000Z")
+
+
+@lru_cache(maxsize=2048)
+def _valid_millis(millis: str) -> bool:
+    return valid_time(f"2000-01-01T00:00:00.{millis}Z")
+
+
+def json_contents(raw: Any) -> list[dict[str, Any]]:
     if raw is None or raw in ("[]", "null", ""):
         return []
     if isinstance(raw, str):
@@ -108,7 +164,7 @@ def build_event(row: ClaimedRow) -> tuple[dict[str, Any], bool]:
     """
     if not isinstance(row.conversion_time, str):
         return conversion_to_event(row, row.website_tag_id), False
-    ok = valid_time(row.conversion_time) and bool(row.website_tag_id)
+    ok = surely_valid_time(row.conversion_time) and bool(row.website_tag_id)
     identifiers: list[dict[str, str]] = []
     strong = False
     if row.twclid:
@@ -138,8 +194,9 @@ def build_event(row: ClaimedRow) -> tuple[dict[str, Any], bool]:
     }
     ok = ok and strong
     if row.value is not None:
-        event["value"] = decimal_text(row.value)
-        ok = ok and row.value.is_finite()
+        text, finite = _value_text(row.value)
+        event["value"] = text
+        ok = ok and finite
     if row.currency:
         event["price_currency"] = row.currency
         ok = ok and row.currency in ISO_4217_CODES

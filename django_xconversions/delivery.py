@@ -46,7 +46,7 @@ from django.db.models import (
 )
 from django.utils import timezone
 
-from django_xconversions import budget, errors
+from django_xconversions import budget, claiming, errors
 from django_xconversions import claimed as claimed_rows
 from django_xconversions.batch import BatchSender, Transmission, pause_account
 from django_xconversions.claimed import ClaimedRow
@@ -80,6 +80,8 @@ __all__ = [
 class Claim:
     token: uuid.UUID
     rows: list[ClaimedRow]
+    # A claim within the budget that the budget held short: when it allows more.
+    wait_until: dt.datetime | None = None
 
 
 @dataclass
@@ -208,32 +210,60 @@ def _one_of(chosen: QuerySet[Any]) -> Q:
     )
 
 
-def claim(pixel: Pixel, count: int, *, due_by: dt.datetime | None = None) -> Claim:
+def claim(
+    pixel: Pixel,
+    count: int,
+    *,
+    due_by: dt.datetime | None = None,
+    within_budget: bool = False,
+) -> Claim:
     """Mark up to ``count`` rows of ``pixel`` due by ``due_by`` (default: now) as
     ``sending`` under a fresh claim token, leased for LEASE_SECONDS from now.
 
-    One UPDATE whose subquery picks the rows with ``FOR UPDATE SKIP LOCKED``, so workers
-    never wait on each other's rows; the rows are then read back by their claim token.
+    One statement picks the rows with ``FOR UPDATE SKIP LOCKED`` (workers never wait on
+    each other's rows), marks them and returns them (claiming.py). ``within_budget``
+    first reserves the events from the account's budget in the same transaction and
+    gives back what was not claimed; Claim.wait_until then says when the budget, not
+    the backlog, held the claim short.
     """
     token = new_claim_token()
+    due_by = due_by or timezone.now()
+    wait_until = None
+    with transaction.atomic():
+        if within_budget:
+            grant = budget.reserve(pixel.account_id, count)
+            wanted, count = count, grant.events
+            if grant.events < wanted:
+                wait_until = grant.wait_until
+        # Timed from the claim, not from the run: a long run's claims are as safe as its
+        # first one.
+        lease = lease_from_now()
+        if count <= 0:
+            rows: list[ClaimedRow] = []
+        elif claiming.returns_rows():
+            rows = claiming.claim_rows(pixel.pk, count, due_by=due_by, token=token, lease=lease)
+        else:
+            rows = _claim_then_read(pixel, count, due_by=due_by, token=token, lease=lease)
+        if within_budget and len(rows) < count:
+            budget.give_back(pixel.account_id, count - len(rows))
+            wait_until = None  # the backlog ran out first
+    return Claim(token, rows, wait_until)
+
+
+def _claim_then_read(
+    pixel: Pixel, count: int, *, due_by: dt.datetime, token: uuid.UUID, lease: dt.datetime
+) -> list[ClaimedRow]:
+    """The claim where UPDATE ... RETURNING is not available: update, then read back."""
     due = Conversion.objects.due(due_by).filter(pixel=pixel).order_by("next_attempt_at", "pk")
     # FOR UPDATE OF the conversion rows only (no join is locked).
     chosen = due.select_for_update(skip_locked=True, of=("self",)).values("pk")[:count]
-    with transaction.atomic():
-        # Exclusive without a status guard out here: PostgreSQL rechecks the subquery's
-        # conditions on each row it locks, and SQLite runs the statement under its single
-        # write lock. (A guard would also lead SQLite to scan every pending row.)
-        claimed = Conversion.objects.filter(_one_of(chosen)).update(
-            status=Conversion.Status.SENDING,
-            claim_token=token,
-            # Timed from the claim, not from the run: a long run's claims are as safe as
-            # its first one.
-            lease_expires_at=lease_from_now(),
-        )
+    claimed = Conversion.objects.filter(_one_of(chosen)).update(
+        status=Conversion.Status.SENDING, claim_token=token, lease_expires_at=lease
+    )
     if not claimed:
-        return Claim(token, [])
+        return []
     mine = Conversion.objects.filter(claim_token=token).order_by("next_attempt_at", "pk")
-    return Claim(token, claimed_rows.fetch(mine))
+    return claimed_rows.fetch(mine)
 
 
 def dry_run(
@@ -381,13 +411,11 @@ def send_pending(
                 continue
             try:
                 while remaining > 0 and target.account_id not in stopped and not should_stop():
-                    grant = budget.reserve(target.account_id, int(min(batch_size(), remaining)))
-                    if not grant.events:
-                        if grant.wait_until is not None:
-                            summary.budget_exhausted[target.account.account_id] = grant.wait_until
-                        break
-                    claimed = claim(target, grant.events, due_by=started)
-                    budget.give_back(target.account_id, grant.events - len(claimed.rows))
+                    # The budget's reservation and the claim commit together.
+                    wanted = int(min(batch_size(), remaining))
+                    claimed = claim(target, wanted, due_by=started, within_budget=True)
+                    if claimed.wait_until is not None:
+                        summary.budget_exhausted[target.account.account_id] = claimed.wait_until
                     if not claimed.rows:
                         break
                     leases.hold(claimed.token)

@@ -21,6 +21,7 @@ SQLITE_TEMPLATE = (
     "substr(%(expressions)s || '.000', 21, 3) || 'Z'"
 )
 POSTGRESQL_FORMAT = 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'
+POSTGRESQL_UTC = "(%(expressions)s AT TIME ZONE 'UTC')"
 
 
 def conversion_time_column() -> Any:
@@ -31,8 +32,19 @@ def conversion_time_column() -> Any:
     if connection.vendor == "sqlite":
         return Func(column, template=SQLITE_TEMPLATE, output_field=CharField())
     if connection.vendor == "postgresql":
-        utc = Func(
-            column, template="(%(expressions)s AT TIME ZONE 'UTC')", output_field=DateTimeField()
-        )
+        utc = Func(column, template=POSTGRESQL_UTC, output_field=DateTimeField())
         return Func(utc, Value(POSTGRESQL_FORMAT), function="to_char", output_field=CharField())
     return column
+
+
+def formats_in_sql() -> bool:
+    """Whether ``conversion_time_sql`` applies (else Python formats the time)."""
+    return bool(settings.USE_TZ) and connection.vendor in ("sqlite", "postgresql")
+
+
+def conversion_time_sql(column: str) -> tuple[str, list[Any]]:
+    """X's text for the SQL expression ``column`` (a quoted column) in a raw statement,
+    and its parameters (only where ``formats_in_sql()``)."""
+    if connection.vendor == "sqlite":
+        return SQLITE_TEMPLATE % {"expressions": column}, []
+    return f"to_char({POSTGRESQL_UTC % {'expressions': column}}, %s)", [POSTGRESQL_FORMAT]

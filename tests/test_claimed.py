@@ -122,3 +122,50 @@ def test_rows_read_back_without_time_zone_support(settings: Any, purchase_tag: E
     assert isinstance(fetched.conversion_time, dt.datetime)
     event, surely_valid = claimed.build_event(fetched)
     assert not surely_valid and payload.validate(event) == []
+
+
+def _mutated(text: str, position: int, char: str) -> str:
+    position %= len(text)
+    return text[:position] + char + text[position + 1 :]
+
+
+real_times = st.datetimes(
+    min_value=dt.datetime(1, 1, 1), max_value=dt.datetime(9999, 12, 31, 23, 59, 59)
+).map(lambda moment: payload.format_conversion_time(moment.replace(tzinfo=dt.timezone.utc)))
+time_texts = st.one_of(
+    real_times,
+    st.builds(
+        _mutated,
+        real_times,
+        st.integers(min_value=0, max_value=23),
+        st.sampled_from([*"0123456789", "T", ":", "-", ".", "Z", " ", "\n", "\u0663", "\uff11"]),
+    ),
+    st.sampled_from(
+        [
+            "2022-02-30T00:00:00.000Z",
+            "2022-02-29T00:00:00.000Z",
+            "2024-02-29T00:00:00.000Z",
+            "0000-01-01T00:00:00.000Z",
+            "2022-02-18T24:00:00.000Z",
+            "2022-02-18T23:59:60.000Z",
+            "2022-02-18T01:14:00Z",
+            "2022-02-18T01:14:00.603Z\n",
+        ]
+    ),
+    st.text(max_size=26),
+)
+
+
+@seed(20261130)
+@hypothesis_settings(max_examples=3000, deadline=None)
+@given(text=time_texts)
+def test_quick_time_check_is_never_looser_than_valid_time(text: str) -> None:
+    if claimed.surely_valid_time(text):
+        assert payload.valid_time(text)
+
+
+@seed(20261130)
+@hypothesis_settings(max_examples=500, deadline=None)
+@given(text=real_times)
+def test_quick_time_check_knows_every_time_the_engine_formats(text: str) -> None:
+    assert claimed.surely_valid_time(text) == payload.valid_time(text) is True

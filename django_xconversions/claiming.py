@@ -1,0 +1,162 @@
+"""The claim as one statement: ``UPDATE ... RETURNING`` marks due rows ``sending`` and
+hands them back, read as claimed.ClaimedRow tuples.
+
+Django has no UPDATE ... RETURNING, so the statement is SQL built from the model's table
+and column names, with every value a parameter. PostgreSQL and SQLite (3.35 and later)
+run it; elsewhere (and with USE_TZ off) ``returns_rows`` is False and the caller updates,
+then reads the rows back by their claim token.
+
+The rows are picked in (next_attempt_at, id) order, the order of the partial index
+``xconv_due_pending_pk``, so a claim reads the index entries of the rows it takes and no
+more, however large the backlog and however many rows share a due time.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import sqlite3
+import uuid
+from functools import cache
+from typing import Any, cast
+
+from django.db import connection
+from django.db.models import Field, Model
+
+from django_xconversions.claimed import ClaimedRow, decimal_value, json_contents
+from django_xconversions.models import Conversion, EventTag
+from django_xconversions.sqltime import conversion_time_sql, formats_in_sql
+
+# What the select list reads after id, due time, attempts, event id and X's time text,
+# in ClaimedRow's order.
+_ROW_COLUMNS = (
+    "conversion_id",
+    "twclid",
+    "hashed_email",
+    "hashed_phone",
+    "ip_address",
+    "user_agent",
+    "value",
+    "currency",
+    "number_items",
+    "description",
+    "contents",
+)
+
+
+def returns_rows() -> bool:
+    """Whether this database claims and reads the rows in one statement."""
+    if not formats_in_sql():
+        return False
+    return connection.vendor == "postgresql" or sqlite3.sqlite_version_info >= (3, 35)
+
+
+def _q(name: str) -> str:
+    return str(connection.ops.quote_name(name))
+
+
+def _field(model: type[Model], name: str) -> Field[Any, Any]:
+    return cast("Field[Any, Any]", model._meta.get_field(name))
+
+
+def _column(name: str) -> str:
+    return _q(str(_field(Conversion, name).column))
+
+
+@cache
+def _statement(vendor: str) -> tuple[str, list[Any]]:
+    """The claim's SQL for ``vendor`` and the parameters its select list needs."""
+    table = _q(Conversion._meta.db_table)
+    pk = _column("id")
+    due = _column("next_attempt_at")
+    status = _column("status")
+    tag_table = _q(EventTag._meta.db_table)
+    tag_pk = _q(str(_field(EventTag, "id").column))
+    website_tag_id = _q(str(_field(EventTag, "website_tag_id").column))
+    time_sql, time_params = conversion_time_sql(f"{table}.{_column('conversion_time')}")
+    columns = [f"{table}.{_column(name)}" for name in _ROW_COLUMNS]
+    if vendor == "postgresql":
+        columns[_ROW_COLUMNS.index("ip_address")] = f"host({columns[4]})"
+        columns[_ROW_COLUMNS.index("contents")] = f"({columns[-1]})::text"
+    # The statuses are the model's constants, written into the SQL so that the planner
+    # sees the partial index's own condition.
+    pending = f"'{Conversion.Status.PENDING.value}'"
+    # Identifiers come from the model's meta and values are parameters: no injection.
+    picked = (
+        f"SELECT {pk} FROM {table} WHERE {status} = {pending} AND {_column('pixel')} = %s "  # noqa: S608
+        f"AND {due} <= %s ORDER BY {due}, {pk} LIMIT %s"
+    )
+    if vendor == "postgresql":
+        # FOR UPDATE SKIP LOCKED: workers never wait on each other's rows. = ANY(ARRAY())
+        # runs the subquery once; an IN (subquery) may be re-run per outer row and then
+        # claim more than LIMIT rows.
+        which = f"{pk} = ANY(ARRAY({picked} FOR UPDATE SKIP LOCKED))"
+    else:
+        # SQLite runs the statement under its single write lock.
+        which = f"{pk} IN ({picked})"
+    # On SQLite the due time is read as its text (which sorts as the time does) rather than
+    # parsed into a datetime for each row.
+    due_key = f"{table}.{due}" if vendor == "postgresql" else f"{table}.{due} || ''"
+    returning = ", ".join(
+        [
+            f"{table}.{pk}",
+            due_key,
+            f"{table}.{_column('attempts')}",
+            f"(SELECT {website_tag_id} FROM {tag_table} "  # noqa: S608
+            f"WHERE {tag_table}.{tag_pk} = {table}.{_column('event_tag')})",
+            time_sql,
+            *columns,
+        ]
+    )
+    # No status guard on the outer UPDATE: PostgreSQL rechecks the subquery's conditions
+    # on each row it locks, and SQLite would scan every pending row to apply one.
+    sql = (
+        f"UPDATE {table} SET {status} = '{Conversion.Status.SENDING.value}', "  # noqa: S608
+        f"{_column('claim_token')} = %s, {_column('lease_expires_at')} = %s "
+        f"WHERE {which} RETURNING {returning}"
+    )
+    return sql, time_params
+
+
+def _prepared(name: str, value: Any) -> Any:
+    return _field(Conversion, name).get_db_prep_value(value, connection)
+
+
+def claim_rows(
+    pixel_id: int, count: int, *, due_by: dt.datetime, token: uuid.UUID, lease: dt.datetime
+) -> list[ClaimedRow]:
+    """Mark up to ``count`` due rows of the pixel ``sending`` under ``token`` until
+    ``lease``; return them in claim order. Only where ``returns_rows()``."""
+    sql, time_params = _statement(connection.vendor)
+    params = [
+        _prepared("claim_token", token),
+        _prepared("lease_expires_at", lease),
+        pixel_id,
+        _prepared("next_attempt_at", due_by),
+        count,
+        *time_params,  # RETURNING comes last in the text too
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        fetched = cursor.fetchall()
+    # RETURNING comes in no particular order: the claim's order is (due time, id).
+    fetched.sort(key=lambda row: (row[1], row[0]))
+    return [
+        ClaimedRow(
+            row[0],
+            row[2],
+            row[3] or "",
+            row[4],
+            row[5],
+            row[6],
+            row[7],
+            row[8],
+            row[9],
+            row[10],
+            decimal_value(row[11]),
+            row[12],
+            row[13],
+            row[14],
+            json_contents(row[15]),
+        )
+        for row in fetched
+    ]
