@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from typing import Any
+from functools import cache
+from typing import Any, cast
 
-from django.db import transaction
-from django.db.models import Case, F, PositiveIntegerField, Q, Value, When
+from django.db import connection, transaction
+from django.db.models import F, Field, Value
 from django.db.models.functions import Greatest
 from django.utils import timezone
 
@@ -80,39 +81,62 @@ def observe(
 ) -> None:
     """Fold X's rate-limit headers into the shared budget (only ever tighter).
 
-    One conditional UPDATE: every condition reads the row as it was, under the row lock
-    the UPDATE takes, so concurrent workers fold their answers in one after the other.
+    One conditional UPDATE (after every answer, so written as SQL once rather than
+    compiled each time): every condition reads the row as it was, under the row lock the
+    UPDATE takes, so concurrent workers fold their answers in one after the other.
     """
     if reset_at is None:
         return
     window_end = dt.datetime.fromtimestamp(reset_at, tz=dt.timezone.utc) + RESET_MARGIN
     if window_end <= timezone.now():
         return
+    bound = min(int(xsettings.RATE_LIMIT_EVENTS), limit) if limit is not None else 0
+    used_at_x = max(0, limit - remaining) if limit is not None and remaining is not None else 0
+    adapt = connection.ops.adapt_datetimefield_value
     # X announcing another reset than the window of X's we count in: that window is over
     # (or was a brief one), and what was used in it says nothing of this one.
-    newer = Q(budget_window_from_x=True) & (
-        Q(budget_window_ends_at__lt=window_end - WINDOW_TOLERANCE)
-        | Q(budget_window_ends_at__gt=window_end + WINDOW_TOLERANCE)
+    newer = [adapt(window_end - WINDOW_TOLERANCE), adapt(window_end + WINDOW_TOLERANCE)]
+    params = [
+        # X's window is the one that binds: reopen ours just after X's reset.
+        adapt(window_end),
+        True,
+        # The limit: X's, or ours if lower; within one window of X's, the lowest seen.
+        limit is not None,
+        *newer,
+        bound,
+        bound,
+        # Within a window the larger count wins: ours includes requests in flight.
+        limit is not None and remaining is not None,
+        *newer,
+        used_at_x,
+        used_at_x,
+        account_id,
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(_observe_sql(connection.vendor), params)
+
+
+def _column(name: str) -> str:
+    field = cast("Field[Any, Any]", AdAccount._meta.get_field(name))
+    return str(connection.ops.quote_name(str(field.column)))
+
+
+@cache
+def _observe_sql(vendor: str) -> str:
+    column = {name: _column(name) for name in _BUDGET_FIELDS}
+    ends, from_x = column["budget_window_ends_at"], column["budget_window_from_x"]
+    limit, used = column["budget_limit"], column["budget_used"]
+    newer = f"({from_x} AND ({ends} < %s OR {ends} > %s))"
+    table = connection.ops.quote_name(AdAccount._meta.db_table)
+    return (
+        f"UPDATE {table} SET {ends} = %s, {from_x} = %s, "  # noqa: S608
+        f"{limit} = CASE WHEN NOT %s THEN {limit} "
+        f"WHEN {newer} OR {limit} IS NULL OR {limit} = 0 OR {limit} > %s THEN %s "
+        f"ELSE {limit} END, "
+        f"{used} = CASE WHEN NOT %s THEN {used} WHEN {newer} OR {used} < %s THEN %s "
+        f"ELSE {used} END "
+        f"WHERE {_column('id')} = %s"
     )
-    # X's window is the one that binds: reopen ours just after X's reset.
-    values: dict[str, Any] = {"budget_window_ends_at": window_end, "budget_window_from_x": True}
-    if limit is not None:
-        bound = min(int(xsettings.RATE_LIMIT_EVENTS), limit)
-        values["budget_limit"] = Case(
-            When(newer | Q(budget_limit__isnull=True) | Q(budget_limit=0), then=Value(bound)),
-            When(budget_limit__lt=bound, then=F("budget_limit")),
-            default=Value(bound),
-            output_field=PositiveIntegerField(),
-        )
-        if remaining is not None:
-            # Within a window the larger count wins: ours includes requests in flight.
-            used_at_x = max(0, limit - remaining)
-            values["budget_used"] = Case(
-                When(newer | Q(budget_used__lt=used_at_x), then=Value(used_at_x)),
-                default=F("budget_used"),
-                output_field=PositiveIntegerField(),
-            )
-    AdAccount.objects.filter(pk=account_id).update(**values)
 
 
 def wait_out_rate_limit(account_id: int, until: dt.datetime) -> None:

@@ -8,6 +8,9 @@ from typing import Any
 
 import pytest
 from django.utils import timezone
+from hypothesis import HealthCheck, given, seed
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from django_xconversions import budget
 from django_xconversions.models import AdAccount
@@ -42,3 +45,71 @@ def test_an_exhausted_window_does_not_leak_into_the_next(settings: Any, account:
     account.refresh_from_db()
     assert account.budget_used == 5_000 and account.budget_limit == 60_000
     assert budget.reserve(account.pk, 500).events == 500
+
+
+def folded_in_python(
+    state: dict[str, Any], limit: int | None, remaining: int | None, window_end: dt.datetime
+) -> dict[str, Any]:
+    """The rule observe() applies, as plain Python over the row's values."""
+    configured = 60_000
+    known_end = state["budget_window_ends_at"]
+    newer = (
+        state["budget_window_from_x"]
+        and known_end is not None
+        and abs(window_end - known_end) > budget.WINDOW_TOLERANCE
+    )
+    folded = {**state, "budget_window_ends_at": window_end, "budget_window_from_x": True}
+    if limit is not None:
+        current = None if newer else state["budget_limit"]
+        folded["budget_limit"] = min(configured, limit, current or configured)
+        if remaining is not None:
+            used_at_x = max(0, limit - remaining)
+            folded["budget_used"] = used_at_x if newer else max(state["budget_used"], used_at_x)
+    return folded
+
+
+@seed(20261130)
+@hypothesis_settings(
+    max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    from_x=st.booleans(),
+    known_offset=st.one_of(st.none(), st.integers(min_value=-5, max_value=900)),
+    known_limit=st.one_of(st.none(), st.integers(min_value=0, max_value=100_000)),
+    used=st.integers(min_value=0, max_value=100_000),
+    limit=st.one_of(st.none(), st.integers(min_value=0, max_value=100_000)),
+    remaining=st.one_of(st.none(), st.integers(min_value=0, max_value=100_000)),
+    reset_offset=st.integers(min_value=1, max_value=900),
+    near=st.booleans(),
+)
+def test_observe_folds_headers_in_as_the_rule_says(
+    settings: Any,
+    account: AdAccount,
+    from_x: bool,
+    known_offset: int | None,
+    known_limit: int | None,
+    used: int,
+    limit: int | None,
+    remaining: int | None,
+    reset_offset: int,
+    near: bool,
+) -> None:
+    configure(settings, RATE_LIMIT_EVENTS=60_000)
+    now = timezone.now().replace(microsecond=0)
+    if near and known_offset is not None:
+        # Around X's announced reset (plus our margin): the same window or another one.
+        known_offset = reset_offset + 1 + known_offset % 25 - 12
+    state = {
+        "budget_window_from_x": from_x,
+        "budget_window_ends_at": None
+        if known_offset is None
+        else now + dt.timedelta(seconds=known_offset),
+        "budget_limit": known_limit,
+        "budget_used": used,
+    }
+    AdAccount.objects.filter(pk=account.pk).update(**state)
+    reset_at = (now + dt.timedelta(seconds=reset_offset)).timestamp()
+    budget.observe(account.pk, limit=limit, remaining=remaining, reset_at=reset_at)
+    window_end = dt.datetime.fromtimestamp(reset_at, tz=dt.timezone.utc) + budget.RESET_MARGIN
+    stored = AdAccount.objects.values(*state).get(pk=account.pk)
+    assert stored == folded_in_python(state, limit, remaining, window_end)
