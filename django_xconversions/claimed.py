@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 from typing import Any, NamedTuple
 
@@ -206,9 +206,44 @@ def build_event(row: ClaimedRow) -> tuple[dict[str, Any], bool]:
     if row.description:
         event["description"] = row.description
     if row.contents:
-        event["contents"] = contents = build_contents(row.contents)
-        ok = ok and all(_plain_content(item) for item in contents)
+        event["contents"], plain = _wire_contents(row.contents)
+        ok = ok and plain
     return event, ok
+
+
+def _wire_contents(contents: list[Any]) -> tuple[list[dict[str, Any]], bool]:
+    """``payload.build_contents(contents)``, and whether every item surely passes
+    validate's content rules, in one pass."""
+    wire = []
+    plain = True
+    for item in contents:
+        if type(item) is not dict:
+            return build_contents(contents), False
+        entry = {}
+        for key, value in item.items():
+            if key == "content_price" and value is not None:
+                value = _price_number(value)
+            if value is not None and value != "":
+                entry[key] = value
+        plain = plain and _plain_content(entry)
+        wire.append(entry)
+    return wire, plain
+
+
+def _price_number(value: Any) -> Any:
+    # As payload's: X wants a JSON number; text stays text for validate to report.
+    if type(value) is str:
+        return _price_of_text(value)
+    return float(value) if isinstance(value, Decimal) else value
+
+
+@lru_cache(maxsize=4096)
+def _price_of_text(text: str) -> Any:
+    # Cached: a shop's prices repeat (and a float is immutable).
+    try:
+        return float(Decimal(text))
+    except InvalidOperation:
+        return text
 
 
 def _plain_content(item: Any) -> bool:
