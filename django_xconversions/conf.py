@@ -52,6 +52,10 @@ DEFAULTS: dict[str, Any] = {
     "RATE_LIMIT_WINDOW": 900,
     # send_conversions --loop: seconds to sleep when nothing is due.
     "LOOP_IDLE_SECONDS": 5.0,
+    # PostgreSQL: a committed conversion wakes idle --loop workers at once (NOTIFY after
+    # the commit, LISTEN in the worker); they still poll every LOOP_IDLE_SECONDS. False:
+    # no NOTIFY is sent and workers only poll. No effect on SQLite (workers poll).
+    "NOTIFY_ON_COMMIT": True,
     # Send as soon as a conversion's transaction commits: False (leave it to the command),
     # True (Django tasks, else Celery, else in-process), "tasks", "celery" or "inline".
     "SEND_IMMEDIATELY": False,

@@ -15,9 +15,10 @@ taken over, however long X takes. A worker that dies after step 2 leaves rows
 ``sending``; once their lease expires any worker returns them to ``pending``. Nothing is
 ever deleted or silently dropped.
 
-One request is in flight at a time, and an account's next batch leaves only once its
-previous answer is known: after X says stop (429, 401, 403, a 404 that pauses) not one
-more request goes out for that account. An account whose stored secrets cannot be read is
+Accounts take turns, one batch each, with a few requests of different accounts in flight
+at once (rounds.py). An account's next batch leaves only once its previous answer is
+known: after X says stop (429, 401, 403, a 404 that pauses) not one more request goes out
+for that account. An account whose stored secrets cannot be read is
 paused with the fix; the other accounts go on.
 """
 
@@ -27,7 +28,6 @@ import datetime as dt
 import uuid
 from collections import Counter
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -48,7 +48,7 @@ from django.utils import timezone
 
 from django_xconversions import budget, claiming, errors
 from django_xconversions import claimed as claimed_rows
-from django_xconversions.batch import BatchSender, Transmission, pause_account
+from django_xconversions.batch import AccountStopped, BatchSender, pause_account
 from django_xconversions.claimed import ClaimedRow
 from django_xconversions.client import XAdsClient
 from django_xconversions.conf import setting_path, xsettings
@@ -61,6 +61,7 @@ from django_xconversions.leases import (
 )
 from django_xconversions.models import AdAccount, Conversion, Pixel
 from django_xconversions.payload import MAX_EVENTS_PER_REQUEST, conversion_to_event, validate
+from django_xconversions.rounds import Rounds
 
 __all__ = [
     "Claim",
@@ -312,67 +313,6 @@ def _client(target: Pixel, summary: SendSummary) -> XAdsClient | None:
     return client_with(credentials)
 
 
-class _Pipeline:
-    """One request in flight while the next batch is claimed and built.
-
-    An account's next batch is dispatched only once that account's previous answer is
-    known: if X accepted it, the next request leaves at once and the outcomes are written
-    while it travels; otherwise the answer is dealt with first, and if it stopped the
-    account the next batch is released unsent.
-    """
-
-    def __init__(
-        self,
-        pool: ThreadPoolExecutor,
-        leases: LeaseKeeper,
-        on_progress: Callable[[int], None] | None,
-    ) -> None:
-        self.pool = pool
-        self.leases = leases
-        self.on_progress = on_progress
-        self.stopped_accounts: set[int] = set()
-        self.in_flight: tuple[BatchSender, Future[Transmission | None]] | None = None
-
-    def dispatch(self, sender: BatchSender) -> None:
-        if self.in_flight is None:
-            self._send(sender)
-            return
-        previous, future = self.in_flight
-        self.in_flight = None
-        if previous.account.pk != sender.account.pk:
-            self._send(sender)
-            self._complete(previous, future.result())
-            return
-        transmission = future.result()
-        if transmission is None or transmission.accepted:
-            self._send(sender)
-            self._complete(previous, transmission)
-            return
-        self._complete(previous, transmission)
-        if previous.account_stopped:
-            sender.release()
-            self.leases.release(sender.token)
-        else:
-            self._send(sender)
-
-    def drain(self) -> None:
-        if self.in_flight is not None:
-            sender, future = self.in_flight
-            self.in_flight = None
-            self._complete(sender, future.result())
-
-    def _send(self, sender: BatchSender) -> None:
-        self.in_flight = (sender, self.pool.submit(sender.transmit))
-
-    def _complete(self, sender: BatchSender, transmission: Transmission | None) -> None:
-        sender.complete(transmission)
-        self.leases.release(sender.token)
-        if self.on_progress is not None:
-            self.on_progress(len(sender.rows))
-        if sender.account_stopped:
-            self.stopped_accounts.add(sender.account.pk)
-
-
 def send_pending(
     *,
     account: AdAccount | None = None,
@@ -380,51 +320,64 @@ def send_pending(
     limit: int | None = None,
     should_stop: Callable[[], bool] = lambda: False,
     on_progress: Callable[[int], None] | None = None,
+    on_pixel: Callable[[Pixel], None] | None = None,
+    on_pixel_error: Callable[[Pixel, Exception], None] | None = None,
 ) -> SendSummary:
     """Send every due conversion (or up to ``limit``) within the accounts' budgets.
 
-    While one batch's request is in flight (on a helper thread, HTTP only), the next
-    batch is claimed and built here; every database write stays on this thread, but for
-    the lease renewals of leases.py.
+    Accounts take turns, one batch each (rounds.py): a large backlog does not hold up
+    the others, nor does a slow or stopped account. While requests are in flight (on
+    helper threads, HTTP only) the next batches are claimed and built here; every
+    database write stays on this thread, but for the lease renewals of leases.py.
+    ``on_pixel`` is called before each batch is claimed; ``on_pixel_error(pixel, exc)``
+    when a pixel's batch fails (the run goes on without that pixel; without it the run
+    stops and raises).
     """
     summary = SendSummary()
     # Rows rescheduled during this run (after a transient failure) wait for the next run.
     started = timezone.now()
     recover_expired_leases(started)
-    remaining = limit if limit is not None else float("inf")
     # Inside a caller's transaction nobody else sees the claims: nothing to renew.
     renewing = not connection.in_atomic_block
-    with (
-        LeaseKeeper(renewing=renewing) as leases,
-        ThreadPoolExecutor(max_workers=1, thread_name_prefix="xconversions-send") as pool,
-    ):
-        pipeline = _Pipeline(pool, leases, on_progress)
-        stopped = pipeline.stopped_accounts
-        for target in _sendable_pixels(account, pixel, started):
-            if should_stop():
-                break
-            if target.account_id in stopped:
-                continue
-            client = _client(target, summary)
-            if client is None:
-                stopped.add(target.account_id)
-                continue
-            try:
-                while remaining > 0 and target.account_id not in stopped and not should_stop():
-                    # The budget's reservation and the claim commit together.
-                    wanted = int(min(batch_size(), remaining))
-                    claimed = claim(target, wanted, due_by=started, within_budget=True)
-                    if claimed.wait_until is not None:
-                        summary.budget_exhausted[target.account.account_id] = claimed.wait_until
-                    if not claimed.rows:
-                        break
-                    leases.hold(claimed.token)
-                    sender = BatchSender(client, target, claimed, summary)
-                    sender.prepare()
-                    pipeline.dispatch(sender)
-                    remaining -= len(claimed.rows)
-                pipeline.drain()
-            finally:
+    clients: dict[int, XAdsClient | None] = {}
+
+    def open_batch(target: Pixel, wanted: int) -> BatchSender | None:
+        """The pixel's next batch, claimed within the budget and built; None when it has
+        nothing more due; AccountStopped when its account cannot send in this run."""
+        if target.pk not in clients:
+            clients[target.pk] = _client(target, summary)
+        client = clients[target.pk]
+        if client is None:
+            raise AccountStopped("the account's secrets cannot be read")
+        # The budget's reservation and the claim commit together (one transaction).
+        claimed = claim(target, wanted, due_by=started, within_budget=True)
+        if claimed.wait_until is not None:
+            summary.budget_exhausted[target.account.account_id] = claimed.wait_until
+            if not claimed.rows:
+                raise AccountStopped("budget used up")
+        if not claimed.rows:
+            return None
+        leases.hold(claimed.token)
+        sender = BatchSender(client, target, claimed, summary)
+        sender.prepare()
+        return sender
+
+    try:
+        with LeaseKeeper(renewing=renewing) as leases:
+            Rounds(
+                _sendable_pixels(account, pixel, started),
+                open_batch,
+                leases=leases,
+                batch_size=batch_size(),
+                limit=limit,
+                should_stop=should_stop,
+                on_progress=on_progress,
+                on_pixel=on_pixel,
+                on_pixel_error=on_pixel_error,
+            ).run()
+    finally:
+        for client in clients.values():
+            if client is not None:
                 client.close()
     summary.pending_left = pending_count(account, pixel)
     return summary

@@ -1,29 +1,20 @@
-"""SEND_IMMEDIATELY: a new conversion triggers a send once its transaction commits."""
+"""What happens once a transaction that stored pending conversions commits: a NOTIFY that
+wakes idle ``--loop`` workers (NOTIFY_ON_COMMIT, PostgreSQL) and, with SEND_IMMEDIATELY,
+a send of the conversions' pixel. One hook per transaction and pixel, not per row."""
 
 from __future__ import annotations
 
 import logging
-import threading
 from typing import Any
 
 from django.db import transaction
-from django.db.models.signals import post_save
 
+from django_xconversions import wakeup
 from django_xconversions.conf import setting_path, xsettings
 from django_xconversions.models import Conversion
 
 logger = logging.getLogger("django_xconversions.delivery")
 MODES = (False, True, "tasks", "celery", "inline")
-
-# Pixels already scheduled in the current transaction: one send per pixel, not per row.
-_scheduled = threading.local()
-
-
-def _pending_pixels() -> set[int]:
-    if not hasattr(_scheduled, "pixels"):
-        _scheduled.pixels = set()
-    pixels: set[int] = _scheduled.pixels
-    return pixels
 
 
 def dispatch_send(pixel_pk: int) -> None:
@@ -31,7 +22,6 @@ def dispatch_send(pixel_pk: int) -> None:
     from django_xconversions import tasks
     from django_xconversions.models import Pixel
 
-    _pending_pixels().discard(pixel_pk)
     mode = xsettings.SEND_IMMEDIATELY
     pixel_id = Pixel.objects.values_list("pixel_id", flat=True).get(pk=pixel_pk)
     if mode in (True, "tasks") and tasks.DJANGO_TASKS_AVAILABLE:
@@ -48,28 +38,61 @@ def dispatch_send(pixel_pk: int) -> None:
         )
 
 
+class AfterCommit:
+    """The on-commit hook of one pixel: wake the workers, then send if asked to."""
+
+    def __init__(self, pixel_pk: int, using: str) -> None:
+        self.pixel_pk = pixel_pk
+        self.using = using
+
+    def __call__(self) -> None:
+        try:
+            wakeup.notify(self.pixel_pk, self.using)
+        except Exception:
+            # The workers' poll finds the rows anyway; the send below must still happen.
+            logger.warning("Could not notify the sending workers.", exc_info=True)
+        if xsettings.SEND_IMMEDIATELY:
+            dispatch_send(self.pixel_pk)
+
+
 def on_conversion_saved(sender: Any, instance: Conversion, created: bool, **kwargs: Any) -> None:
     if created:
         conversion_stored(instance)
 
 
 def conversion_stored(instance: Conversion) -> None:
-    """Schedule a send of the conversion's pixel after commit (track() calls this: its
-    INSERT ... ON CONFLICT sends no post_save). Held rows have no pixel: nothing yet."""
+    """Schedule the pixel's on-commit hook (track() calls this: its INSERT ... ON
+    CONFLICT sends no post_save). Held rows have no pixel: nothing yet."""
     if instance.status == Conversion.Status.PENDING and instance.pixel_id is not None:
         schedule_send(instance.pixel_id)
 
 
+def _scheduled(connection: Any, pixel_pk: int) -> bool:
+    """Whether the current transaction already holds this pixel's hook. Read from the
+    connection's own list of hooks, so a hook discarded with a rolled-back savepoint or
+    transaction is scheduled again by the next conversion."""
+    return any(
+        isinstance(hook, AfterCommit) and hook.pixel_pk == pixel_pk
+        for _savepoints, hook, *_rest in connection.run_on_commit
+    )
+
+
 def schedule_send(pixel_pk: int) -> None:
-    """With SEND_IMMEDIATELY, send the pixel's due conversions once the current
-    transaction commits (once per pixel and transaction); routing held rows calls it too."""
-    if not xsettings.SEND_IMMEDIATELY or pixel_pk in _pending_pixels():
+    """Once the current transaction commits (at once outside one), notify the workers
+    (NOTIFY_ON_COMMIT) and, with SEND_IMMEDIATELY, send the pixel's due conversions;
+    routing held rows calls it too."""
+    using = wakeup.database_alias()
+    if not (xsettings.SEND_IMMEDIATELY or wakeup.supported(using)):
         return
-    _pending_pixels().add(pixel_pk)
-    # robust: a failing send never breaks the request that created the conversion; the
+    connection = transaction.get_connection(using)
+    if connection.in_atomic_block and _scheduled(connection, pixel_pk):
+        return
+    # robust: a failing hook never breaks the request that created the conversion; the
     # row stays pending and the next send_conversions run picks it up.
-    transaction.on_commit(lambda: dispatch_send(pixel_pk), robust=True)
+    transaction.on_commit(AfterCommit(pixel_pk, using), using=using, robust=True)
 
 
 def connect() -> None:
+    from django.db.models.signals import post_save
+
     post_save.connect(on_conversion_saved, sender=Conversion, dispatch_uid="xconversions-immediate")

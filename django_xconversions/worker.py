@@ -1,64 +1,43 @@
-"""The ``send_conversions --loop`` worker: run ``send_pending`` pixel by pixel, again and
-again, until SIGTERM/SIGINT, through database faults.
+"""The ``send_conversions --loop`` worker: run ``send_pending`` again and again until
+SIGTERM/SIGINT, through database faults.
+
+Each pass sends what is due, accounts taking turns (rounds.py). Between passes an idle
+worker waits for the next committed conversion (wakeup.py: LISTEN/NOTIFY on PostgreSQL),
+or LOOP_IDLE_SECONDS at most.
 
 A lost connection, a server restart, SQLite's ``database is locked`` or a serialization
 failure is an outage, not a reason to exit: the worker closes its connections, backs off
 (with jitter, up to ``BACKOFF_MAX`` seconds) and tries again, logging once when the outage
 starts and once when it ends. Rows it held when the fault hit go back to ``pending`` when
-their lease expires. Any other error is logged with its traceback and the worker goes on
-with the next pixel, so one pixel's trouble does not stop the others.
+their lease expires. Any other error of a pixel is logged with its traceback and the
+worker goes on with the other pixels, so one pixel's trouble does not stop the others.
 """
 
 from __future__ import annotations
 
 import logging
 import random
-import sqlite3
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from django.db import InterfaceError, OperationalError, connections
-from django.db.models import Exists, OuterRef
+from django.db import connections
 
 from django_xconversions import delivery, routing
 from django_xconversions.conf import xsettings
 from django_xconversions.delivery import SendSummary
 from django_xconversions.heartbeat import Heartbeat
-from django_xconversions.models import AdAccount, Conversion, Pixel
+from django_xconversions.models import AdAccount, Pixel
+from django_xconversions.outages import TRANSIENT_ERRORS, is_transient
+from django_xconversions.wakeup import Wakeup
+
+__all__ = ["TRANSIENT_ERRORS", "Backoff", "Worker", "close_connections", "is_transient"]
 
 logger = logging.getLogger(__name__)
 
 BACKOFF_FIRST = 0.5
 BACKOFF_MAX = 30.0
-
-
-def _transient_errors() -> tuple[type[BaseException], ...]:
-    """Database errors that say "not now" rather than "never": the DB-API's
-    OperationalError and InterfaceError (Django's wrappers and the drivers' own)."""
-    errors: list[type[BaseException]] = [
-        OperationalError,
-        InterfaceError,
-        sqlite3.OperationalError,
-        sqlite3.InterfaceError,
-    ]
-    try:
-        import psycopg
-
-        errors += [psycopg.OperationalError, psycopg.InterfaceError]
-    except ImportError:  # pragma: no cover (psycopg is optional)
-        pass
-    return tuple(errors)
-
-
-TRANSIENT_ERRORS = _transient_errors()
-
-
-def is_transient(exc: BaseException) -> bool:
-    """Connection loss, server restarts, ``database is locked``, serialization failures
-    and deadlocks (all OperationalError or InterfaceError in the DB-API)."""
-    return isinstance(exc, TRANSIENT_ERRORS)
 
 
 def close_connections() -> None:
@@ -115,6 +94,7 @@ class Worker:
         self.heartbeat = heartbeat
         self.backoff = backoff or Backoff()
         self.on_progress = on_progress
+        self.wakeup = Wakeup(stop)
         self.totals = SendSummary()
         self.outage: Outage | None = None
         # The last error of each pixel, so a pixel failing the same way every run logs
@@ -124,6 +104,8 @@ class Worker:
     def run(self) -> SendSummary:
         if self.heartbeat is not None:
             self.heartbeat.start()
+        # Listening before the first pass: nothing committed during it goes unnoticed.
+        self.wakeup.open()
         try:
             while not self.stop.is_set() and self._left() != 0:
                 try:
@@ -137,8 +119,9 @@ class Worker:
                 else:
                     self._database_back()
                 if processed == 0:
-                    self.stop.wait(float(xsettings.LOOP_IDLE_SECONDS))
+                    self.wakeup.wait(float(xsettings.LOOP_IDLE_SECONDS))
         finally:
+            self.wakeup.close()
             if self.heartbeat is not None:
                 self.heartbeat.stop()
         self._count_pending_left()
@@ -147,23 +130,14 @@ class Worker:
     def _left(self) -> int | None:
         return None if self.limit is None else max(0, self.limit - self.totals.processed)
 
-    def _pixels(self) -> list[Pixel]:
-        """Pixels of active accounts with due conversions, in the scope asked for."""
-        due = Conversion.objects.due().filter(pixel=OuterRef("pk"))
-        pixels = Pixel.objects.filter(Exists(due), account__status=AdAccount.Status.ACTIVE)
-        if self.account is not None:
-            pixels = pixels.filter(account=self.account)
-        if self.pixel is not None:
-            pixels = pixels.filter(pk=self.pixel.pk)
-        return list(pixels.select_related("account").order_by("pk"))
-
     def _run_once(self) -> int:
         """One pass over the pixels with due conversions; how many were processed.
 
         Transient database errors propagate (the whole pass waits out the outage); any
-        other error is logged and the pass goes on with the next pixel.
+        other error of a pixel is logged and the pass goes on with the other pixels.
         """
-        processed = 0
+        # What was notified before this point is covered by this pass.
+        self.wakeup.discard_pending()
         # Rows of a worker that died (or lost its database mid-batch) are due again once
         # their lease passes; taken back here since a pass only visits pixels with due rows.
         delivery.recover_expired_leases()
@@ -171,32 +145,34 @@ class Worker:
         # that fix's own routing ran: each pass routes what is routable now (one indexed
         # query when nothing is held).
         routing.route_held()
-        for pixel in self._pixels():
-            left = self._left()
-            if self.stop.is_set() or left == 0:
-                break
+        failed: set[int] = set()
+
+        def pixel_failed(pixel: Pixel, exc: Exception) -> None:
+            failed.add(pixel.pk)
+            self._pixel_failed(pixel, exc)
+
+        try:
+            summary = delivery.send_pending(
+                account=self.account,
+                pixel=self.pixel,
+                limit=self._left(),
+                should_stop=self.stop.is_set,
+                on_progress=self.on_progress,
+                on_pixel=self._working_on,
+                on_pixel_error=pixel_failed,
+            )
+        finally:
             if self.heartbeat is not None:
-                self.heartbeat.current_pixel = pixel.pixel_id
-            try:
-                summary = delivery.send_pending(
-                    account=self.account,
-                    pixel=pixel,
-                    limit=left,
-                    should_stop=self.stop.is_set,
-                    on_progress=self.on_progress,
-                )
-            except Exception as exc:
-                if is_transient(exc):
-                    raise
-                self._pixel_failed(pixel, exc)
-                continue
-            finally:
-                if self.heartbeat is not None:
-                    self.heartbeat.current_pixel = ""
-            self._last_error.pop(pixel.pk, None)
-            self.totals.merge(summary)
-            processed += summary.processed
-        return processed
+                self.heartbeat.current_pixel = ""
+        # A pixel that went through again logs its traceback on its next failure.
+        for pk in [pk for pk in self._last_error if pk not in failed]:
+            del self._last_error[pk]
+        self.totals.merge(summary)
+        return summary.processed
+
+    def _working_on(self, pixel: Pixel) -> None:
+        if self.heartbeat is not None:
+            self.heartbeat.current_pixel = pixel.pixel_id
 
     def _pixel_failed(self, pixel: Pixel, exc: Exception) -> None:
         signature = f"{type(exc).__name__}: {exc}"

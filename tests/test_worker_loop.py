@@ -15,7 +15,7 @@ import psycopg
 import pytest
 from django.db import InterfaceError, OperationalError
 
-from django_xconversions import delivery, track, tracking
+from django_xconversions import delivery, routing, track, tracking
 from django_xconversions.delivery import SendSummary
 from django_xconversions.emulator import EmulatorServer
 from django_xconversions.heartbeat import Heartbeat
@@ -28,28 +28,28 @@ from django_xconversions.worker import (
     is_transient,
 )
 
-from .conftest import ACCOUNT_ID, make_conversions, mirror_tag, received_ids
+from .conftest import ACCOUNT_ID, configure, make_conversions, mirror_tag, received_ids
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 FAST = Backoff(first=0.01, cap=0.05, rng=random.Random(1))
 
 
-def faulty_send(
-    faults: list[BaseException | None], *, pixel_id: str | None = None
-) -> tuple[Callable[..., SendSummary], list[str]]:
-    """send_pending raising the next fault of ``faults`` (for ``pixel_id``, or any pixel)
-    on each call until none are left; the pixels it was called for."""
+def faulty_send(faults: list[BaseException | None]) -> tuple[Callable[..., SendSummary], list[int]]:
+    """send_pending raising the next fault of ``faults`` on each call until none are
+    left; how many conversions each call processed (-1: it raised)."""
     real = delivery.send_pending
-    calls: list[str] = []
+    calls: list[int] = []
 
     def send(**kwargs: Any) -> SendSummary:
-        calls.append(kwargs["pixel"].pixel_id)
-        if faults and (pixel_id is None or kwargs["pixel"].pixel_id == pixel_id):
+        if faults:
             fault = faults.pop(0)
             if fault is not None:
+                calls.append(-1)
                 raise fault
-        return real(**kwargs)
+        summary = real(**kwargs)
+        calls.append(summary.processed)
+        return summary
 
     return send, calls
 
@@ -79,7 +79,7 @@ def test_transient_database_errors_are_waited_out_and_logged_once(
     caplog.set_level(logging.INFO, logger="django_xconversions.worker")
     worker = Worker(stop=threading.Event(), limit=30, backoff=FAST)
     totals = worker.run()
-    assert totals.sent == 30 and len(calls) == 4
+    assert totals.sent == 30 and calls == [-1, -1, -1, 30]
     assert sorted(received_ids(emulator)) == sorted(f"order:{n}" for n in range(30))
     messages = [r.getMessage() for r in caplog.records]
     away = [m for m in messages if m.startswith("Database unavailable")]
@@ -88,20 +88,21 @@ def test_transient_database_errors_are_waited_out_and_logged_once(
     assert len(back) == 1 and "(3 failed attempts)" in back[0], messages
 
 
-def test_transient_errors_from_the_pixel_query_are_waited_out_too(
+def test_transient_errors_before_sending_are_waited_out_too(
     monkeypatch: Any, caplog: Any, emulator: EmulatorServer, purchase_tag: EventTag
 ) -> None:
     make_conversions(purchase_tag, 5)
     faults = [OperationalError("the database system is starting up")] * 2
-    real = Worker._pixels
+    real = routing.route_held
 
-    def pixels(self: Worker) -> list[Pixel]:
+    def route_held() -> Any:
         if faults:
             raise faults.pop()
-        return real(self)
+        return real()
 
-    monkeypatch.setattr(Worker, "_pixels", pixels)
+    monkeypatch.setattr(routing, "route_held", route_held)
     assert Worker(stop=threading.Event(), limit=5, backoff=FAST).run().sent == 5
+    assert not faults
 
 
 def test_backoff_doubles_from_half_a_second_with_jitter_and_stays_bounded() -> None:
@@ -123,25 +124,36 @@ def test_other_errors_are_not_transient() -> None:
 
 
 def test_a_failing_pixel_is_logged_with_its_traceback_and_the_others_are_sent(
+    settings: Any,
     monkeypatch: Any,
     caplog: Any,
     emulator: EmulatorServer,
     purchase_tag: EventTag,
     pixel: Pixel,
 ) -> None:
+    configure(settings, LOOP_IDLE_SECONDS=0.05)
     emulator.add_pixel(ACCOUNT_ID, "second")
     second = Pixel.objects.create(pixel_id="second", account=pixel.account)
     other_tag = mirror_tag(emulator, second, "sign_up", "SIGN_UP")
     make_conversions(purchase_tag, 10)
     make_conversions(other_tag, 10, start=100)
     bug = RuntimeError("a bug in the first pixel's batch")
-    send, calls = faulty_send([bug, bug], pixel_id=pixel.pixel_id)
-    monkeypatch.setattr(delivery, "send_pending", send)
+    faults = [bug, bug]
+    claims: list[str] = []
+    real = delivery.claim
+
+    def claim(target: Pixel, count: int, **kwargs: Any) -> delivery.Claim:
+        claims.append(target.pixel_id)
+        if target.pk == pixel.pk and faults:
+            raise faults.pop()
+        return real(target, count, **kwargs)
+
+    monkeypatch.setattr(delivery, "claim", claim)
     caplog.set_level(logging.INFO, logger="django_xconversions.worker")
     worker = Worker(stop=threading.Event(), limit=20, backoff=FAST)
     worker.run()
     # The second pixel was sent while the first failed; the first went through later.
-    assert calls[:2] == [pixel.pixel_id, "second"]
+    assert claims[:2] == [pixel.pixel_id, "second"]
     assert worker.totals.sent == 20 and len(set(received_ids(emulator))) == 20
     failures = [r for r in caplog.records if r.levelno == logging.ERROR]
     assert failures[0].exc_info is not None and failures[0].exc_info[1] is bug
@@ -153,11 +165,11 @@ def test_a_failing_pixel_is_logged_with_its_traceback_and_the_others_are_sent(
 def test_stop_ends_the_loop_even_while_the_database_is_away(monkeypatch: Any, db: None) -> None:
     stop = threading.Event()
 
-    def away(self: Worker) -> list[Pixel]:
+    def away() -> None:
         stop.set()  # as SIGTERM does, during the outage's backoff
         raise OperationalError("connection refused")
 
-    monkeypatch.setattr(Worker, "_pixels", away)
+    monkeypatch.setattr(delivery, "recover_expired_leases", away)
     assert Worker(stop=stop, backoff=Backoff(first=60, cap=60)).run().sent == 0
 
 
@@ -167,14 +179,14 @@ def test_heartbeat_records_the_worker_and_the_pixel_it_sends(
     make_conversions(purchase_tag, 3)
     beat = Heartbeat(interval=0.05)
     seen: list[str] = []
-    real = delivery.send_pending
+    real = delivery.claim
 
-    def send(**kwargs: Any) -> SendSummary:
+    def claim(*args: Any, **kwargs: Any) -> delivery.Claim:
         beat.beat()
         seen.append(WorkerHeartbeat.objects.get(worker_id=beat.worker_id).current_pixel)
-        return real(**kwargs)
+        return real(*args, **kwargs)
 
-    monkeypatch.setattr(delivery, "send_pending", send)
+    monkeypatch.setattr(delivery, "claim", claim)
     Worker(stop=threading.Event(), limit=3, heartbeat=beat).run()
     assert seen == [purchase_tag.pixel.pixel_id]
     row = WorkerHeartbeat.objects.get(worker_id=beat.worker_id)
