@@ -47,6 +47,8 @@ def reserve(account_id: int, wanted: int, now: dt.datetime | None = None) -> Gra
     """
     now = now or timezone.now()
     with transaction.atomic(savepoint=False):
+        if wanted > 0 and _take_whole(account_id, wanted, now):
+            return Grant(wanted)
         account = (
             AdAccount.objects.select_for_update()
             .only("rate_limited_until", *_BUDGET_FIELDS)
@@ -66,6 +68,32 @@ def reserve(account_id: int, wanted: int, now: dt.datetime | None = None) -> Gra
         account.budget_used += granted
         account.save(update_fields=_BUDGET_FIELDS)
     return Grant(granted, None if granted == wanted else account.budget_window_ends_at)
+
+
+def _take_whole(account_id: int, wanted: int, now: dt.datetime) -> bool:
+    """The common case in one statement: the window is open, the account not rate
+    limited, and ``wanted`` events fit. False: nothing taken (the caller decides)."""
+    adapt = connection.ops.adapt_datetimefield_value
+    configured = int(xsettings.RATE_LIMIT_EVENTS)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _take_whole_sql(connection.vendor),
+            [wanted, account_id, adapt(now), adapt(now), wanted, configured, configured],
+        )
+        return bool(cursor.rowcount == 1)
+
+
+@cache
+def _take_whole_sql(vendor: str) -> str:
+    used, ends = _column("budget_used"), _column("budget_window_ends_at")
+    limited, limit = _column("rate_limited_until"), f"COALESCE({_column('budget_limit')}, 0)"
+    table = connection.ops.quote_name(AdAccount._meta.db_table)
+    return (
+        f"UPDATE {table} SET {used} = {used} + %s "  # noqa: S608
+        f"WHERE {_column('id')} = %s AND ({limited} IS NULL OR {limited} <= %s) "
+        f"AND {ends} > %s "
+        f"AND {used} + %s <= CASE WHEN {limit} < %s THEN {limit} ELSE %s END"
+    )
 
 
 def give_back(account_id: int, events: int) -> None:

@@ -113,3 +113,65 @@ def test_observe_folds_headers_in_as_the_rule_says(
     window_end = dt.datetime.fromtimestamp(reset_at, tz=dt.timezone.utc) + budget.RESET_MARGIN
     stored = AdAccount.objects.values(*state).get(pk=account.pk)
     assert stored == folded_in_python(state, limit, remaining, window_end)
+
+
+def reserved_in_python(
+    state: dict[str, Any], wanted: int, now: dt.datetime, configured: int, window: int
+) -> tuple[int, dt.datetime | None, dict[str, Any]]:
+    """The rule reserve() applies, as plain Python: (granted, wait_until, new state)."""
+    state = dict(state)
+    if state["rate_limited_until"] and state["rate_limited_until"] > now:
+        return 0, state["rate_limited_until"], state
+    if state["budget_window_ends_at"] is None or state["budget_window_ends_at"] <= now:
+        state.update(
+            budget_window_ends_at=now + dt.timedelta(seconds=window),
+            budget_limit=configured,
+            budget_used=0,
+            budget_window_from_x=False,
+        )
+    limit = min(state["budget_limit"] or 0, configured)
+    granted = max(0, min(wanted, limit - state["budget_used"]))
+    state["budget_used"] += granted
+    return granted, None if granted == wanted else state["budget_window_ends_at"], state
+
+
+@seed(20261130)
+@hypothesis_settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    limited_offset=st.one_of(st.none(), st.integers(min_value=-60, max_value=60)),
+    ends_offset=st.one_of(st.none(), st.integers(min_value=-60, max_value=900)),
+    known_limit=st.one_of(st.none(), st.integers(min_value=0, max_value=1_200)),
+    used=st.one_of(st.just(0), st.integers(min_value=0, max_value=1_200)),
+    wanted=st.one_of(st.just(500), st.integers(min_value=0, max_value=600)),
+    from_x=st.booleans(),
+)
+def test_reserve_grants_as_the_rule_says(
+    settings: Any,
+    account: AdAccount,
+    limited_offset: int | None,
+    ends_offset: int | None,
+    known_limit: int | None,
+    used: int,
+    wanted: int,
+    from_x: bool,
+) -> None:
+    configure(settings, RATE_LIMIT_EVENTS=1_000, RATE_LIMIT_WINDOW=60)
+    now = timezone.now()
+
+    def moment(offset: int | None) -> dt.datetime | None:
+        return None if offset is None else now + dt.timedelta(seconds=offset)
+
+    state = {
+        "rate_limited_until": moment(limited_offset),
+        "budget_window_ends_at": moment(ends_offset),
+        "budget_limit": known_limit,
+        "budget_used": used,
+        "budget_window_from_x": from_x,
+    }
+    AdAccount.objects.filter(pk=account.pk).update(**state)
+    grant = budget.reserve(account.pk, wanted, now)
+    granted, wait_until, expected = reserved_in_python(state, wanted, now, 1_000, 60)
+    assert (grant.events, grant.wait_until) == (granted, wait_until)
+    assert AdAccount.objects.values(*state).get(pk=account.pk) == expected
