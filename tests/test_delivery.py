@@ -422,3 +422,51 @@ def test_each_client_exception_has_its_outcome(exception: str, outcome: str) -> 
     exc = cls("x") if issubclass(cls, errors.XAdsError) else cls("missing")
     assert outcome_of(exc) == DeliveryAttempt.Outcome(outcome)
     assert outcome_of(None) == DeliveryAttempt.Outcome.SENT
+
+
+class _Statements:
+    """Counts the statements and commits of the connection it wraps."""
+
+    def __init__(self) -> None:
+        self.statements: list[str] = []
+        self.commits = 0
+
+    def __call__(self, execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
+        # Transactions are counted by their commits (SQLite says BEGIN as a statement).
+        if not sql.startswith(("SAVEPOINT", "RELEASE SAVEPOINT", "BEGIN")):
+            self.statements.append(sql)
+        return execute(sql, params, many, context)
+
+
+def statements_and_commits(
+    monkeypatch: pytest.MonkeyPatch, tag: EventTag, batches: int
+) -> tuple[int, int]:
+    make_conversions(tag, 100 * batches, start=Conversion.objects.count())
+    counted = _Statements()
+    commit = connection.commit
+
+    def counting_commit() -> None:
+        counted.commits += 1
+        commit()
+
+    monkeypatch.setattr(connection, "commit", counting_commit)
+    with connection.execute_wrapper(counted):
+        assert delivery.send_pending().sent == 100 * batches
+    monkeypatch.undo()
+    return len(counted.statements), counted.commits
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_batch_costs_five_statements_and_two_commits(
+    monkeypatch: pytest.MonkeyPatch, settings: Any, emulator: EmulatorServer, purchase_tag: EventTag
+) -> None:
+    # Was 8 statements and 3 commits per batch (16 with BEGIN, COMMIT and a savepoint):
+    # reserve, claim, read back; outcomes with the budget's read-and-write.
+    configure(settings, BATCH_SIZE=100)
+    budget.reserve(purchase_tag.account_id, 0)  # the budget's window is open
+    statements_2, commits_2 = statements_and_commits(monkeypatch, purchase_tag, 2)
+    statements_6, commits_6 = statements_and_commits(monkeypatch, purchase_tag, 6)
+    # Per batch: the budget and the claim (one transaction); the outcomes, the delivery
+    # log and X's rate-limit headers (another).
+    assert (statements_6 - statements_2) / 4 <= 5
+    assert (commits_6 - commits_2) / 4 == 2
