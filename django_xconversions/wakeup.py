@@ -28,6 +28,8 @@ logger = logging.getLogger(__name__)
 CHANNEL = "xconversions"
 # How often a waiting worker looks at its stop event: a SIGTERM is honoured this fast.
 STOP_CHECK_SECONDS = 0.2
+# How often a worker tries to listen again once its connection is lost.
+REOPEN_SECONDS = 1.0
 
 
 def database_alias() -> str:
@@ -74,8 +76,10 @@ class Wakeup:
 
     The ``LISTEN`` runs on a connection of its own (never the worker's), opened by
     :meth:`open` before the first pass so nothing committed during that pass is missed.
-    A lost connection (a PostgreSQL restart, a terminated backend) is reopened at the next
-    wait; until then the worker polls. Losing it and getting it back are logged once each.
+    A lost connection (a PostgreSQL restart, a terminated backend) is reopened as soon as
+    the server takes connections again (tried every REOPEN_SECONDS), and a pass follows
+    for what was committed meanwhile; until then the worker polls. Losing it and getting
+    it back are logged once each.
     """
 
     def __init__(self, stop: threading.Event, using: str | None = None) -> None:
@@ -129,20 +133,22 @@ class Wakeup:
         """Wait up to ``timeout`` seconds; True when woken by a committed conversion (or
         by getting the listening connection back, since notifications may have been
         missed meanwhile), False on timeout or stop."""
-        deadline = time.monotonic() + timeout
         if not self.enabled:
             self.stop.wait(timeout)
             return False
-        reopened = self._wrapper is None
-        if not self.open():
-            self.stop.wait(timeout)
-            return False
-        if reopened and self.opened > 1:
-            return True
+        deadline = time.monotonic() + timeout
         while not self.stop.is_set():
             left = deadline - time.monotonic()
             if left <= 0:
                 return False
+            if self._wrapper is None:
+                if self.open():
+                    if self.opened > 1:
+                        return True  # back: run a pass for what was missed meanwhile
+                    continue
+                # The database is away: try again shortly, polling meanwhile.
+                self.stop.wait(min(left, REOPEN_SECONDS))
+                continue
             try:
                 for _ in self._wrapper.connection.notifies(
                     timeout=min(left, STOP_CHECK_SECONDS), stop_after=1
@@ -150,11 +156,6 @@ class Wakeup:
                     return True
             except Exception as exc:
                 self._drop(exc)
-                # Back at once if the server is up: then run a pass for what was missed.
-                if self.open():
-                    return True
-                self.stop.wait(max(0.0, deadline - time.monotonic()))
-                return False
         return False
 
     def close(self) -> None:
