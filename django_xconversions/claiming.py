@@ -64,7 +64,10 @@ def _column(name: str) -> str:
 
 @cache
 def _statement(vendor: str) -> tuple[str, list[Any]]:
-    """The claim's SQL for ``vendor`` and the parameters its select list needs."""
+    """The claim's SQL for ``vendor`` and the parameters its select list needs.
+
+    Identifiers come from the models' meta and every value is a parameter.
+    """
     table = _q(Conversion._meta.db_table)
     pk = _column("id")
     due = _column("next_attempt_at")
@@ -75,12 +78,13 @@ def _statement(vendor: str) -> tuple[str, list[Any]]:
     time_sql, time_params = conversion_time_sql(f"{table}.{_column('conversion_time')}")
     columns = [f"{table}.{_column(name)}" for name in _ROW_COLUMNS]
     if vendor == "postgresql":
-        columns[_ROW_COLUMNS.index("ip_address")] = f"host({columns[4]})"
-        columns[_ROW_COLUMNS.index("contents")] = f"({columns[-1]})::text"
+        # The address without a netmask; the JSON as text, parsed once in claimed.py.
+        ip, contents = _ROW_COLUMNS.index("ip_address"), _ROW_COLUMNS.index("contents")
+        columns[ip] = f"host({columns[ip]})"
+        columns[contents] = f"({columns[contents]})::text"
     # The statuses are the model's constants, written into the SQL so that the planner
     # sees the partial index's own condition.
     pending = f"'{Conversion.Status.PENDING.value}'"
-    # Identifiers come from the model's meta and values are parameters: no injection.
     picked = (
         f"SELECT {pk} FROM {table} WHERE {status} = {pending} AND {_column('pixel')} = %s "  # noqa: S608
         f"AND {due} <= %s ORDER BY {due}, {pk} LIMIT %s"

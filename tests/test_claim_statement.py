@@ -53,6 +53,20 @@ def test_the_claim_returns_each_row_as_reading_it_back_would(
     assert set(mine.values_list("status", flat=True)) == {"sending"}
 
 
+def test_databases_without_update_returning_claim_then_read_back(
+    monkeypatch: pytest.MonkeyPatch, purchase_tag: EventTag
+) -> None:
+    rows = make_conversions(purchase_tag, 5, value=Decimal("19.99"), currency="USD")
+    expected = delivery.claim(purchase_tag.pixel, 2).rows  # type: ignore[arg-type]
+    Conversion.objects.update(status="pending", claim_token=None, lease_expires_at=None)
+    monkeypatch.setattr(claiming, "returns_rows", lambda: False)
+    with CaptureQueriesContext(connection) as captured:
+        claim = delivery.claim(purchase_tag.pixel, 2)  # type: ignore[arg-type]
+    assert not claim_sql(captured)
+    assert claim.rows == expected and [r.pk for r in claim.rows] == [r.pk for r in rows[:2]]
+    assert Conversion.objects.filter(claim_token=claim.token).count() == 2
+
+
 def test_rows_come_in_due_order_then_id(purchase_tag: EventTag) -> None:
     rows = make_conversions(purchase_tag, 6)
     now = timezone.now()
