@@ -234,15 +234,18 @@ def _price_number(value: Any) -> Any:
     # As payload's: X wants a JSON number; text stays text for validate to report.
     if type(value) is str:
         return _price_of_text(value)
-    return float(value) if isinstance(value, Decimal) else value
+    if isinstance(value, Decimal) and not value.is_snan():
+        return float(value)
+    return value
 
 
 @lru_cache(maxsize=4096)
 def _price_of_text(text: str) -> Any:
-    # Cached: a shop's prices repeat (and a float is immutable).
+    # Cached: a shop's prices repeat (and a float is immutable). Text that is no number a
+    # float can hold ("sNaN") stays text: validate fails that row alone.
     try:
         return float(Decimal(text))
-    except InvalidOperation:
+    except (InvalidOperation, ValueError):
         return text
 
 

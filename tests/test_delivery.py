@@ -94,6 +94,20 @@ def test_locally_invalid_events_never_reach_x(
     assert received_ids(emulator) == [good.conversion_id]
 
 
+@pytest.mark.parametrize("price", ["sNaN", "-sNaN7", "NaN", "1e999", "twelve"])
+def test_a_stored_price_no_number_can_hold_fails_its_row_alone(
+    emulator: EmulatorServer, purchase_tag: EventTag, price: str
+) -> None:
+    # track() refuses such prices; a row written around it must not wedge its pixel.
+    good, bad = make_conversions(purchase_tag, 2)
+    Conversion.objects.filter(pk=bad.pk).update(contents=[{"content_price": price}])
+    summary = delivery.send_pending()
+    bad.refresh_from_db()
+    assert summary.sent == 1 and summary.failed == Counter({"invalid": 1})
+    assert bad.status == "failed" and "content_price" in bad.last_error
+    assert received_ids(emulator) == [good.conversion_id]
+
+
 def test_401_pauses_account_keeps_events_pending_until_credentials_fixed(
     emulator: EmulatorServer, account: AdAccount, purchase_tag: EventTag
 ) -> None:
