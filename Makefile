@@ -37,6 +37,9 @@ bench: $(STAMP)
 	$(BIN)/python bench/middleware.py --requests 20000 --repeat 7
 	$(BIN)/python bench/chaos.py --events 20000 --workers 4
 	$(BIN)/python bench/isolation.py --bad 1 2 3 5 10 40 --placements 50
+	$(BIN)/python bench/admin_scale.py --rows 10000000 --repeat 7
+	$(BIN)/python bench/latency.py --rate 50 --seconds 20
+	$(BIN)/python bench/fairness.py --accounts 200 --pending 2000 --workers 4
 	$(BIN)/python bench/report.py
 
 demo: $(STAMP)

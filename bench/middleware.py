@@ -2,8 +2,9 @@
 
     python bench/middleware.py --requests 20000 --repeat 7
 
-Two handlers run the same trivial view through Django's full request handling
-(SecurityMiddleware, SessionMiddleware with database sessions, CommonMiddleware, ...):
+Two WSGI handlers run the same trivial view through Django's full request handling, as
+a WSGI server calls it (request and response objects, request_started/finished signals,
+SecurityMiddleware, SessionMiddleware with database sessions, CommonMiddleware, ...):
 A without TwclidMiddleware, B with it, both on requests without ``?twclid=`` (the common
 case). Each repeat runs them in alternating chunks, ABAB... in even repeats and BABA...
 in odd ones, so drift on a noisy machine hits both alike and neither always goes first;
@@ -19,6 +20,8 @@ from __future__ import annotations
 
 import argparse
 import gc
+import io
+import sys
 import time
 from typing import Any
 
@@ -32,7 +35,7 @@ CHUNK = 50
 
 def handler(with_twclid_middleware: bool) -> Any:
     from django.conf import settings
-    from django.core.handlers.base import BaseHandler
+    from django.core.handlers.wsgi import WSGIHandler
 
     stack = [m for m in settings.MIDDLEWARE if m != TWCLID_MIDDLEWARE]
     if with_twclid_middleware:
@@ -41,28 +44,55 @@ def handler(with_twclid_middleware: bool) -> Any:
             TWCLID_MIDDLEWARE,
         )
     settings.MIDDLEWARE = stack
-    built = BaseHandler()
-    built.load_middleware()
-    return built
+    return WSGIHandler()  # loads the middleware named now
 
 
-def make_requests(count: int, query: dict[str, str]) -> list[Any]:
-    from django.test import RequestFactory
+def make_requests(count: int, query: dict[str, str]) -> list[dict[str, Any]]:
+    """WSGI environs of GET /bench/ with ``query``, as a server hands them over."""
+    from urllib.parse import urlencode
 
-    factory = RequestFactory(HTTP_USER_AGENT="Mozilla/5.0 (bench)")
-    return [factory.get("/bench/", query) for _ in range(count)]
+    return [
+        {
+            "REQUEST_METHOD": "GET",
+            "PATH_INFO": "/bench/",
+            "QUERY_STRING": urlencode(query),
+            "SERVER_NAME": "testserver",
+            "SERVER_PORT": "80",
+            "SERVER_PROTOCOL": "HTTP/1.1",
+            "REMOTE_ADDR": "127.0.0.1",
+            "HTTP_HOST": "testserver",
+            "HTTP_USER_AGENT": "Mozilla/5.0 (bench)",
+            "wsgi.version": (1, 0),
+            "wsgi.url_scheme": "http",
+            "wsgi.input": io.BytesIO(b""),
+            "wsgi.errors": sys.stderr,
+            "wsgi.multithread": False,
+            "wsgi.multiprocess": True,
+            "wsgi.run_once": False,
+        }
+        for _ in range(count)
+    ]
 
 
-def timed_chunk(built: Any, requests: list[Any]) -> float:
+def serve(app: Any, environ: dict[str, Any]) -> None:
+    """One request through ``app``, its body consumed and closed, as a server does."""
+    statuses: list[str] = []
+    response = app(environ, lambda status, headers: statuses.append(status))
+    for _chunk in response:
+        pass
+    response.close()
+    if statuses != ["200 OK"]:
+        raise SystemExit(f"unexpected status {statuses}")
+
+
+def timed_chunk(built: Any, requests: list[dict[str, Any]]) -> float:
     """Seconds for ``requests`` through ``built``, the collector held off while timing."""
     gc.collect()
     gc.disable()
     try:
         started = time.perf_counter()
-        for request in requests:
-            response = built.get_response(request)
-            if response.status_code != 200:
-                raise SystemExit(f"unexpected status {response.status_code}")
+        for environ in requests:
+            serve(built, environ)
         return time.perf_counter() - started
     finally:
         gc.enable()
@@ -74,8 +104,8 @@ def queries_per_request(built: Any, query: dict[str, str], count: int = 50) -> f
 
     requests = make_requests(count, query)
     with CaptureQueriesContext(connection) as captured:
-        for request in requests:
-            built.get_response(request)
+        for environ in requests:
+            serve(built, environ)
     return len(captured.captured_queries) / count
 
 
