@@ -322,6 +322,7 @@ def send_pending(
     on_progress: Callable[[int], None] | None = None,
     on_pixel: Callable[[Pixel], None] | None = None,
     on_pixel_error: Callable[[Pixel, Exception], None] | None = None,
+    time_limit: float | None = None,
 ) -> SendSummary:
     """Send every due conversion (or up to ``limit``) within the accounts' budgets.
 
@@ -331,7 +332,8 @@ def send_pending(
     database write stays on this thread, but for the lease renewals of leases.py.
     ``on_pixel`` is called before each batch is claimed; ``on_pixel_error(pixel, exc)``
     when a pixel's batch fails (the run goes on without that pixel; without it the run
-    stops and raises).
+    stops and raises). After ``time_limit`` seconds nothing more is claimed (the
+    ``--loop`` worker's passes end so that newly due pixels join the turns).
     """
     summary = SendSummary()
     # Rows rescheduled during this run (after a transient failure) wait for the next run.
@@ -374,6 +376,7 @@ def send_pending(
                 on_progress=on_progress,
                 on_pixel=on_pixel,
                 on_pixel_error=on_pixel_error,
+                time_limit=time_limit,
             ).run()
     finally:
         for client in clients.values():

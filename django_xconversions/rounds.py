@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 import random
+import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -60,6 +61,7 @@ class Rounds:
         on_progress: Callable[[int], None] | None = None,
         on_pixel: Callable[[Pixel], None] | None = None,
         on_pixel_error: PixelError | None = None,
+        time_limit: float | None = None,
         max_in_flight: int = MAX_IN_FLIGHT,
         rng: random.Random | None = None,
     ) -> None:
@@ -72,6 +74,8 @@ class Rounds:
         self.on_pixel = on_pixel
         self.on_pixel_error = on_pixel_error
         self.max_in_flight = max(1, max_in_flight)
+        # Past it nothing more is claimed; what was claimed is still sent.
+        self.deadline = math.inf if time_limit is None else time.monotonic() + time_limit
         self.rng = rng or random.Random()  # noqa: S311 (tie-breaking, not crypto)
         # Each account's pixels with work left, the next one first.
         self.turns: dict[int, deque[Pixel]] = {}
@@ -86,8 +90,9 @@ class Rounds:
     # -- the run ---------------------------------------------------------------------------
 
     def run(self) -> None:
-        """Send until every pixel is done, ``limit`` is reached or ``should_stop``; then
-        write what is in flight and release what was claimed but not sent. Without
+        """Send until every pixel is done, ``limit`` is reached, ``time_limit`` seconds
+        have passed (what was claimed is still sent) or ``should_stop`` (what was
+        claimed but not sent is released); what is in flight is always written. Without
         ``on_pixel_error`` the first error of a pixel ends the run (after that) and is
         raised; database outages are raised at once."""
         with ThreadPoolExecutor(
@@ -102,6 +107,8 @@ class Rounds:
                     self._dispatch()
                 elif self.in_flight:
                     self._collect(block=True)
+                elif self.ready:  # past the time limit: what was claimed still goes
+                    self._dispatch()
                 else:
                     break
             self._closing = True
@@ -114,7 +121,11 @@ class Rounds:
 
     def _next_account(self) -> int | None:
         """Whose batch is claimed next: the least served account that can take one."""
-        if self.remaining <= 0 or len(self.ready) >= self.max_in_flight:
+        if (
+            self.remaining <= 0
+            or len(self.ready) >= self.max_in_flight
+            or time.monotonic() >= self.deadline
+        ):
             return None
         waiting = {sender.account.pk for sender in self.ready}
         candidates = [pk for pk in self.turns if pk not in waiting]

@@ -38,6 +38,9 @@ logger = logging.getLogger(__name__)
 
 BACKOFF_FIRST = 0.5
 BACKOFF_MAX = 30.0
+# A pass claims for this long at most, then the next one starts: pixels that became due
+# meanwhile join the turns rather than wait for a long backlog to drain.
+PASS_SECONDS = 10.0
 
 
 def close_connections() -> None:
@@ -160,6 +163,7 @@ class Worker:
                 on_progress=self.on_progress,
                 on_pixel=self._working_on,
                 on_pixel_error=pixel_failed,
+                time_limit=PASS_SECONDS,
             )
         finally:
             if self.heartbeat is not None:

@@ -3,14 +3,18 @@ account holds up no other; a pixel's bug leaves nothing in flight."""
 
 from __future__ import annotations
 
+import threading
+import time
 from collections import Counter
 from typing import Any
 
 import pytest
 
 from django_xconversions import delivery
+from django_xconversions import worker as worker_module
 from django_xconversions.emulator import EmulatorServer
 from django_xconversions.models import AdAccount, Conversion, EventTag, Pixel
+from django_xconversions.worker import Worker, close_connections
 
 from .conftest import (
     ACCESS_TOKEN,
@@ -127,3 +131,32 @@ def test_a_pixels_bug_ends_the_run_with_nothing_left_in_flight(
     assert set(healthy_rows.values_list("status", flat=True)) == {"sent"}
     assert Conversion.objects.filter(event_tag=broken, status="pending").count() == 2 * BATCH
     assert summary.sent + statuses["sent"] == 4 * BATCH
+
+
+def test_a_pixel_due_during_a_long_pass_joins_the_turns(
+    settings: Any, monkeypatch: Any, emulator: EmulatorServer, purchase_tag: EventTag
+) -> None:
+    configure(settings, BATCH_SIZE=BATCH, LOOP_IDLE_SECONDS=0.05)
+    monkeypatch.setattr(worker_module, "PASS_SECONDS", 0.2)
+    (newcomer,) = add_accounts(emulator, 1)
+    make_conversions(purchase_tag, 40 * BATCH)
+    emulator.faults.delay_seconds = 0.03  # the backlog takes 40 answers, over 1.2 s
+    stop = threading.Event()
+    worker = Worker(stop=stop, limit=40 * BATCH + 1)
+    thread = threading.Thread(target=lambda: (worker.run(), close_connections()))
+    thread.start()
+    try:
+        deadline = time.monotonic() + 20
+        while not emulator.conversion_requests() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        make_conversions(newcomer, 1, start=5000)  # due now, while the backlog drains
+        thread.join(30)
+    finally:
+        stop.set()
+        thread.join(10)
+    assert worker.totals.sent == 40 * BATCH + 1
+    order = batches_in_order(emulator)
+    assert newcomer.pixel is not None and purchase_tag.pixel is not None
+    # It went out between the backlog's batches, not after them.
+    assert order.index(newcomer.pixel.pixel_id) < len(order) - 1, order
+    assert order[-1] == purchase_tag.pixel.pixel_id
