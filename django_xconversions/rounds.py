@@ -105,6 +105,12 @@ class Rounds:
                 if account is not None:
                     self._prepare(account)
                     self._dispatch()
+                elif self._time_is_up():
+                    # Batches waiting for their account's answer (a slow account's) are
+                    # released, not waited for; the others still go.
+                    for sender in [s for s in self.ready if s.account.pk in self.in_flight]:
+                        self._release(sender)
+                    self.deadline = -math.inf
                 elif self.in_flight:
                     self._collect(block=True)
                 elif self.ready:  # past the time limit: what was claimed still goes
@@ -118,6 +124,10 @@ class Rounds:
                 self._release(sender)
         if self.error is not None:
             raise self.error
+
+    def _time_is_up(self) -> bool:
+        """True once, when the time limit has just passed."""
+        return self.deadline != -math.inf and time.monotonic() >= self.deadline
 
     def _next_account(self) -> int | None:
         """Whose batch is claimed next: the least served account that can take one."""

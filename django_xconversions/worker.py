@@ -39,8 +39,9 @@ logger = logging.getLogger(__name__)
 BACKOFF_FIRST = 0.5
 BACKOFF_MAX = 30.0
 # A pass claims for this long at most, then the next one starts: pixels that became due
-# meanwhile join the turns rather than wait for a long backlog to drain.
-PASS_SECONDS = 10.0
+# meanwhile join the turns rather than wait for a long backlog to drain. (A pass ends by
+# waiting for the requests in flight, a slow account's too: not much shorter.)
+PASS_SECONDS = 30.0
 
 
 def close_connections() -> None:
