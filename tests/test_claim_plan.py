@@ -71,7 +71,10 @@ def test_claim_walks_the_due_index_in_order_without_sorting_the_backlog(
     table = Conversion._meta.db_table
     kinds = [node["Node Type"] for node in nodes]
     assert not [k for k in kinds if "Sort" in k], kinds
-    assert not [n for n in nodes if n["Node Type"].endswith("Seq Scan")], kinds
+    # Small tables (the tag read for event_id) may be scanned whole once analysed; the
+    # conversion table never is.
+    scans = [n for n in nodes if n["Node Type"].endswith("Seq Scan")]
+    assert not [n for n in scans if n.get("Relation Name") == table], kinds
     # The scan that picks the due rows (the claimed rows are then updated by primary key).
     (picking,) = [
         n
