@@ -276,7 +276,7 @@ def dry_run(
         Conversion.objects.due()
         .filter(_scope(account, pixel))
         .select_related("event_tag", "pixel")
-        .order_by("pixel_id", "next_attempt_at")
+        .order_by("pixel_id", "next_attempt_at", "pk")  # the order claims take
     )
     for row in due[:limit] if limit else due:
         tag, target = row.event_tag, row.pixel
