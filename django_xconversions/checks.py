@@ -296,7 +296,9 @@ def _reader_problem(
         )
     where = f'({setting_path("SOURCES")}[{index}]["{key}"] = {spec!r})'
     names = spec.split(".")
-    if _has_attribute(model, names[0]):
+    from django_xconversions.sources import has_attribute
+
+    if has_attribute(model, names[0]):
         return _attribute_path_problem(model, names, where)
     if len(names) > 1:
         try:
@@ -330,14 +332,6 @@ def _no_attribute(
             _READER_HINT,
         )
     return (f"{model._meta.label} has no attribute {name!r} {where}.", _READER_HINT)
-
-
-def _has_attribute(model: type[models.Model], name: str) -> bool:
-    try:
-        model._meta.get_field(name)
-    except FieldDoesNotExist:
-        return hasattr(model, name)
-    return True
 
 
 def _attribute_path_problem(

@@ -130,7 +130,7 @@ def _reader(label: str, key: str, spec: Any, model: type[models.Model]) -> Reade
             "to a callable."
         )
     first = spec.split(".", 1)[0]
-    if _has_attribute(model, first):
+    if has_attribute(model, first):
         return Reader(spec, attributes=tuple(spec.split(".")))
     if "." in spec:
         try:
@@ -148,7 +148,7 @@ def _reader(label: str, key: str, spec: Any, model: type[models.Model]) -> Reade
     )
 
 
-def _has_attribute(model: type[models.Model], name: str) -> bool:
+def has_attribute(model: type[models.Model], name: str) -> bool:
     try:
         model._meta.get_field(name)
     except FieldDoesNotExist:
