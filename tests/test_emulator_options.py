@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import subprocess
 import sys
 import threading
@@ -17,7 +18,7 @@ import pytest
 import requests
 from requests_oauthlib import OAuth1
 
-from django_xconversions.emulator import EmulatorServer, FaultPlan, seed
+from django_xconversions.emulator import EmulatorServer, FaultPlan, ManualClock, seed
 from django_xconversions.emulator.__main__ import build, parse_args
 from tests.test_emulator import (
     ACCOUNT_ID,
@@ -564,3 +565,46 @@ def test_manage_py_help_documents_the_config_format_too() -> None:
     text = Command().create_parser("manage.py", "xads_emulator").format_help()
     assert '"only_pixels"   [pixel ids]' in text  # printed as written, not re-wrapped
     assert all(name in text for name in ("not_found_wording", "delay_seconds", "403_client_app"))
+
+
+# -- the emulated clock -----------------------------------------------------------------------
+
+
+def test_budget_windows_follow_the_injected_clock(emu: EmulatorServer) -> None:
+    emu.clock = clock = ManualClock(start=int(time.time()) + 0.25)
+    emu.set_budget(2, 60)
+    assert send(emu, PIXEL_ID, "a", "b").status_code == 200
+    refused = send(emu, PIXEL_ID, "c")
+    assert refused.status_code == 429
+    # The window opened at the first request; its reset is announced rounded up.
+    assert int(refused.headers["x-account-rate-limit-reset"]) == math.ceil(clock() + 60)
+    clock.advance(59.5)
+    assert send(emu, PIXEL_ID, "c").status_code == 429  # half a second early: same window
+    clock.advance(0.5)
+    again = send(emu, PIXEL_ID, "c")
+    assert again.status_code == 200
+    assert again.headers["x-account-rate-limit-remaining"] == "1"
+    assert int(again.headers["x-account-rate-limit-reset"]) == math.ceil(clock() + 60)
+
+
+def test_rate_limit_fault_resets_from_the_injected_clock(emu: EmulatorServer) -> None:
+    emu.clock = clock = ManualClock(start=time.time() + 200)
+    emu.faults.rate_limit_reset_seconds = 7
+    emu.faults.script(["429"])
+    refused = send(emu, PIXEL_ID, "a")
+    assert refused.status_code == 429
+    assert refused.headers["x-rate-limit-reset"] == str(int(clock()) + 7)
+    assert refused.headers["x-account-rate-limit-reset"] == str(int(clock()) + 7)
+
+
+def test_oauth_timestamps_are_judged_by_the_injected_clock(emu: EmulatorServer) -> None:
+    # The client signs with the real time; the emulated X's clock runs ahead of it.
+    emu.clock = clock = ManualClock()
+    clock.advance(290)
+    assert send(emu, PIXEL_ID, "a").status_code == 200
+    clock.advance(20)
+    refused = send(emu, PIXEL_ID, "b")
+    assert refused.status_code == 401
+    assert errors_of(refused) == [UNAUTHORIZED]
+    with pytest.raises(ValueError, match="does not go back"):
+        clock.advance(-1)

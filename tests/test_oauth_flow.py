@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import re
-import time
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -22,7 +21,7 @@ from requests_oauthlib import OAuth1
 from django_xconversions import oauth_flow
 from django_xconversions.admin.connect_session import SESSION_KEY
 from django_xconversions.client import XAdsClient
-from django_xconversions.emulator import EmulatorServer, seed
+from django_xconversions.emulator import EmulatorServer, ManualClock, seed
 from django_xconversions.errors import ImproperlyConfiguredAccount
 from django_xconversions.models import AdAccount
 from django_xconversions.oauth_flow import OAuthFlowError
@@ -220,10 +219,12 @@ def test_wrong_or_missing_verifier_is_refused_and_burns_the_token(x: EmulatorSer
 
 
 def test_request_tokens_expire(x: EmulatorServer) -> None:
-    x.api.oauth_flow.request_token_ttl = 0.5
+    x.clock = clock = ManualClock()
+    x.api.oauth_flow.request_token_ttl = 60
     request_token = oauth_flow.fetch_request_token(CALLBACK)
-    verifier = x.authorize(request_token.token, USER_ID)
-    time.sleep(0.6)
+    clock.advance(59.9)
+    verifier = x.authorize(request_token.token, USER_ID)  # still live just before its end
+    clock.advance(0.1)
     with pytest.raises(OAuthFlowError, match="Invalid or expired token"):
         oauth_flow.fetch_access_token(request_token, verifier)
 

@@ -15,10 +15,13 @@ Both documented conversion_time forms are accepted (with and without millisecond
 ``EmulatorServer.conversion_requests(pixel_id, after=...)`` (and
 ``GET /_emulator/requests``) is the log of conversions requests: pixel_id, monotonic
 arrival time, status and conversion_ids of each.
+``EmulatorServer(clock=ManualClock())`` gives the emulated X a clock the caller moves
+(rate-limit windows, OAuth timestamps, request-token expiry).
 """
 
+from django_xconversions.emulator.clock import ManualClock
 from django_xconversions.emulator.demo import DEMO_WORLD, demo_world, seed
 from django_xconversions.emulator.faults import FaultPlan
 from django_xconversions.emulator.server import EmulatorServer
 
-__all__ = ["DEMO_WORLD", "EmulatorServer", "FaultPlan", "demo_world", "seed"]
+__all__ = ["DEMO_WORLD", "EmulatorServer", "FaultPlan", "ManualClock", "demo_world", "seed"]

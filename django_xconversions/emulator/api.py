@@ -9,7 +9,6 @@ import base64
 import json
 import re
 import threading
-import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -281,7 +280,7 @@ class XAdsApi:
         if fault == "403_client_app":
             return Response(403, errors_body([dict(CLIENT_APP_NOT_AUTHORIZED)], {}))
         # "429": both limits exhausted until a reset a few seconds away.
-        reset = str(int(time.time()) + self.faults.rate_limit_reset_seconds)
+        reset = str(int(self.world.clock()) + self.faults.rate_limit_reset_seconds)
         headers = {
             "x-rate-limit-limit": str(USER_REQUEST_LIMIT),
             "x-rate-limit-remaining": "0",
@@ -311,7 +310,7 @@ class XAdsApi:
         return account
 
     def _user_rate_headers(self, key: str) -> dict[str, str]:
-        now = time.time()
+        now = self.world.clock()
         with self.world.lock:
             window = self.world.request_window(key, now)
             window.used += 1
@@ -381,10 +380,10 @@ class XAdsApi:
         if shape:
             # A malformed request is refused before any of its events is counted (inferred).
             with self.world.lock:
-                headers.update(self._account_headers(pixel.account_id, time.time())[0])
+                headers.update(self._account_headers(pixel.account_id, self.world.clock())[0])
             return answer(400, errors_body(shape, params), headers)
         with self.world.lock:
-            now = time.time()
+            now = self.world.clock()
             remaining = self._account_headers(pixel.account_id, now)[1]
             admitted = events <= remaining
             if admitted:
@@ -403,7 +402,7 @@ class XAdsApi:
             return answer(status, errors_body(errors, params), headers)
         debug_id = str(uuid.uuid4())
         with self.world.lock:
-            self.world.record_conversions(pixel, body["conversions"], debug_id, time.time())
+            self.world.record_conversions(pixel, body["conversions"], debug_id, self.world.clock())
         data = {"conversions_processed": events, "debug_id": debug_id}
         return answer(200, envelope(data, params), headers)
 

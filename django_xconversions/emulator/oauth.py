@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -103,7 +102,7 @@ def verify_signed(
         timestamp = int(params.get("oauth_timestamp", ""))
     except ValueError as exc:
         raise OAuthFailure("bad timestamp") from exc
-    if abs(time.time() - timestamp) > TIMESTAMP_TOLERANCE:
+    if abs(world.clock() - timestamp) > TIMESTAMP_TOLERANCE:
         raise OAuthFailure("timestamp out of range")
 
     form_body = None
@@ -128,7 +127,7 @@ def verify_signed(
 
     # A nonce may be used once per consumer, token and timestamp (RFC 5849 3.3).
     nonce_key = (consumer_key, token, str(timestamp), params.get("oauth_nonce", ""))
-    if not world.remember_nonce(nonce_key, timestamp, time.time()):
+    if not world.remember_nonce(nonce_key, timestamp, world.clock()):
         raise OAuthFailure("nonce already used")
     return SignedParams(consumer_key, {str(k): str(v) for k, v in signed_params})
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import html
 import json
 import secrets
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -159,10 +158,10 @@ class OAuthFlow:
             secret=secrets.token_urlsafe(32),
             consumer_key=signed.consumer_key,
             callback=callback,
-            expires_at=time.time() + self.request_token_ttl,
+            expires_at=self.world.clock() + self.request_token_ttl,
         )
         with self.world.lock:
-            self._prune(time.time())
+            self._prune(self.world.clock())
             self.request_tokens[token.token] = token
         body = urlencode(
             {
@@ -180,7 +179,7 @@ class OAuthFlow:
 
     def _live(self, token: str) -> RequestToken | None:
         found = self.request_tokens.get(token)
-        return found if found is not None and found.expires_at > time.time() else None
+        return found if found is not None and found.expires_at > self.world.clock() else None
 
     # -- GET/POST oauth/authorize: the user's consent ------------------------------------
 

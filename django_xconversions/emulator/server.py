@@ -14,7 +14,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from django_xconversions.emulator.api import Call, Response, XAdsApi
 from django_xconversions.emulator.faults import FaultPlan
-from django_xconversions.emulator.world import World
+from django_xconversions.emulator.world import Clock, World
 
 
 def dumps(body: Any) -> bytes:
@@ -86,7 +86,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._dispatch("PATCH")  # no route takes it: ROUTE_NOT_FOUND, like any unknown route
 
     def _dispatch(self, method: str) -> None:
-        started, arrived = time.time(), time.monotonic()
+        started, arrived = self.server.api.world.clock(), time.monotonic()
         try:
             length = int(self.headers.get("Content-Length") or 0)
         except ValueError:
@@ -154,7 +154,7 @@ class _Handler(BaseHTTPRequestHandler):
             # time.monotonic() on arrival: tests compare it with their own monotonic clock
             # ("no request for pixel P after T"); on Linux it is shared by all processes.
             "monotonic": arrived,
-            "duration": time.time() - started,
+            "duration": time.monotonic() - arrived,
             # Seconds the answer is held back (delay_seconds, a "timeout" fault): the batch
             # is processed already.
             "delay": response.delay,
@@ -172,17 +172,29 @@ class EmulatorServer:
     """The emulated X Ads API on a background thread.
 
     ``EmulatorServer(port=0)`` takes an ephemeral port; ``url`` says where it listens.
+    ``clock`` (default ``time.time``) is the emulated X's "now": rate-limit windows and
+    their reset headers, OAuth timestamp and nonce checks, request-token expiry. A test
+    passes a clock it moves forward instead of sleeping; ``clock`` can also be swapped on a
+    running server.
     """
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, clock: Clock = time.time) -> None:
         self.host = host
         self.requested_port = port
-        self.world = World()
+        self.world = World(clock)
         self.faults = FaultPlan()
         self._stopping = threading.Event()
         self.api = XAdsApi(self.world, self.faults, self._stopping)
         self._httpd: _HTTPServer | None = None
         self._thread: threading.Thread | None = None
+
+    @property
+    def clock(self) -> Clock:
+        return self.world.clock
+
+    @clock.setter
+    def clock(self, clock: Clock) -> None:
+        self.world.clock = clock
 
     # Seeding delegates to the world (see world.py).
     def add_app(self, consumer_key: str, consumer_secret: str) -> None:

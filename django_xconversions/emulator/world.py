@@ -6,8 +6,12 @@ import math
 import secrets
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+# What the emulator asks for the time: seconds since the epoch, as time.time() answers.
+Clock = Callable[[], float]
 
 BASE36 = "0123456789abcdefghijklmnopqrstuvwxyz"
 TAG_TYPES = (
@@ -141,8 +145,11 @@ class World:
     do not need it.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Clock = time.time) -> None:
         self.lock = threading.RLock()
+        # Every "now" of the emulated X (rate-limit windows, OAuth timestamps and nonces,
+        # request-token expiry): tests pass a clock they move instead of sleeping.
+        self.clock = clock
         self.apps: dict[str, str] = {}
         self.users: dict[str, User] = {}
         self.tokens: dict[str, User] = {}
@@ -154,7 +161,7 @@ class World:
         self.request_windows: dict[str, Window] = {}
         # (consumer key, token, timestamp, nonce) -> timestamp; pruned once too old to replay.
         self.seen_nonces: dict[tuple[str, str, str, str], int] = {}
-        self.nonces_pruned_at = time.time()
+        self.nonces_pruned_at = clock()
         self.rejected_conversion_ids: set[str] = set()
         self.used_ids: set[str] = set()  # tag, event and pixel ids handed out
         self.tags_by_event_id: dict[str, Tag] = {}
@@ -228,6 +235,7 @@ class World:
                 view_through_window=view_through_window,
                 retargeting_enabled=retargeting_enabled,
                 pixel_id=pixel_id,
+                created_at=self.clock(),
             )
             account.tags[tag.id] = tag
             self.tags_by_event_id[tag.website_tag_id] = tag
