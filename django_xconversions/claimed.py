@@ -19,7 +19,7 @@ from typing import Any, NamedTuple
 from django.db.models import ExpressionWrapper, F, FloatField, QuerySet, TextField
 
 from django_xconversions.currencies import ISO_4217_CODES
-from django_xconversions.identifiers import SHA256_HEX
+from django_xconversions.identifiers import SHA256_HEX, enough_to_match
 from django_xconversions.payload import (
     IPV4_PATTERN,
     build_contents,
@@ -166,18 +166,14 @@ def build_event(row: ClaimedRow) -> tuple[dict[str, Any], bool]:
         return conversion_to_event(row, row.website_tag_id), False
     ok = surely_valid_time(row.conversion_time) and bool(row.website_tag_id)
     identifiers: list[dict[str, str]] = []
-    strong = False
     if row.twclid:
         identifiers.append({"twclid": row.twclid})
-        strong = row.twclid.strip() != ""
     if row.hashed_email:
         identifiers.append({"hashed_email": row.hashed_email})
         ok = ok and SHA256_HEX.match(row.hashed_email) is not None
-        strong = True
     if row.hashed_phone:
         identifiers.append({"hashed_phone_number": row.hashed_phone})
         ok = ok and SHA256_HEX.match(row.hashed_phone) is not None
-        strong = True
     if row.ip_address and row.user_agent:
         identifiers.append({"ip_address": row.ip_address, "user_agent": row.user_agent})
     elif row.ip_address:
@@ -192,7 +188,13 @@ def build_event(row: ClaimedRow) -> tuple[dict[str, Any], bool]:
         "identifiers": identifiers,
         "conversion_id": row.conversion_id,
     }
-    ok = ok and strong
+    ok = ok and enough_to_match(
+        twclid=row.twclid,
+        hashed_email=row.hashed_email,
+        hashed_phone=row.hashed_phone,
+        ip_address=row.ip_address,
+        user_agent=row.user_agent,
+    )
     if row.value is not None:
         text, finite = _value_text(row.value)
         event["value"] = text

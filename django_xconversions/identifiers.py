@@ -41,6 +41,30 @@ def sha256_hex(value: str) -> str:
     return hashlib.sha256(value.encode("utf-8")).hexdigest()
 
 
+def _given(value: str | None) -> bool:
+    return isinstance(value, str) and value.strip() != ""
+
+
+def enough_to_match(
+    *,
+    twclid: str | None = "",
+    hashed_email: str | None = "",
+    hashed_phone: str | None = "",
+    ip_address: str | None = "",
+    user_agent: str | None = "",
+) -> bool:
+    """X's rule for an event's identifiers: a strong one (twclid, email or phone hash), or
+    the IP address and user agent together (either alone matches no one). Blank values
+    and values of spaces only do not count. Whether each value is well formed is checked
+    apart."""
+    return (
+        _given(twclid)
+        or _given(hashed_email)
+        or _given(hashed_phone)
+        or (_given(ip_address) and _given(user_agent))
+    )
+
+
 def normalize_email(email: str) -> str:
     """Trim and lower-case an email address, and check that it is one."""
     if not isinstance(email, str):

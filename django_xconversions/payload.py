@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any, Protocol
@@ -18,9 +18,20 @@ from typing import Any, Protocol
 from django.utils import timezone
 
 from django_xconversions.currencies import is_iso_4217
-from django_xconversions.identifiers import is_sha256_hex
+from django_xconversions.identifiers import enough_to_match, is_sha256_hex
 
+# X's limit of events in one conversions request.
 MAX_EVENTS_PER_REQUEST = 500
+# The fields of a contents item, X's names (the API's and the pixel's alike), in the order
+# the pixel's event lists them.
+CONTENT_KEYS = (
+    "content_type",
+    "content_id",
+    "content_name",
+    "content_price",
+    "num_items",
+    "content_group_id",
+)
 
 # X's documented messages (reference pages 001 and 004).
 MSG_NO_IDENTIFIER = "At least one user identifier must be provided"
@@ -171,17 +182,28 @@ def conversion_to_event(conversion: ConversionFields, event_id: str) -> dict[str
         ),
         "conversion_id": conversion.conversion_id,
     }
-    if conversion.value is not None:
-        event["value"] = decimal_text(conversion.value)
-    if conversion.currency:
-        event["price_currency"] = conversion.currency
-    if conversion.number_items is not None:
-        event["number_items"] = conversion.number_items
-    if conversion.description:
-        event["description"] = conversion.description
+    event.update(optional_fields(conversion))
     if conversion.contents:
         event["contents"] = build_contents(conversion.contents)
     return event
+
+
+def optional_fields(
+    conversion: ConversionFields, *, value: Callable[[Decimal], Any] = decimal_text
+) -> dict[str, Any]:
+    """The optional scalar fields ``conversion`` carries, under X's API names: value
+    (``value`` formats it: text for the API, a number for the pixel), price_currency,
+    number_items and description; absent ones are left out."""
+    fields: dict[str, Any] = {}
+    if conversion.value is not None:
+        fields["value"] = value(conversion.value)
+    if conversion.currency:
+        fields["price_currency"] = conversion.currency
+    if conversion.number_items is not None:
+        fields["number_items"] = conversion.number_items
+    if conversion.description:
+        fields["description"] = conversion.description
+    return fields
 
 
 def _is_positive_int(value: Any) -> bool:
@@ -222,27 +244,25 @@ def _is_ip(value: Any) -> bool:
 
 def _identifier_violations(identifiers: Any) -> list[Violation]:
     found: list[Violation] = []
-    strong, has_ip, has_user_agent = 0, False, False
+    given: dict[str, str] = {}
     for item in identifiers if isinstance(identifiers, list) else ():
         for key, value in item.items() if isinstance(item, dict) else ():
             if not isinstance(value, str) or not value.strip():
                 continue  # an empty value does not count
-            if key == "twclid":
-                strong += 1
-            elif key in HASHED_FIELDS:
-                strong += 1
-                if not is_sha256_hex(value):
-                    message = MSG_BAD_HASH.format(field=key, value=value)
-                    found.append(Violation("INVALID_PARAMETER", message, key))
-            elif key == "ip_address":
-                has_ip = True
-                if not _is_ip(value):
-                    message = MSG_IP.format(value=value)
-                    found.append(Violation("INVALID_PARAMETER", message, "ip_address"))
-            elif key == "user_agent":
-                has_user_agent = True
-    # ip_address and user_agent each need another identifier beside them.
-    if strong == 0 and not (has_ip and has_user_agent):
+            given.setdefault(key, value)
+            if key in HASHED_FIELDS and not is_sha256_hex(value):
+                message = MSG_BAD_HASH.format(field=key, value=value)
+                found.append(Violation("INVALID_PARAMETER", message, key))
+            elif key == "ip_address" and not _is_ip(value):
+                message = MSG_IP.format(value=value)
+                found.append(Violation("INVALID_PARAMETER", message, "ip_address"))
+    if not enough_to_match(
+        twclid=given.get("twclid"),
+        hashed_email=given.get("hashed_email"),
+        hashed_phone=given.get("hashed_phone_number"),
+        ip_address=given.get("ip_address"),
+        user_agent=given.get("user_agent"),
+    ):
         found.insert(0, Violation("INVALID_PARAMETER", MSG_NO_IDENTIFIER, ""))
     return found
 

@@ -119,3 +119,22 @@ def test_user_agent_trimmed_and_bounded() -> None:
 
 def test_sha256_is_plain_unsalted() -> None:
     assert ids.sha256_hex("abc") == hashlib.sha256(b"abc").hexdigest()
+
+
+@pytest.mark.parametrize(
+    ("given", "enough"),
+    [
+        ({"twclid": "abc"}, True),
+        ({"hashed_email": "e" * 64}, True),
+        ({"hashed_phone": "f" * 64}, True),
+        ({"ip_address": "192.0.2.7", "user_agent": "Mozilla/5.0"}, True),
+        ({"ip_address": "192.0.2.7"}, False),  # a device needs both
+        ({"user_agent": "Mozilla/5.0"}, False),
+        ({"twclid": "   ", "hashed_email": "", "ip_address": "192.0.2.7"}, False),
+        ({"ip_address": "192.0.2.7", "user_agent": " "}, False),
+        ({"twclid": None, "hashed_email": None, "hashed_phone": None}, False),
+        ({}, False),
+    ],
+)
+def test_enough_to_match_is_xs_identifier_rule(given: dict[str, str], enough: bool) -> None:
+    assert ids.enough_to_match(**given) is enough

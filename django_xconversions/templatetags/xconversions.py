@@ -22,18 +22,13 @@ from django.utils.safestring import SafeString, mark_safe
 from django_xconversions import context as request_context
 from django_xconversions.conf import xsettings
 from django_xconversions.models import Conversion, Pixel
+from django_xconversions.payload import CONTENT_KEYS, build_contents, optional_fields
 
 register = template.Library()
 
 PIXEL_SCRIPT = "https://static.ads-twitter.com/uwt.js"
-CONTENT_KEYS = (
-    "content_type",
-    "content_id",
-    "content_name",
-    "content_price",
-    "num_items",
-    "content_group_id",
-)
+# X's API names -> the pixel's, for the optional fields both carry (not description).
+PIXEL_NAMES = {"value": "value", "price_currency": "currency", "number_items": "number_items"}
 _JS_ESCAPES = {
     ord("<"): "\\u003C",
     ord(">"): "\\u003E",
@@ -95,20 +90,13 @@ def event_parameters(conversion: Conversion) -> dict[str, Any]:
     the server-side event carries the hashes instead.
     """
     parameters: dict[str, Any] = {"conversion_id": conversion.conversion_id}
-    if conversion.value is not None:
-        parameters["value"] = float(conversion.value)
-    if conversion.currency:
-        parameters["currency"] = conversion.currency
-    if conversion.number_items is not None:
-        parameters["number_items"] = conversion.number_items
-    contents = [
+    fields = optional_fields(conversion, value=float)  # the pixel takes a number
+    parameters.update((PIXEL_NAMES[name], v) for name, v in fields.items() if name in PIXEL_NAMES)
+    contents = build_contents(
         {key: item[key] for key in CONTENT_KEYS if key in item}
         for item in conversion.contents or []
         if isinstance(item, dict)
-    ]
-    for item in contents:
-        if "content_price" in item:
-            item["content_price"] = float(item["content_price"])
+    )
     if contents:
         parameters["contents"] = contents
     return parameters
