@@ -166,32 +166,23 @@ def _parse_json(raw: bytes) -> tuple[Any, bool]:
         return None, False
 
 
-# The route table: (method, path pattern, handler). Versioned paths take any numeric
-# version; X's current one is 12.
-ROUTES: list[tuple[str, re.Pattern[str], str]] = [
-    ("POST", re.compile(r"/(\d+)/measurement/conversions/([^/]+)"), "conversions"),
-    ("GET", re.compile(r"/(\d+)/accounts"), "accounts"),
-    ("GET", re.compile(r"/(\d+)/accounts/([^/]+)"), "account"),
-    ("GET", re.compile(r"/(\d+)/accounts/([^/]+)/authenticated_user_access"), "user_access"),
-    ("GET", re.compile(r"/(\d+)/accounts/([^/]+)/web_event_tags"), "list_tags"),
-    ("POST", re.compile(r"/(\d+)/accounts/([^/]+)/web_event_tags"), "create_tag"),
-    ("GET", re.compile(r"/(\d+)/accounts/([^/]+)/web_event_tags/([^/]+)"), "get_tag"),
-    ("PUT", re.compile(r"/(\d+)/accounts/([^/]+)/web_event_tags/([^/]+)"), "update_tag"),
-    ("DELETE", re.compile(r"/(\d+)/accounts/([^/]+)/web_event_tags/([^/]+)"), "delete_tag"),
-    # 3-legged OAuth (api.x.com, unversioned paths; see oauth_flow.py).
-    ("POST", re.compile(r"/oauth/request_token"), "request_token"),
-    ("GET", re.compile(r"/oauth/authorize"), "authorize_page"),
-    ("POST", re.compile(r"/oauth/authorize"), "authorize_submit"),
-    ("POST", re.compile(r"/oauth/access_token"), "access_token"),
-    # Emulator-only helpers, outside X's API, for demos and tests in other processes.
-    ("GET", re.compile(r"/_emulator/received"), "inspect_received"),
-    ("GET", re.compile(r"/_emulator/stats"), "inspect_stats"),
-    ("GET", re.compile(r"/_emulator/requests"), "inspect_requests"),
-    ("POST", re.compile(r"/_emulator/reset"), "inspect_reset"),
-]
-EMULATOR_ONLY = frozenset(
-    {"inspect_received", "inspect_stats", "inspect_requests", "inspect_reset"}
-)
+# A route's handler: an XAdsApi method, called with the request and the path's match.
+Handler = Callable[["XAdsApi", Call, re.Match[str]], Response]
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    pattern: re.Pattern[str]  # matched against the whole path
+    handler: Handler
+    # The conversions endpoint: faults aim at it by default (per pixel, group 2 of the
+    # pattern), its answers take delay_seconds, and the request log names its pixel.
+    conversions: bool = False
+    # Outside X's API (inspection helpers): no fault ever hits it.
+    emulator_only: bool = False
+
+    def match(self, call: Call) -> re.Match[str] | None:
+        return self.pattern.fullmatch(call.path) if call.method == self.method else None
 
 
 class XAdsApi:
@@ -206,12 +197,12 @@ class XAdsApi:
 
     # -- dispatch --------------------------------------------------------------------------
 
-    def _route(self, call: Call) -> tuple[str, re.Match[str]] | None:
-        for method, pattern, name in ROUTES:
-            if method == call.method:
-                match = pattern.fullmatch(call.path)
-                if match:
-                    return name, match
+    @staticmethod
+    def _route(call: Call) -> tuple[Route, re.Match[str]] | None:
+        for route in ROUTES:
+            match = route.match(call)
+            if match:
+                return route, match
         return None
 
     def handle(self, call: Call) -> Response:
@@ -219,14 +210,12 @@ class XAdsApi:
         if routed is None:
             response = Response(404, errors_body([ROUTE_NOT_FOUND], {}))
         else:
-            name, match = routed
-            pixel_id = match.group(2) if name == "conversions" else None
-            faulty = name == "conversions" or (
-                self.faults.all_endpoints and name not in EMULATOR_ONLY
-            )
+            route, match = routed
+            pixel_id = match.group(2) if route.conversions else None
+            faulty = route.conversions or (self.faults.all_endpoints and not route.emulator_only)
             fault = self.faults.next(pixel_id) if faulty else "ok"
-            response = self._run(name, call, match, fault)
-            if name == "conversions":
+            response = self._run(route, call, match, fault)
+            if route.conversions:
                 response.pixel_id = pixel_id
                 if not response.reset:
                     # Every answer of the endpoint is late, refusals included.
@@ -243,10 +232,10 @@ class XAdsApi:
             )
         return response
 
-    def _run(self, name: str, call: Call, match: re.Match[str], fault: str) -> Response:
+    def _run(self, route: Route, call: Call, match: re.Match[str], fault: str) -> Response:
         if fault not in ("ok", "timeout"):
             response = self._fault(fault)
-            if name == "conversions":
+            if route.conversions:
                 body = _parse_json(call.body)[0]
                 response.events = _count_events(body)
                 response.conversion_ids = _conversion_ids(body)
@@ -254,9 +243,8 @@ class XAdsApi:
         slow_first = fault == "timeout" and self.faults.slow_before_processing
         if slow_first and self.stopping.wait(self.faults.slow_seconds):
             return Response(0, reset=True)  # stopped while waiting: never processed
-        handler: Callable[[Call, re.Match[str]], Response] = getattr(self, name)
         try:
-            response = handler(call, match)
+            response = route.handler(self, call, match)
         except Refused as refused:
             response = refused.response
         if fault == "timeout" and not self.faults.slow_before_processing:
@@ -626,3 +614,40 @@ class XAdsApi:
     def inspect_reset(self, call: Call, match: re.Match[str]) -> Response:
         self.world.reset_records()
         return Response(200, {"data": {"reset": True}})
+
+
+# The route table. Versioned paths take any numeric version; X's current one is 12.
+ROUTES: tuple[Route, ...] = (
+    Route(
+        "POST",
+        re.compile(r"/(\d+)/measurement/conversions/([^/]+)"),
+        XAdsApi.conversions,
+        conversions=True,
+    ),
+    Route("GET", re.compile(r"/(\d+)/accounts"), XAdsApi.accounts),
+    Route("GET", re.compile(r"/(\d+)/accounts/([^/]+)"), XAdsApi.account),
+    Route(
+        "GET",
+        re.compile(r"/(\d+)/accounts/([^/]+)/authenticated_user_access"),
+        XAdsApi.user_access,
+    ),
+    Route("GET", re.compile(r"/(\d+)/accounts/([^/]+)/web_event_tags"), XAdsApi.list_tags),
+    Route("POST", re.compile(r"/(\d+)/accounts/([^/]+)/web_event_tags"), XAdsApi.create_tag),
+    Route("GET", re.compile(r"/(\d+)/accounts/([^/]+)/web_event_tags/([^/]+)"), XAdsApi.get_tag),
+    Route("PUT", re.compile(r"/(\d+)/accounts/([^/]+)/web_event_tags/([^/]+)"), XAdsApi.update_tag),
+    Route(
+        "DELETE",
+        re.compile(r"/(\d+)/accounts/([^/]+)/web_event_tags/([^/]+)"),
+        XAdsApi.delete_tag,
+    ),
+    # 3-legged OAuth (api.x.com, unversioned paths; see oauth_flow.py).
+    Route("POST", re.compile(r"/oauth/request_token"), XAdsApi.request_token),
+    Route("GET", re.compile(r"/oauth/authorize"), XAdsApi.authorize_page),
+    Route("POST", re.compile(r"/oauth/authorize"), XAdsApi.authorize_submit),
+    Route("POST", re.compile(r"/oauth/access_token"), XAdsApi.access_token),
+    # Emulator-only helpers, outside X's API, for demos and tests in other processes.
+    Route("GET", re.compile(r"/_emulator/received"), XAdsApi.inspect_received, emulator_only=True),
+    Route("GET", re.compile(r"/_emulator/stats"), XAdsApi.inspect_stats, emulator_only=True),
+    Route("GET", re.compile(r"/_emulator/requests"), XAdsApi.inspect_requests, emulator_only=True),
+    Route("POST", re.compile(r"/_emulator/reset"), XAdsApi.inspect_reset, emulator_only=True),
+)
