@@ -28,9 +28,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from django.db import transaction
-from django.utils import timezone
 
-from django_xconversions import budget, errors, isolation, observe
+from django_xconversions import budget, clock, errors, isolation, observe
 from django_xconversions.claimed import ClaimedRow, build_event
 from django_xconversions.conf import xsettings
 from django_xconversions.models import AdAccount, Conversion, DeliveryAttempt, Pixel
@@ -92,7 +91,7 @@ class AccountStopped(Exception):
 def pause_account(account: AdAccount, reason: str, summary: SendSummary) -> None:
     """Stop sending for ``account`` until an admin resumes it; its rows stay pending."""
     AdAccount.objects.filter(pk=account.pk).update(
-        status=AdAccount.Status.PAUSED, paused_reason=reason, paused_at=timezone.now()
+        status=AdAccount.Status.PAUSED, paused_reason=reason, paused_at=clock.now()
     )
     summary.paused[account.account_id] = reason
     observe.paused(account, reason)
@@ -146,7 +145,7 @@ class BatchSender:
         self.token = claim.token
         self.summary = summary
         self.account_stopped = False
-        self.now = timezone.now()
+        self.now = clock.now()
         self._sent: dict[str, list[int]] = defaultdict(list)
         self._failed: dict[tuple[Conversion.ErrorReason, str], list[int]] = defaultdict(list)
         self._retry: dict[tuple[int, float, str], list[int]] = defaultdict(list)
@@ -290,7 +289,7 @@ class BatchSender:
         if reset_at is not None:
             until = dt.datetime.fromtimestamp(reset_at, tz=dt.timezone.utc)
         else:
-            until = timezone.now() + dt.timedelta(seconds=exc.retry_after or 60)
+            until = clock.now() + dt.timedelta(seconds=exc.retry_after or 60)
         budget.wait_out_rate_limit(self.account.pk, until)
         self.summary.rate_limited[self.account.account_id] = until
         raise AccountStopped(str(exc))
@@ -385,7 +384,7 @@ class BatchSender:
                 )
 
     def _write_outcomes(self) -> None:
-        now = timezone.now()
+        now = clock.now()
         for debug_id, ids in self._sent.items():
             sent = self._update(
                 ids,

@@ -18,8 +18,8 @@ from typing import Any, cast
 from django.db import connection, transaction
 from django.db.models import F, Field, Value
 from django.db.models.functions import Greatest
-from django.utils import timezone
 
+from django_xconversions import clock
 from django_xconversions.conf import xsettings
 from django_xconversions.models import AdAccount
 
@@ -45,7 +45,7 @@ def reserve(account_id: int, wanted: int, now: dt.datetime | None = None) -> Gra
     Inside a transaction (a claim's) the reservation is part of it: no savepoint, and
     the account's row stays locked until that transaction ends.
     """
-    now = now or timezone.now()
+    now = now or clock.now()
     with transaction.atomic(savepoint=False):
         if wanted > 0 and _take_whole(account_id, wanted, now):
             return Grant(wanted)
@@ -116,7 +116,7 @@ def observe(
     if reset_at is None:
         return
     window_end = dt.datetime.fromtimestamp(reset_at, tz=dt.timezone.utc) + RESET_MARGIN
-    if window_end <= timezone.now():
+    if window_end <= clock.now():
         return
     bound = min(int(xsettings.RATE_LIMIT_EVENTS), limit) if limit is not None else 0
     used_at_x = max(0, limit - remaining) if limit is not None and remaining is not None else 0

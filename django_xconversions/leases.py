@@ -23,8 +23,8 @@ import uuid
 from types import TracebackType
 
 from django.db import DatabaseError, connections
-from django.utils import timezone
 
+from django_xconversions import clock
 from django_xconversions.conf import xsettings
 from django_xconversions.models import Conversion
 
@@ -59,7 +59,7 @@ def lease_seconds() -> float:
 
 
 def lease_from_now() -> dt.datetime:
-    return timezone.now() + dt.timedelta(seconds=lease_seconds())
+    return clock.now() + dt.timedelta(seconds=lease_seconds())
 
 
 class LeaseKeeper:

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
+
+from django_xconversions import clock
 
 ACCOUNT_PREFIX = "x-account-rate-limit-"
 USER_PREFIX = "x-rate-limit-"
@@ -84,7 +85,7 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
         return None
     if when.tzinfo is None:  # "-0000" parses naive; HTTP dates are always UTC
         when = when.replace(tzinfo=dt.timezone.utc)
-    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+    return max(0.0, when.timestamp() - (clock.time() if now is None else now))
 
 
 def rate_limited_until(headers: Mapping[str, str], now: float | None = None) -> float | None:
@@ -94,7 +95,7 @@ def rate_limited_until(headers: Mapping[str, str], now: float | None = None) -> 
     waited out once and then hit again); with no used-up scope the binding one does. A
     Retry-After, when present, can only push the time later.
     """
-    now = time.time() if now is None else now
+    now = clock.time() if now is None else now
     scopes = parse_rate_limits(headers)
     exhausted = [s.reset_at for s in scopes if s.exhausted and s.reset_at is not None]
     candidates = exhausted or [s.reset_at for s in scopes[:1] if s.reset_at is not None]
