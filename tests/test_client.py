@@ -56,7 +56,7 @@ def conversion(event_id: str, **fields: Any) -> dict[str, Any]:
 
 
 @pytest.fixture
-def client(emulator: EmulatorServer) -> Iterator[XAdsClient]:
+def xads_client(emulator: EmulatorServer) -> Iterator[XAdsClient]:
     with XAdsClient(access_token=ACCESS_TOKEN, access_token_secret=ACCESS_TOKEN_SECRET) as c:
         yield c
 
@@ -111,9 +111,9 @@ def canned_client(*responses: requests.Response) -> tuple[XAdsClient, CannedSess
 
 
 def test_signed_request_is_accepted(
-    client: XAdsClient, event_id: str, emulator: EmulatorServer
+    xads_client: XAdsClient, event_id: str, emulator: EmulatorServer
 ) -> None:
-    result = client.send_conversions(PIXEL_ID, [conversion(event_id)])
+    result = xads_client.send_conversions(PIXEL_ID, [conversion(event_id)])
     assert result.conversions_processed == 1 and result.debug_id
     assert [r["conversion"]["conversion_id"] for r in emulator.received] == ["order-1"]
     sent = emulator.requests[-1]
@@ -175,13 +175,13 @@ def test_missing_credentials_are_named_before_any_request(
 # -- errors --------------------------------------------------------------------------------
 
 
-def test_bad_request_shows_x_messages(client: XAdsClient, event_id: str) -> None:
+def test_bad_request_shows_x_messages(xads_client: XAdsClient, event_id: str) -> None:
     events = [
         conversion(event_id, identifiers=[{"hashed_email": "abc"}]),
         conversion(event_id, identifiers=[{"hashed_email": "def"}]),
     ]
     with pytest.raises(errors.BadRequest) as info:
-        client.send_conversions(PIXEL_ID, events)
+        xads_client.send_conversions(PIXEL_ID, events)
     exc = info.value
     assert (exc.status, exc.code, exc.parameter) == (400, "INVALID_PARAMETER", "hashed_email")
     assert exc.message == "hashed_email (abc) is not a valid SHA-256 hash"
@@ -194,14 +194,15 @@ def test_bad_request_shows_x_messages(client: XAdsClient, event_id: str) -> None
 
 
 def test_501_events_are_refused_before_any_request(
-    client: XAdsClient, event_id: str, emulator: EmulatorServer
+    xads_client: XAdsClient, event_id: str, emulator: EmulatorServer
 ) -> None:
     with pytest.raises(ValueError, match=r"^Conversion count limit is 500$"):
-        client.send_conversions(PIXEL_ID, [conversion(event_id)] * 501)
+        xads_client.send_conversions(PIXEL_ID, [conversion(event_id)] * 501)
     with pytest.raises(ValueError):
-        client.send_conversions(PIXEL_ID, [])
+        xads_client.send_conversions(PIXEL_ID, [])
     assert emulator.requests == []
-    assert client.send_conversions(PIXEL_ID, [conversion(event_id)] * 500).conversions_processed
+    full = xads_client.send_conversions(PIXEL_ID, [conversion(event_id)] * 500)
+    assert full.conversions_processed
 
 
 def test_non_json_error_body_is_decided_by_status() -> None:
@@ -222,32 +223,32 @@ def test_redirects_are_not_followed() -> None:
 
 
 def test_429_is_rate_limited_until_the_reset(
-    client: XAdsClient, event_id: str, emulator: EmulatorServer
+    xads_client: XAdsClient, event_id: str, emulator: EmulatorServer
 ) -> None:
     emulator.faults.rate_limit_reset_seconds = 30
     emulator.faults.script(["429"])
     before = time.time()
     with pytest.raises(errors.RateLimited) as info:
-        client.send_conversions(PIXEL_ID, [conversion(event_id)])
+        xads_client.send_conversions(PIXEL_ID, [conversion(event_id)])
     exc = info.value
     assert exc.status == 429 and exc.code == "TOO_MANY_REQUESTS"
     assert exc.reset_at is not None and before + 28 <= exc.reset_at <= time.time() + 31
     assert exc.retry_after is not None and 27 <= exc.retry_after <= 31
-    assert client.last_rate_limit == exc.rate_limit and exc.rate_limit is not None
+    assert xads_client.last_rate_limit == exc.rate_limit and exc.rate_limit is not None
     assert exc.rate_limit.remaining == 0
 
 
 def test_503_is_a_server_error_with_retry_after(
-    client: XAdsClient, event_id: str, emulator: EmulatorServer
+    xads_client: XAdsClient, event_id: str, emulator: EmulatorServer
 ) -> None:
     emulator.faults.retry_after_seconds = 7
     emulator.faults.script(["503", "500"])
     with pytest.raises(errors.ServerError) as info:
-        client.send_conversions(PIXEL_ID, [conversion(event_id)])
+        xads_client.send_conversions(PIXEL_ID, [conversion(event_id)])
     assert (info.value.status, info.value.retry_after) == (503, 7.0)
     assert info.value.code == "SERVICE_UNAVAILABLE"
     with pytest.raises(errors.ServerError) as info:
-        client.send_conversions(PIXEL_ID, [conversion(event_id)])
+        xads_client.send_conversions(PIXEL_ID, [conversion(event_id)])
     assert (info.value.status, info.value.retry_after) == (500, None)
 
 
@@ -266,15 +267,15 @@ def test_timeout_is_request_timeout(emulator: EmulatorServer, event_id: str) -> 
 
 
 def test_reset_and_refused_connections_are_transport_errors(
-    client: XAdsClient, event_id: str, emulator: EmulatorServer
+    xads_client: XAdsClient, event_id: str, emulator: EmulatorServer
 ) -> None:
     emulator.faults.script(["reset"])
     with pytest.raises(errors.TransportError) as info:
-        client.send_conversions(PIXEL_ID, [conversion(event_id)])
+        xads_client.send_conversions(PIXEL_ID, [conversion(event_id)])
     assert not isinstance(info.value, errors.RequestTimeout)
     assert "reset" in str(info.value).lower() and "/measurement/conversions/" in str(info.value)
     # The pool drops the broken connection: the next call works.
-    assert client.send_conversions(PIXEL_ID, [conversion(event_id)]).conversions_processed == 1
+    assert xads_client.send_conversions(PIXEL_ID, [conversion(event_id)]).conversions_processed == 1
 
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -292,17 +293,17 @@ def test_reset_and_refused_connections_are_transport_errors(
 
 
 def test_account_level_rate_limit_wins(
-    client: XAdsClient, event_id: str, emulator: EmulatorServer
+    xads_client: XAdsClient, event_id: str, emulator: EmulatorServer
 ) -> None:
     emulator.set_budget(1000, 60)
-    result = client.send_conversions(PIXEL_ID, [conversion(event_id)] * 3)
+    result = xads_client.send_conversions(PIXEL_ID, [conversion(event_id)] * 3)
     assert emulator.requests[-1]["events"] == 3
     # The emulator sends both scopes here, as X does.
     assert result.rate_limit is not None and result.rate_limit.scope == "account"
     assert (result.rate_limit.limit, result.rate_limit.remaining) == (1000, 997)
-    assert client.last_rate_limit == result.rate_limit
-    client.authenticated_user_access(ACCOUNT_ID)  # user-level headers only
-    assert client.last_rate_limit is not None and client.last_rate_limit.scope == "user"
+    assert xads_client.last_rate_limit == result.rate_limit
+    xads_client.authenticated_user_access(ACCOUNT_ID)  # user-level headers only
+    assert xads_client.last_rate_limit is not None and xads_client.last_rate_limit.scope == "user"
 
 
 def test_rate_limit_parser() -> None:
@@ -390,10 +391,10 @@ def test_api_warn_is_logged_and_no_secret_ever_is(
 
 
 def test_paging_2500_tags_takes_exactly_3_requests(
-    client: XAdsClient, emulator: EmulatorServer
+    xads_client: XAdsClient, emulator: EmulatorServer
 ) -> None:
     created = {emulator.add_tag(ACCOUNT_ID, name=f"Tag {n}")["id"] for n in range(2500)}
-    seen = [tag["id"] for tag in client.iter_web_event_tags(ACCOUNT_ID, count=1000)]
+    seen = [tag["id"] for tag in xads_client.iter_web_event_tags(ACCOUNT_ID, count=1000)]
     assert len(seen) == 2500 and set(seen) == created
     pages = emulator.requests
     assert len(pages) == 3
@@ -415,9 +416,9 @@ def test_paging_stops_on_a_repeated_cursor() -> None:
 
 
 def test_tag_writes_go_through_the_query_string(
-    client: XAdsClient, emulator: EmulatorServer
+    xads_client: XAdsClient, emulator: EmulatorServer
 ) -> None:
-    tag = client.create_web_event_tag(
+    tag = xads_client.create_web_event_tag(
         ACCOUNT_ID,
         name="Lead",
         type="SIGN_UP",
@@ -436,23 +437,24 @@ def test_tag_writes_go_through_the_query_string(
         "retargeting_enabled": "false",
     }
 
-    updated = client.update_web_event_tag(ACCOUNT_ID, tag["id"], retargeting_enabled=True)
+    updated = xads_client.update_web_event_tag(ACCOUNT_ID, tag["id"], retargeting_enabled=True)
     put = emulator.requests[-1]
     assert put["method"] == "PUT" and put["body_length"] == 0
     assert put["query"] == {"retargeting_enabled": "true"}  # only what was given
     assert updated["retargeting_enabled"] is True and updated["click_window"] == 30
 
-    assert client.delete_web_event_tag(ACCOUNT_ID, tag["id"])["deleted"] is True
+    assert xads_client.delete_web_event_tag(ACCOUNT_ID, tag["id"])["deleted"] is True
     assert emulator.requests[-1]["method"] == "DELETE"
     with pytest.raises(errors.NotFound):
-        client.get_web_event_tag(ACCOUNT_ID, tag["id"])
-    assert client.get_web_event_tag(ACCOUNT_ID, tag["id"], with_deleted=True)["deleted"] is True
+        xads_client.get_web_event_tag(ACCOUNT_ID, tag["id"])
+    deleted = xads_client.get_web_event_tag(ACCOUNT_ID, tag["id"], with_deleted=True)
+    assert deleted["deleted"] is True
     assert emulator.requests[-1]["query"] == {"with_deleted": "true"}
 
 
-def test_tag_validation_errors_carry_x_message(client: XAdsClient) -> None:
+def test_tag_validation_errors_carry_x_message(xads_client: XAdsClient) -> None:
     with pytest.raises(errors.BadRequest) as info:
-        client.create_web_event_tag(
+        xads_client.create_web_event_tag(
             ACCOUNT_ID,
             name="x",
             type="PURCHASE",
@@ -463,21 +465,21 @@ def test_tag_validation_errors_carry_x_message(client: XAdsClient) -> None:
     assert info.value.message == "view_through_window must be less than or equal to click_window"
 
 
-def test_accounts_and_user_access(client: XAdsClient) -> None:
-    assert client.authenticated_user_access(ACCOUNT_ID) == {
+def test_accounts_and_user_access(xads_client: XAdsClient) -> None:
+    assert xads_client.authenticated_user_access(ACCOUNT_ID) == {
         "user_id": USER_ID,
         "permissions": ["ACCOUNT_ADMIN"],
     }
-    assert [a["id"] for a in client.iter_accounts()] == [ACCOUNT_ID]
+    assert [a["id"] for a in xads_client.iter_accounts()] == [ACCOUNT_ID]
     with pytest.raises(errors.NotFound, match="does not have access to account 18ce00000"):
-        client.authenticated_user_access("18ce00000")
+        xads_client.authenticated_user_access("18ce00000")
 
 
 # -- configuration and connections --------------------------------------------------------
 
 
 def test_base_url_and_version_are_read_at_call_time(
-    settings: Any, client: XAdsClient, emulator: EmulatorServer
+    settings: Any, xads_client: XAdsClient, emulator: EmulatorServer
 ) -> None:
     with EmulatorServer() as other:
         other.add_app(CONSUMER_KEY, CONSUMER_SECRET)
@@ -486,13 +488,13 @@ def test_base_url_and_version_are_read_at_call_time(
         moved = {**settings.XCONVERSIONS, "API_BASE_URL": other.url, "API_VERSION": "11"}
         with override_settings(XCONVERSIONS=moved):
             # Signed for the new URL, too: the other emulator accepts it.
-            access = client.authenticated_user_access(ACCOUNT_ID)
+            access = xads_client.authenticated_user_access(ACCOUNT_ID)
             assert access["permissions"] == ["AD_MANAGER"]
             assert [r["path"] for r in other.requests] == [
                 f"/11/accounts/{ACCOUNT_ID}/authenticated_user_access"
             ]
         assert emulator.requests == []
-        client.authenticated_user_access(ACCOUNT_ID)  # back to the settings of the fixture
+        xads_client.authenticated_user_access(ACCOUNT_ID)  # back to the settings of the fixture
         assert emulator.requests[-1]["path"].startswith("/12/")
 
 
@@ -510,12 +512,12 @@ def test_explicit_arguments_win_over_settings(emulator: EmulatorServer, settings
 
 
 def test_one_pooled_connection_serves_every_call(
-    client: XAdsClient, emulator: EmulatorServer, event_id: str
+    xads_client: XAdsClient, emulator: EmulatorServer, event_id: str
 ) -> None:
-    client.authenticated_user_access(ACCOUNT_ID)
-    client.send_conversions(PIXEL_ID, [conversion(event_id)])
-    list(client.iter_web_event_tags(ACCOUNT_ID))
-    adapter = client.session.get_adapter(emulator.url)
+    xads_client.authenticated_user_access(ACCOUNT_ID)
+    xads_client.send_conversions(PIXEL_ID, [conversion(event_id)])
+    list(xads_client.iter_web_event_tags(ACCOUNT_ID))
+    adapter = xads_client.session.get_adapter(emulator.url)
     assert isinstance(adapter, requests.adapters.HTTPAdapter)
     # The pool container refuses plain iteration; keys() is its thread-safe snapshot.
     pools = [adapter.poolmanager.pools[key] for key in adapter.poolmanager.pools.keys()]  # noqa: SIM118

@@ -1,0 +1,184 @@
+"""One pooled requests Session talking to X: URLs, timeouts, logging, rate-limit headers.
+
+Sends what it is given and never retries (urllib3's retries are off: a POST resent on its
+own would send conversions twice; retrying is the delivery engine's decision). Non-2xx
+answers and failed connections raise through error_mapping.py. Only method, path, status
+and duration are logged: never bodies (hashed identifiers), tokens or headers.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests
+from requests.adapters import HTTPAdapter
+from requests.auth import AuthBase
+
+from django_xconversions.client.error_mapping import (
+    error_for,
+    json_or_none,
+    transport_error,
+    why,
+)
+from django_xconversions.conf import xsettings
+from django_xconversions.ratelimit import RateLimit, parse_rate_limit
+
+__all__ = ["APIResponse", "Transport"]
+
+# The name the README documents for the client's request log.
+logger = logging.getLogger("django_xconversions.client")
+
+# Connections kept per host: enough for the threads of one worker sharing a client.
+POOL_SIZE = 10
+
+
+@dataclass(frozen=True)
+class APIResponse:
+    """A 2xx answer: ``data`` of X's envelope, plus what the headers said."""
+
+    data: Any
+    status: int
+    rate_limit: RateLimit | None
+    debug_id: str | None
+    headers: Mapping[str, str] = field(repr=False)
+    body: Mapping[str, Any] = field(repr=False)  # the whole envelope (request, next_cursor)
+
+    @property
+    def next_cursor(self) -> str | None:
+        cursor = self.body.get("next_cursor")
+        return str(cursor) if cursor else None
+
+
+def _query_value(value: Any) -> Any:
+    # X expects lower-case booleans in query strings.
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return value
+
+
+def _query(params: Mapping[str, Any] | None) -> dict[str, Any]:
+    return {k: _query_value(v) for k, v in (params or {}).items() if v is not None}
+
+
+def new_session() -> requests.Session:
+    session = requests.Session()
+    # max_retries=0: urllib3 must never resend a POST on its own (a conversion sent twice).
+    adapter = HTTPAdapter(pool_connections=POOL_SIZE, pool_maxsize=POOL_SIZE, max_retries=0)
+    session.mount("https://", adapter)
+    session.mount("http://", adapter)
+    return session
+
+
+class Transport:
+    """Host, version and timeouts given here, or read from ``XCONVERSIONS`` at each call
+    when left as None (so ``override_settings`` is seen without a new transport)."""
+
+    def __init__(
+        self,
+        *,
+        base_url: str | None = None,
+        api_version: str | None = None,
+        connect_timeout: float | None = None,
+        read_timeout: float | None = None,
+        session: requests.Session | None = None,
+    ) -> None:
+        self._base_url = base_url
+        self._api_version = api_version
+        self._connect_timeout = connect_timeout
+        self._read_timeout = read_timeout
+        # A session handed in belongs to the caller, who closes it.
+        self._owns_session = session is None
+        self.session = session if session is not None else new_session()
+        # What the last answer's headers said about the rate limits (None: nothing).
+        self.last_rate_limit: RateLimit | None = None
+
+    def close(self) -> None:
+        if self._owns_session:
+            self.session.close()
+
+    @property
+    def base_url(self) -> str:
+        value = self._base_url if self._base_url is not None else xsettings.API_BASE_URL
+        return str(value).rstrip("/")
+
+    @property
+    def api_version(self) -> str:
+        value = self._api_version if self._api_version is not None else xsettings.API_VERSION
+        return str(value).strip("/")
+
+    @property
+    def timeout(self) -> tuple[float, float]:
+        connect = self._connect_timeout
+        read = self._read_timeout
+        return (
+            float(connect if connect is not None else xsettings.CONNECT_TIMEOUT),
+            float(read if read is not None else xsettings.READ_TIMEOUT),
+        )
+
+    def url(self, path: str) -> str:
+        return f"{self.base_url}/{self.api_version}/{path.lstrip('/')}"
+
+    def send(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        json_body: Any = None,
+        auth: AuthBase | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> APIResponse:
+        """One request to ``path`` (relative to the version); the 2xx answer, or a raise."""
+        url = self.url(path)
+        logged_path = urlsplit(url).path
+        timeout = self.timeout
+        started = time.monotonic()
+        try:
+            response = self.session.request(
+                method,
+                url,
+                params=_query(params) or None,
+                json=json_body,  # never data=: a form body would be signed and break X
+                headers={
+                    "User-Agent": str(xsettings.USER_AGENT),
+                    "Accept": "application/json",
+                    **(headers or {}),
+                },
+                auth=auth,
+                timeout=timeout,
+                # A redirected POST would come back as a GET; X's host moves are settings.
+                allow_redirects=False,
+            )
+        except requests.RequestException as exc:
+            elapsed = time.monotonic() - started
+            logger.debug("%s %s failed after %.3fs: %s", method, logged_path, elapsed, why(exc))
+            raise transport_error(exc, method, url, logged_path, timeout) from exc
+        elapsed = time.monotonic() - started
+        logger.debug("%s %s -> %s in %.3fs", method, logged_path, response.status_code, elapsed)
+        return self._answer(method, logged_path, response)
+
+    def _answer(self, method: str, path: str, response: requests.Response) -> APIResponse:
+        rate_limit = parse_rate_limit(response.headers)
+        self.last_rate_limit = rate_limit
+        warning = response.headers.get("x-api-warn")
+        if warning:
+            logger.warning("X API warning for %s %s: %s", method, path, warning)
+        if not 200 <= response.status_code < 300:
+            raise error_for(response, rate_limit)
+        body = json_or_none(response)
+        body = body if isinstance(body, dict) else {}
+        data = body.get("data")
+        debug_id = data.get("debug_id") if isinstance(data, dict) else None
+        return APIResponse(
+            data=data,
+            status=response.status_code,
+            rate_limit=rate_limit,
+            debug_id=str(debug_id) if debug_id else None,
+            headers=response.headers,
+            body=body,
+        )
