@@ -9,9 +9,11 @@ from typing import Any
 import pytest
 from django.utils import timezone
 
+from django_xconversions import clock as product_clock
 from django_xconversions.emulator import EmulatorServer
 from django_xconversions.models import AdAccount, Conversion, EventTag, Pixel
 from tests import mail_scan
+from tests.helpers import ShiftedClock
 
 pytest_plugins = ["tests.browser"]
 
@@ -35,9 +37,20 @@ def _no_raw_identifier_in_outgoing_mail() -> Iterator[None]:
 
 
 @pytest.fixture
-def emulator(settings: Any) -> Iterator[EmulatorServer]:
-    """A running emulator that knows the test app, user, account and pixel."""
-    emu = EmulatorServer(host="127.0.0.1", port=0)
+def clock() -> Iterator[ShiftedClock]:
+    """The product's clock, moved forward by ``clock.advance(seconds)`` (and the emulated
+    X's, when the test uses ``emulator``): a lease, a rate-limit window or a retry is over
+    without waiting for it."""
+    shifted = ShiftedClock()
+    with product_clock.use(shifted):
+        yield shifted
+
+
+@pytest.fixture
+def emulator(settings: Any, clock: ShiftedClock) -> Iterator[EmulatorServer]:
+    """A running emulator that knows the test app, user, account and pixel; its clock is
+    the test's (``clock``), so X's time and ours move together."""
+    emu = EmulatorServer(host="127.0.0.1", port=0, clock=clock)
     emu.add_app(CONSUMER_KEY, CONSUMER_SECRET)
     emu.add_user(USER_ID, ACCESS_TOKEN, ACCESS_TOKEN_SECRET, screen_name="shop")
     emu.add_account(ACCOUNT_ID, name="Shop", users={USER_ID: ["ACCOUNT_ADMIN"]})
@@ -94,10 +107,29 @@ def purchase_tag(emulator: EmulatorServer, pixel: Pixel) -> EventTag:
 
 
 @pytest.fixture
+def tag(pixel: Pixel) -> EventTag:
+    """A local purchase tag (no emulator): what track("purchase", ...) routes to."""
+    return EventTag.objects.create(
+        account=pixel.account,
+        pixel=pixel,
+        remote_id="o3bk1",
+        website_tag_id="ny3od",
+        key="purchase",
+        name="Purchase",
+        type=EventTag.Type.PURCHASE,
+    )
+
+
+@pytest.fixture
 def shop_tags(pixel: Pixel) -> dict[str, EventTag]:
     """Local purchase and sign_up tags, the keys the test shop's SOURCES use."""
     tags = {}
-    for number, (key, tag_type) in enumerate((("purchase", "PURCHASE"), ("sign_up", "SIGNUP"))):
+    for number, (key, tag_type) in enumerate(
+        (
+            ("purchase", EventTag.Type.PURCHASE),
+            ("sign_up", EventTag.Type.SIGN_UP),
+        )
+    ):
         tags[key] = EventTag.objects.create(
             account=pixel.account,
             pixel=pixel,
