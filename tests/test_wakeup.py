@@ -18,9 +18,10 @@ from django_xconversions import track, wakeup
 from django_xconversions.emulator import EmulatorServer
 from django_xconversions.models import Conversion, EventTag, Pixel
 from django_xconversions.worker import Worker, close_connections
+from tests.helpers import wait_until
+from tests.helpers.workers import database_url
 
 from .conftest import configure, make_conversions, mirror_tag
-from .test_workers import database_url
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
@@ -28,16 +29,6 @@ pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 POLL_SECONDS = 60.0
 # "Well under the poll interval", and generous for a loaded 2-core machine.
 WOKEN_WITHIN = 5.0
-
-
-def wait_for(condition: Callable[[], bool], timeout: float, message: str) -> float:
-    """Seconds until ``condition()`` held; fails with ``message`` after ``timeout``."""
-    started = time.monotonic()
-    while time.monotonic() - started < timeout:
-        if condition():
-            return time.monotonic() - started
-        time.sleep(0.01)
-    raise AssertionError(message)
 
 
 class IdleWorker:
@@ -64,7 +55,7 @@ class IdleWorker:
 
     def waiting(self, passes_done: int = 1) -> None:
         """Block until the worker has finished ``passes_done`` idle passes and waits."""
-        wait_for(lambda: self.waits >= passes_done, 20, "the worker never went idle")
+        wait_until(lambda: self.waits >= passes_done, 20, "the worker never went idle")
 
 
 @pytest.fixture
@@ -91,7 +82,7 @@ def test_a_committed_conversion_wakes_a_waiting_worker(
     assert idle_worker.worker.wakeup.listening
     for n in range(3):
         conversion = track("purchase", twclid=f"click{n}", conversion_id=f"order-{n}")
-        seconds = wait_for(sent(conversion), WOKEN_WITHIN, "no worker woke up for the commit")
+        seconds = wait_until(sent(conversion), WOKEN_WITHIN, "no worker woke up for the commit")
         assert seconds < WOKEN_WITHIN < POLL_SECONDS
         # Each conversion found its worker waiting again (not still in a pass).
         idle_worker.waiting(n + 2)
@@ -106,10 +97,10 @@ def test_the_listening_connection_is_reopened_when_its_backend_is_terminated(
     pid = listener._wrapper.connection.info.backend_pid
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_terminate_backend(%s)", [pid])
-    wait_for(lambda: listener.opened == 2, 10, "the listening connection was not reopened")
+    wait_until(lambda: listener.opened == 2, 10, "the listening connection was not reopened")
     idle_worker.waiting(2)
     conversion = track("purchase", twclid="click1", conversion_id="after-the-loss")
-    wait_for(sent(conversion), WOKEN_WITHIN, "the reopened connection did not wake the worker")
+    wait_until(sent(conversion), WOKEN_WITHIN, "the reopened connection did not wake the worker")
     messages = [r.getMessage() for r in caplog.records]
     assert sum("Not listening for committed conversions" in m for m in messages) == 1
     assert sum("Listening for committed conversions again" in m for m in messages) == 1
@@ -125,10 +116,10 @@ def test_the_worker_listens_again_after_a_postgres_restart(
     pg_plugin.restart_server()
     connection.close()  # ours was cut too
     listener = idle_worker.worker.wakeup
-    wait_for(lambda: listener.opened == 2, 20, "the worker did not listen again")
+    wait_until(lambda: listener.opened == 2, 20, "the worker did not listen again")
     conversion = track("purchase", twclid="click1", conversion_id="after-the-restart")
     # The worker's own connection was cut too: its next pass waits that outage out first.
-    wait_for(sent(conversion), 2 * WOKEN_WITHIN, "no worker woke up after the restart")
+    wait_until(sent(conversion), 2 * WOKEN_WITHIN, "no worker woke up after the restart")
 
 
 def test_polling_is_the_fallback_for_rows_written_without_a_notify(

@@ -13,9 +13,10 @@ from django.db import connection
 
 from django_xconversions.emulator import EmulatorServer
 from django_xconversions.models import Conversion, EventTag
+from tests.helpers import wait_until
+from tests.helpers.workers import start_worker
 
 from .conftest import make_conversions, received_ids
-from .test_workers import start_worker, wait_for
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
@@ -80,11 +81,13 @@ def test_three_workers_outlive_a_postgres_restart_mid_drain(
     ]
     failure, alive = None, [False]
     try:
-        wait_for(lambda: sent_while_alive(workers, 3000), 60, "the workers did not start draining")
+        wait_until(
+            lambda: sent_while_alive(workers, 3000), 60, "the workers did not start draining"
+        )
         in_flight_before = Conversion.objects.filter(status="sending").count()
         restart_postgres()
         assert sent_count() < TOTAL, "the restart came after the drain: it proves nothing"
-        wait_for(
+        wait_until(
             lambda: sent_while_alive(workers, TOTAL),
             60,
             "the workers did not drain the outbox after the restart",
