@@ -21,7 +21,7 @@ from django.db.models import Count, F, Max, Min, Q, QuerySet
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
-from django_xconversions import alerts
+from django_xconversions import alerts, readiness
 from django_xconversions.models import AdAccount, Conversion, DeliveryAttempt, SentTally
 
 CHART_DAYS = 14
@@ -78,6 +78,8 @@ class Health:
     held: list[HeldReason] = field(default_factory=list)
     # Statuses whose count in by_status is an estimate (large tables on PostgreSQL).
     estimated: list[str] = field(default_factory=list)
+    # Identifiers carried per event key over 7 and 30 days, with warnings (readiness.py).
+    match_readiness: readiness.MatchReadiness | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready: datetimes and dates as ISO 8601 text."""
@@ -317,4 +319,5 @@ def health(now: dt.datetime | None = None) -> Health:
         problems=alerts.check(now).problems,
         held=held_summary(),
         estimated=estimated,
+        match_readiness=readiness.match_readiness(now, large=large),
     )

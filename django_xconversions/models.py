@@ -462,3 +462,27 @@ class SentTally(models.Model):
 
     def __str__(self) -> str:
         return f"{self.day} ({self.time_zone}): {self.sent}"
+
+
+class ReadinessTally(models.Model):
+    """Conversions recorded per local day and event key, with how many carried each
+    identifier X matches on, counted once their ``created_at`` has settled: the match
+    readiness view reads a month of these small rows instead of millions of conversions.
+    A memo kept by readiness.py when it reads; capture never writes it."""
+
+    day = models.DateField()
+    time_zone = models.CharField(max_length=64)
+    # {event key: {"conversions": n, "twclid": n, ...}} (see readiness.Counts).
+    counts = models.JSONField(default=dict)
+    # Counts the rows created from the start of the day until this moment.
+    counted_until = models.DateTimeField()
+
+    class Meta:
+        verbose_name = _("match readiness")
+        verbose_name_plural = _("match readiness")
+        constraints = [
+            models.UniqueConstraint(fields=["time_zone", "day"], name="xconv_readiness_day")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.day} ({self.time_zone})"
