@@ -72,7 +72,6 @@ __all__ = [
     "dry_run",
     "pending_count",
     "recover_expired_leases",
-    "requeue",
     "send_pending",
 ]
 
@@ -133,20 +132,6 @@ class SendSummary:
             "lost_claims": self.lost_claims,
             "pending_left": self.pending_left,
         }
-
-
-def requeue(conversions: QuerySet[Conversion]) -> int:
-    """Make failed or skipped conversions due again with a fresh attempt count."""
-    return conversions.exclude(status=Conversion.Status.SENDING).update(
-        status=Conversion.Status.PENDING,
-        attempts=0,
-        next_attempt_at=timezone.now(),
-        error_reason="",
-        last_error="",
-        failed_at=None,
-        claim_token=None,
-        lease_expires_at=None,
-    )
 
 
 def batch_size() -> int:

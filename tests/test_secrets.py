@@ -20,7 +20,7 @@ from django.urls import reverse
 from django.views.debug import SafeExceptionReporterFilter
 
 from django_xconversions import checks, crypto, delivery, oauth_flow
-from django_xconversions.admin.access import check_access
+from django_xconversions.actions import check_access
 from django_xconversions.admin.connect_session import SESSION_KEY
 from django_xconversions.client import XAdsClient
 from django_xconversions.connections import client_for
@@ -154,7 +154,7 @@ def test_send_check_access_and_tag_sync_log_no_secret(
     track("sign_up", email="b@example.com", conversion_id="2")
     summary = delivery.send_pending()
     assert summary.sent == 2 and oauth_tag.pk
-    assert check_access(account) is True
+    assert check_access(account).ok is True
     assert sync_account_tags(account).updated >= 1
     names = {r.name for r in debug_logs.records}
     # Capture really was on for the HTTP library and our client.
@@ -238,7 +238,7 @@ def test_a_401_error_and_the_paused_reason_carry_no_secret(
     assert account.status == "paused" and "X refused the credentials" in account.paused_reason
     stored = " ".join([account.paused_reason, *summary.paused.values()])
     assert leaked(stored, (*SECRETS, wrong)) == []
-    assert check_access(account) is False
+    assert check_access(account).ok is False
     account.refresh_from_db()
     assert account.access_check_message and leaked(account.access_check_message, (wrong,)) == []
 

@@ -14,8 +14,8 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_POST
 
+from django_xconversions import actions
 from django_xconversions.admin import perms
-from django_xconversions.admin.access import check_access
 from django_xconversions.admin.connect import connect_urls
 from django_xconversions.admin.forms import AdAccountForm
 from django_xconversions.admin.secrets import (
@@ -35,17 +35,18 @@ else:
 
 
 def report_access(request: HttpRequest, account: AdAccount) -> None:
-    if check_access(account):
+    result = actions.check_access(account)
+    if result.ok:
         messages.success(
             request,
             _("%(account)s: access checked, permissions %(permissions)s.")
-            % {"account": account, "permissions": ", ".join(account.permissions)},
+            % {"account": account, "permissions": ", ".join(result.permissions)},
         )
     else:
         messages.warning(
             request,
             _("%(account)s: cannot send conversions. %(why)s")
-            % {"account": account, "why": account.access_check_message},
+            % {"account": account, "why": result.message},
         )
 
 

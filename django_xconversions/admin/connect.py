@@ -31,9 +31,8 @@ from django.utils.translation import gettext_lazy
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_GET, require_http_methods
 
-from django_xconversions import oauth_flow
+from django_xconversions import actions, oauth_flow
 from django_xconversions.admin import connect_session
-from django_xconversions.admin.access import check_access
 from django_xconversions.admin.connect_session import PendingFlow
 from django_xconversions.errors import XConversionsError
 from django_xconversions.models import AdAccount, base36_validator
@@ -271,11 +270,10 @@ class ConnectViews:
             _("%(account)s is connected with X as @%(screen_name)s.")
             % {"account": account, "screen_name": access.screen_name or access.user_id},
         )
-        if not check_access(account):
+        checked = actions.check_access(account)
+        if not checked.ok:
             messages.warning(
-                request,
-                _("It cannot send conversions yet: %(why)s")
-                % {"why": account.access_check_message},
+                request, _("It cannot send conversions yet: %(why)s") % {"why": checked.message}
             )
         return HttpResponseRedirect(self._url("change", account.pk))
 

@@ -9,16 +9,15 @@ from django.contrib import admin, messages
 from django.core.paginator import Paginator
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
-from django.utils import timezone
 from django.utils.functional import cached_property
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
-from django_xconversions import delivery, health, routing
+from django_xconversions import actions, health, routing
 from django_xconversions.admin import perms
 from django_xconversions.admin.health_panel import panel_context
 from django_xconversions.delivery import SendSummary
-from django_xconversions.models import Conversion, Pixel
+from django_xconversions.models import Conversion
 
 # Django's classes are generic for type checkers only (no __class_getitem__ at run time).
 if TYPE_CHECKING:
@@ -38,20 +37,6 @@ class EstimatedCountPaginator(_Paginator):
         if isinstance(self.object_list, QuerySet):
             return health.estimated_count(self.object_list)
         return len(self.object_list)
-
-
-def send_now(queryset: QuerySet[Conversion]) -> SendSummary:
-    """Make the chosen pending rows due and run send_pending for each of their pixels.
-
-    send_pending also sends other due rows of those pixels: they were next in line anyway.
-    """
-    queryset.filter(status=Conversion.Status.PENDING).update(next_attempt_at=timezone.now())
-    total = SendSummary()
-    pixels = Pixel.objects.filter(pk__in=queryset.values("pixel_id")).select_related("account")
-    for pixel in pixels:
-        total.merge(delivery.send_pending(pixel=pixel))
-    total.pending_left = delivery.pending_count()
-    return total
 
 
 def report_summary(request: HttpRequest, summary: SendSummary) -> None:
@@ -128,40 +113,24 @@ class ConversionAdmin(perms.DedicatedPermissions, _ConversionModelAdmin):
 
     @admin.action(description=gettext_lazy("Send now"), permissions=["send_conversions"])
     def send_now_action(self, request: HttpRequest, queryset: QuerySet[Conversion]) -> None:
-        report_summary(request, send_now(queryset))
+        report_summary(request, actions.send_now(queryset))
 
     @admin.action(
         description=gettext_lazy("Retry (failed or skipped)"), permissions=["send_conversions"]
     )
     def retry_action(self, request: HttpRequest, queryset: QuerySet[Conversion]) -> None:
-        retryable = queryset.filter(
-            status__in=[Conversion.Status.FAILED, Conversion.Status.SKIPPED]
-        )
-        # Without a pixel there is nowhere to send (say, invalid values of an unrouted key).
-        count = delivery.requeue(retryable.filter(pixel__isnull=False))
-        messages.success(request, _("%(n)d conversion(s) queued again.") % {"n": count})
-        unroutable = retryable.filter(pixel__isnull=True).count()
-        if unroutable:
+        result = actions.requeue(queryset)
+        messages.success(request, _("%(n)d conversion(s) queued again.") % {"n": result.queued})
+        if result.unroutable:
             messages.warning(
                 request,
                 _("%(n)d conversion(s) without an event tag and pixel left as they are.")
-                % {"n": unroutable},
+                % {"n": result.unroutable},
             )
 
     @admin.action(description=gettext_lazy("Mark skipped"), permissions=["change"])
     def mark_skipped_action(self, request: HttpRequest, queryset: QuerySet[Conversion]) -> None:
-        # Rows in flight or already at X are left alone.
-        count = queryset.filter(
-            status__in=[
-                Conversion.Status.PENDING,
-                Conversion.Status.FAILED,
-                Conversion.Status.HELD,
-            ]
-        ).update(
-            status=Conversion.Status.SKIPPED,
-            error_reason=Conversion.ErrorReason.MANUAL,
-            updated_at=timezone.now(),
-        )
+        count = actions.mark_skipped(queryset)
         messages.success(request, _("%(n)d conversion(s) marked skipped.") % {"n": count})
 
     @admin.action(description=gettext_lazy("Route held conversions"), permissions=["change"])
