@@ -19,8 +19,9 @@ import pytest
 import requests
 from requests_oauthlib import OAuth1
 
-from django_xconversions.emulator import EmulatorServer, FaultPlan, demo_world
+from django_xconversions.emulator import EmulatorServer, FaultPlan, ManualClock, demo_world
 from django_xconversions.emulator.__main__ import build, parse_args
+from tests.helpers import wait_until
 from tests.x_messages import DOCUMENTED_400
 
 CONSUMER_KEY, CONSUMER_SECRET = "ck-test", "cs-test"
@@ -451,13 +452,14 @@ def test_tag_bound_to_a_pixel_is_not_reachable_through_another(emu: EmulatorServ
 
 
 def test_budget_headers_429_then_a_new_window(emu: EmulatorServer, event_id: str) -> None:
+    emu.clock = clock = ManualClock()
     emu.set_budget(5, 1.0)
     first = post(emu, [event(event_id, conversion_id=str(n)) for n in range(3)])
     assert first.status_code == 200
     assert first.headers["x-account-rate-limit-limit"] == "5"
     assert first.headers["x-account-rate-limit-remaining"] == "2"
     assert int(first.headers["x-rate-limit-remaining"]) < int(first.headers["x-rate-limit-limit"])
-    assert int(first.headers["x-rate-limit-reset"]) > time.time()
+    assert int(first.headers["x-rate-limit-reset"]) > clock()
     second = post(emu, [event(event_id, conversion_id="x")])
     assert second.headers["x-account-rate-limit-remaining"] == "1"
     refused = post(emu, [event(event_id, conversion_id=str(n)) for n in range(2)])
@@ -466,9 +468,9 @@ def test_budget_headers_429_then_a_new_window(emu: EmulatorServer, event_id: str
         {"code": "TOO_MANY_REQUESTS", "message": "Rate limit exceeded", "parameter": None}
     ]
     reset = int(refused.headers["x-account-rate-limit-reset"])
-    assert time.time() < reset <= time.time() + 2
+    assert clock() < reset <= clock() + 2
     assert received_ids(emu) == ["0", "1", "2", "x"]
-    time.sleep(max(0.0, reset - time.time()) + 0.05)
+    clock.advance(reset - clock() + 0.05)
     again = post(emu, [event(event_id, conversion_id="late")])
     assert again.status_code == 200 and again.headers["x-account-rate-limit-remaining"] == "4"
 
@@ -734,8 +736,7 @@ def test_slow_before_processing_and_stop_drops_the_request() -> None:
     with pytest.raises(requests.Timeout):
         post(server, [event(tag, conversion_id="late")], timeout=0.1)
     assert server.received == []  # still waiting
-    time.sleep(0.6)
-    assert received_ids(server) == ["late"]  # processed after the wait
+    wait_until(lambda: received_ids(server) == ["late"], 5, "never processed after the wait")
 
     server.faults.slow_seconds = 30
     with contextlib.suppress(requests.RequestException):
@@ -788,9 +789,7 @@ def test_stop_returns_promptly_while_a_request_sleeps(emu: EmulatorServer, event
 
     thread = threading.Thread(target=client, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 5
-    while not emu.requests[1:] and time.monotonic() < deadline:
-        time.sleep(0.02)
+    wait_until(lambda: emu.requests[1:], 5, "the slow request never arrived")
     started = time.monotonic()
     emu.stop()
     assert time.monotonic() - started < 2
