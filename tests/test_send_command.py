@@ -78,9 +78,9 @@ def test_exit_status_non_zero_when_credentials_are_refused(
     account.set_tokens(ACCESS_TOKEN, "wrong")
     account.save()
     make_conversions(purchase_tag, 2)
-    with pytest.raises(SystemExit) as info:
+    with pytest.raises(CommandError) as info:
         run()
-    assert info.value.code == 3
+    assert info.value.returncode == 3
 
 
 def test_task_function_sends(emulator: EmulatorServer, purchase_tag: EventTag) -> None:
@@ -114,13 +114,10 @@ def test_send_immediately_sends_after_commit_only(
     assert sorted(received_ids(emulator)) == ["a", "b"]
 
 
-@pytest.mark.postgres
-@pytest.mark.django_db(transaction=True)
-def test_loop_stops_cleanly_on_sigterm(emulator: EmulatorServer, purchase_tag: EventTag) -> None:
-    from django.db import connection
-
+def command_env(emulator: EmulatorServer) -> dict[str, str]:
+    """The environment of a manage.py process on the test's PostgreSQL database."""
     db = connection.settings_dict
-    env = {
+    return {
         **os.environ,
         "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
         "DJANGO_SETTINGS_MODULE": "tests.settings",
@@ -128,11 +125,28 @@ def test_loop_stops_cleanly_on_sigterm(emulator: EmulatorServer, purchase_tag: E
             {"API_BASE_URL": emulator.url, "LOOP_IDLE_SECONDS": 0.1}
         ),
     }
+
+
+def manage(emulator: EmulatorServer, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(  # noqa: S603
+        [sys.executable, "-m", "django", *args],
+        cwd=ROOT,
+        env=command_env(emulator),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_loop_stops_cleanly_on_sigterm(emulator: EmulatorServer, purchase_tag: EventTag) -> None:
     make_conversions(purchase_tag, 20)
     worker = subprocess.Popen(
         [sys.executable, "-m", "django", "send_conversions", "--loop"],
         cwd=ROOT,
-        env=env,
+        env=command_env(emulator),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -162,12 +176,29 @@ def test_paused_account_is_named_in_the_summary_with_exit_status_3(
     account.save()
     make_conversions(purchase_tag, 2)
     out, err = io.StringIO(), io.StringIO()
-    with pytest.raises(SystemExit) as info:
+    with pytest.raises(CommandError) as info:
         call_command("send_conversions", stdout=out, stderr=err)
-    assert info.value.code == 3
+    assert info.value.returncode == 3
+    assert str(info.value) == f"1 account(s) paused: {account.account_id}."
     assert "Paused accounts: 1 (nothing more is sent for them" in out.getvalue()
     assert f"  account {account.account_id}: " in out.getvalue()
     assert f"Account {account.account_id} paused: " in err.getvalue()
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_paused_account_exits_3_from_the_shell(
+    emulator: EmulatorServer, account: AdAccount, purchase_tag: EventTag
+) -> None:
+    account.set_tokens(ACCESS_TOKEN, "wrong")
+    account.save()
+    make_conversions(purchase_tag, 2)
+    done = manage(emulator, "send_conversions")
+    assert done.returncode == 3, done.stderr
+    assert "Paused accounts: 1 (nothing more is sent for them" in done.stdout
+    assert f"  account {account.account_id}: " in done.stdout
+    assert f"Account {account.account_id} paused: " in done.stderr
+    assert f"CommandError: 1 account(s) paused: {account.account_id}." in done.stderr
 
 
 @pytest.mark.django_db(transaction=True)
@@ -192,7 +223,7 @@ def test_loop_stopped_by_sigterm_exits_0_and_still_names_the_paused_account(
     watcher = threading.Thread(target=terminate_once_paused)
     watcher.start()
     out, err = io.StringIO(), io.StringIO()
-    call_command("send_conversions", "--loop", stdout=out, stderr=err)  # no SystemExit
+    call_command("send_conversions", "--loop", stdout=out, stderr=err)  # no CommandError
     watcher.join()
     assert f"  account {account.account_id}: " in out.getvalue()
     assert "stopping after the current batch" in err.getvalue()
@@ -205,8 +236,8 @@ def check() -> tuple[int, str]:
     out = io.StringIO()
     try:
         call_command("send_conversions", "--check", stdout=out, stderr=io.StringIO())
-    except SystemExit as exc:
-        return int(exc.code or 0), out.getvalue()
+    except CommandError as exc:
+        return exc.returncode, out.getvalue()
     return 0, out.getvalue()
 
 
@@ -231,6 +262,23 @@ def test_check_flags_rows_sending_past_their_lease(purchase_tag: EventTag) -> No
     code, out = check()
     assert code == 2 and len(out.strip().splitlines()) == 1
     assert out.startswith("PROBLEM: 3 conversion(s) sending past their lease (the oldest by 10 ")
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_check_exit_status_from_the_shell(emulator: EmulatorServer, purchase_tag: EventTag) -> None:
+    rows = make_conversions(purchase_tag, 3)
+    healthy = manage(emulator, "send_conversions", "--check")
+    assert (healthy.returncode, healthy.stderr) == (0, "")
+    assert healthy.stdout.startswith("OK: 0 live worker(s), 3 conversion(s) due")
+    Conversion.objects.filter(pk__in=[r.pk for r in rows]).update(
+        status="sending", lease_expires_at=timezone.now() - dt.timedelta(minutes=10)
+    )
+    stuck = manage(emulator, "send_conversions", "--check")
+    assert stuck.returncode == 2, stuck.stderr
+    assert stuck.stdout.startswith("PROBLEM: 3 conversion(s) sending past their lease")
+    assert len(stuck.stdout.strip().splitlines()) == 1
+    assert stuck.stderr == "CommandError: Unhealthy: stuck.\n"
 
 
 def test_check_ignores_rows_within_their_lease(purchase_tag: EventTag) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import signal
-import sys
 import threading
 from types import FrameType
 from typing import Any
@@ -102,7 +101,11 @@ class Command(BaseCommand):
         # A loop stopped by SIGTERM/SIGINT stopped cleanly (a service manager must not see
         # a failure); its summary still names the paused accounts, as --check does.
         if totals.paused and not self.signalled:
-            sys.exit(EXIT_ACCOUNT_PAUSED)
+            paused = ", ".join(sorted(totals.paused))
+            raise CommandError(
+                f"{len(totals.paused)} account(s) paused: {paused}.",
+                returncode=EXIT_ACCOUNT_PAUSED,
+            )
 
     @staticmethod
     def _lookup(model: Any, field: str, value: str | None, flag: str) -> Any:
@@ -174,7 +177,8 @@ class Command(BaseCommand):
         report = alerts.check()
         self.stdout.write(report.line())
         if not report.healthy:
-            sys.exit(EXIT_UNHEALTHY)
+            codes = ", ".join(problem.code for problem in report.problems)
+            raise CommandError(f"Unhealthy: {codes}.", returncode=EXIT_UNHEALTHY)
 
     def _print_dry_run(self, summary: SendSummary) -> None:
         for entry in summary.payloads:
