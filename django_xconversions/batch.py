@@ -32,12 +32,12 @@ from django.db import transaction
 from django_xconversions import budget, clock, errors, isolation, observe
 from django_xconversions.claimed import ClaimedRow, build_event
 from django_xconversions.conf import xsettings
+from django_xconversions.engine_types import Claim, SendSummary
 from django_xconversions.models import AdAccount, Conversion, DeliveryAttempt, Pixel
 from django_xconversions.payload import validate
 
 if TYPE_CHECKING:
     from django_xconversions.client import ConversionsResult, XAdsClient
-    from django_xconversions.delivery import Claim, SendSummary
 
 # X names the events its account does not hold in two wordings: the reference's JSON
 # example "event_id (abc) does not belong to provided account" and its error table's
