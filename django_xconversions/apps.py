@@ -1,7 +1,15 @@
 from __future__ import annotations
 
+import contextlib
+
+import django_stubs_ext
 from django.apps import AppConfig
+from django.core.exceptions import ImproperlyConfigured
 from django.utils.translation import gettext_lazy as _
+
+# Generic Django classes subscriptable at run time (ModelAdmin[Model], QuerySet[Model],
+# ModelForm[Model]), as django-stubs types them; before the admin and models import.
+django_stubs_ext.monkeypatch()
 
 
 class XConversionsConfig(AppConfig):
@@ -18,7 +26,9 @@ class XConversionsConfig(AppConfig):
 
         checks.register()
         immediate.connect()
-        sources.connect()
+        # SOURCES that is not a list of dicts connects nothing; the system checks say so.
+        with contextlib.suppress(ImproperlyConfigured):
+            sources.connect()
         post_delete.connect(routing.clear_tag_cache, sender=EventTag, dispatch_uid="xconv-tags")
         # A key set or a pixel chosen routes held conversions (and clears the tag cache).
         post_save.connect(routing.on_tag_saved, sender=EventTag, dispatch_uid="xconv-tags")

@@ -57,13 +57,11 @@ def reserve(account_id: int, wanted: int, now: dt.datetime | None = None) -> Gra
         if account.rate_limited_until and account.rate_limited_until > now:
             return Grant(0, account.rate_limited_until)
         if account.budget_window_ends_at is None or account.budget_window_ends_at <= now:
-            account.budget_window_ends_at = now + dt.timedelta(
-                seconds=float(xsettings.RATE_LIMIT_WINDOW)
-            )
-            account.budget_limit = int(xsettings.RATE_LIMIT_EVENTS)
+            account.budget_window_ends_at = now + dt.timedelta(seconds=xsettings.RATE_LIMIT_WINDOW)
+            account.budget_limit = xsettings.RATE_LIMIT_EVENTS
             account.budget_used = 0
             account.budget_window_from_x = False
-        limit = min(account.budget_limit or 0, int(xsettings.RATE_LIMIT_EVENTS))
+        limit = min(account.budget_limit or 0, xsettings.RATE_LIMIT_EVENTS)
         granted = max(0, min(wanted, limit - account.budget_used))
         account.budget_used += granted
         account.save(update_fields=_BUDGET_FIELDS)
@@ -74,7 +72,7 @@ def _take_whole(account_id: int, wanted: int, now: dt.datetime) -> bool:
     """The common case in one statement: the window is open, the account not rate
     limited, and ``wanted`` events fit. False: nothing taken (the caller decides)."""
     adapt = connection.ops.adapt_datetimefield_value
-    configured = int(xsettings.RATE_LIMIT_EVENTS)
+    configured = xsettings.RATE_LIMIT_EVENTS
     with connection.cursor() as cursor:
         cursor.execute(
             _take_whole_sql(connection.vendor),
@@ -118,7 +116,7 @@ def observe(
     window_end = dt.datetime.fromtimestamp(reset_at, tz=dt.timezone.utc) + RESET_MARGIN
     if window_end <= clock.now():
         return
-    bound = min(int(xsettings.RATE_LIMIT_EVENTS), limit) if limit is not None else 0
+    bound = min(xsettings.RATE_LIMIT_EVENTS, limit) if limit is not None else 0
     used_at_x = max(0, limit - remaining) if limit is not None and remaining is not None else 0
     adapt = connection.ops.adapt_datetimefield_value
     # X announcing another reset than the window of X's we count in: that window is over

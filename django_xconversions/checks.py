@@ -6,27 +6,17 @@ import functools
 import logging
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
-from urllib.parse import urlparse
 
-import phonenumbers
 from django.apps import apps
 from django.conf import settings
 from django.core import checks
-from django.core.exceptions import FieldDoesNotExist, ImproperlyConfigured, ValidationError
+from django.core.exceptions import FieldDoesNotExist, ValidationError
 from django.core.validators import validate_slug
 from django.db import DatabaseError, models, router, transaction
 from django.utils.module_loading import import_string
 
-from django_xconversions import crypto
-from django_xconversions.conf import (
-    DEFAULTS,
-    SETTING_NAME,
-    THROTTLE_RATE,
-    encryption_keys,
-    setting_path,
-    xsettings,
-)
-from django_xconversions.currencies import is_iso_4217
+from django_xconversions import conf, crypto
+from django_xconversions.conf import SETTING_NAME, setting_path
 
 Messages = list[checks.CheckMessage]
 T = TypeVar("T")
@@ -41,19 +31,26 @@ def check_settings_shape(**kwargs: Any) -> Messages:
         return [checks.Error(f"settings.{SETTING_NAME} must be a dict.", id="xconversions.E001")]
     return [
         checks.Error(
-            f"Unknown setting {setting_path(key)}.",
-            hint=f"Known settings: {', '.join(sorted(DEFAULTS))}.",
+            f"Unknown setting {setting_path(str(key))}.",
+            hint=_did_you_mean(key),
             id="xconversions.E002",
         )
-        for key in sorted(set(value) - set(DEFAULTS))
+        for key in sorted((key for key in value if key not in conf.SETTINGS), key=str)
     ]
 
 
+def _did_you_mean(key: object) -> str:
+    match = conf.closest_setting(key)
+    if match is None:
+        return 'README, "Settings", lists every key.'
+    return f"Did you mean {match}?"
+
+
 def check_encryption_key(**kwargs: Any) -> Messages:
-    try:
-        keys = encryption_keys()
-    except ImproperlyConfigured as exc:
-        return [checks.Error(str(exc), id="xconversions.E010")]
+    problem = conf.encryption_key_problem()
+    if problem is not None:
+        return [checks.Error(problem, id=conf.KEY_CHECK)]
+    keys = conf.encryption_keys()
     hint = (
         "Generate one with: python -c 'from cryptography.fernet import Fernet; "
         "print(Fernet.generate_key().decode())'"
@@ -89,7 +86,12 @@ def check_encryption_key(**kwargs: Any) -> Messages:
 
 
 def check_credentials(**kwargs: Any) -> Messages:
-    missing = [name for name in ("CONSUMER_KEY", "CONSUMER_SECRET") if not getattr(xsettings, name)]
+    # A value of the wrong type is check_values' to report; here only what is not set.
+    missing = [
+        name
+        for name in ("CONSUMER_KEY", "CONSUMER_SECRET")
+        if conf.problem(name) is None and not conf.configured(name)
+    ]
     if not missing:
         return []
     names = " and ".join(setting_path(name) for name in missing)
@@ -103,40 +105,27 @@ def check_credentials(**kwargs: Any) -> Messages:
     ]
 
 
-def _positive_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and value > 0
-
-
-def check_values(**kwargs: Any) -> Messages:
-    problems: list[tuple[str, str]] = []
-    for name in ("API_BASE_URL", "OAUTH_BASE_URL"):
-        url = urlparse(str(getattr(xsettings, name)))
-        if url.scheme not in ("http", "https") or not url.netloc:
-            problems.append((name, "must be an http(s) URL such as https://ads-api.x.com"))
-    if not str(xsettings.API_VERSION).isdigit():
-        problems.append(("API_VERSION", 'must be a version number such as "12"'))
-    for name in ("CONNECT_TIMEOUT", "READ_TIMEOUT"):
-        if not _positive_number(getattr(xsettings, name)):
-            problems.append((name, "must be a positive number of seconds"))
-    region = xsettings.DEFAULT_PHONE_REGION
-    if region is not None and region not in phonenumbers.SUPPORTED_REGIONS:
-        problems.append(("DEFAULT_PHONE_REGION", 'must be a region code such as "US" or None'))
-    if not is_iso_4217(xsettings.DEFAULT_CURRENCY):
-        problems.append(("DEFAULT_CURRENCY", 'must be an ISO 4217 code such as "USD"'))
+def _setting_errors(check_id: str) -> Messages:
+    """Each setting reported under ``check_id`` whose value breaks its rule (conf.py's
+    rules, the ones reading the setting applies)."""
     return [
-        checks.Error(f"{setting_path(name)} {rule}.", id="xconversions.E005")
-        for name, rule in problems
+        checks.Error(problem, id=check_id)
+        for name in conf.names_checked_by(check_id)
+        if (problem := conf.problem(name)) is not None
     ]
 
 
+def check_values(**kwargs: Any) -> Messages:
+    return _setting_errors(conf.VALUES_CHECK)
+
+
 def check_sources(**kwargs: Any) -> Messages:
-    entries = xsettings.SOURCES or []
+    entries = conf.configured("SOURCES")
+    if entries is None:
+        return []
     if not isinstance(entries, list | tuple):
-        return [
-            checks.Error(
-                f"{setting_path('SOURCES')} must be a list of dicts.", id="xconversions.E006"
-            )
-        ]
+        # Entries that are not dicts are reported one by one below, with the others.
+        return _setting_errors(conf.SOURCES_CHECK)
     return [
         checks.Error(problem, hint=hint, id="xconversions.E006")
         for index, entry in enumerate(entries)
@@ -355,56 +344,41 @@ def _attribute_path_problem(
 
 
 def check_capture_settings(**kwargs: Any) -> Messages:
-    problems: list[tuple[str, str]] = []
-    if not _positive_number(xsettings.TWCLID_TTL):
-        problems.append(("TWCLID_TTL", "must be a positive number of seconds"))
-    header = xsettings.CLIENT_IP_HEADER
-    if header is not None and not (isinstance(header, str) and header.isupper() and header):
-        problems.append(
-            ("CLIENT_IP_HEADER", 'must be a request.META key such as "HTTP_X_REAL_IP" or None')
-        )
-    count = xsettings.TRUSTED_PROXY_COUNT
-    if not isinstance(count, int) or isinstance(count, bool) or count < 1:
-        problems.append(("TRUSTED_PROXY_COUNT", "must be a whole number of at least 1"))
-    check = xsettings.CONSENT_CHECK
-    if check is not None and not callable(check):
+    found = _setting_errors(conf.CAPTURE_CHECK)
+    path = conf.configured("CONSENT_CHECK")
+    if isinstance(path, str) and path and conf.problem("CONSENT_CHECK") is None:
+        rule = f"{setting_path('CONSENT_CHECK')} must be a dotted path to a callable(request)"
         try:
-            if not callable(import_string(str(check))):
-                problems.append(("CONSENT_CHECK", "must be a dotted path to a callable(request)"))
+            if not callable(import_string(path)):
+                found.append(checks.Error(f"{rule}.", id=conf.CAPTURE_CHECK))
         except ImportError as exc:
-            problems.append(
-                ("CONSENT_CHECK", f"must be a dotted path to a callable(request) ({exc})")
-            )
-    return [
-        checks.Error(f"{setting_path(name)} {rule}.", id="xconversions.E007")
-        for name, rule in problems
-    ]
+            found.append(checks.Error(f"{rule} ({exc}).", id=conf.CAPTURE_CHECK))
+    return found
 
 
 def check_api_settings(**kwargs: Any) -> Messages:
-    problems: list[tuple[str, str]] = []
-    for name in ("API_AUTHENTICATION_CLASSES", "API_PERMISSION_CLASSES"):
-        paths = getattr(xsettings, name)
-        if paths is None and name == "API_AUTHENTICATION_CLASSES":
-            continue
-        if not isinstance(paths, list | tuple):
-            problems.append((name, "must be a list of dotted paths to DRF classes"))
-            continue
-        for path in paths:
-            try:
-                import_string(str(path))
-            except ImportError as exc:
-                problems.append((name, f"names {path!r}, which cannot be imported ({exc})"))
-    rate = xsettings.API_THROTTLE_RATE
-    if rate and not (isinstance(rate, str) and THROTTLE_RATE.match(rate)):
-        problems.append(("API_THROTTLE_RATE", 'must look like "600/minute" or None'))
-    size = xsettings.API_PAGE_SIZE
-    if not isinstance(size, int) or isinstance(size, bool) or not 1 <= size <= 1000:
-        problems.append(("API_PAGE_SIZE", "must be a whole number from 1 to 1000"))
-    return [
-        checks.Error(f"{setting_path(name)} {rule}.", id="xconversions.E009")
-        for name, rule in problems
-    ]
+    found: Messages = []
+    for name in conf.names_checked_by(conf.API_CHECK):
+        problem = conf.problem(name)
+        if problem is not None:
+            found.append(checks.Error(problem, id=conf.API_CHECK))
+        elif name.endswith("_CLASSES"):
+            found += _unimportable_classes(name)
+    return found
+
+
+def _unimportable_classes(name: str) -> Messages:
+    found: Messages = []
+    paths = conf.configured(name)
+    for path in paths if isinstance(paths, list | tuple) else ():
+        if not isinstance(path, str):
+            continue  # a class given as such
+        try:
+            import_string(path)
+        except ImportError as exc:
+            message = f"{setting_path(name)} names {path!r}, which cannot be imported ({exc})."
+            found.append(checks.Error(message, id=conf.API_CHECK))
+    return found
 
 
 MIDDLEWARE_PATH = "django_xconversions.middleware.TwclidMiddleware"
@@ -466,7 +440,7 @@ def check_source_routes(databases: Iterable[str] | None = None, **kwargs: Any) -
     held, and this names the entry, the key and the fix."""
     from django_xconversions.models import EventTag
 
-    entries = xsettings.SOURCES
+    entries = conf.configured("SOURCES")
     if not isinstance(entries, list | tuple):
         return []  # check_sources reports it
     keyed = [
@@ -585,9 +559,17 @@ ALL_CHECKS: Iterable[Callable[..., Messages]] = (
     check_sqlite_transaction_mode,
 )
 
+# Checks that apply only to what uses the key or X's consumer key: registered under their
+# own tags, so a command that uses neither (the emulator, purge_conversions) does not
+# repeat their warnings. runserver, check and migrate run every check.
+TAGS: dict[Callable[..., Messages], tuple[str, ...]] = {
+    check_encryption_key: (conf.CHECKS_ENCRYPTION,),
+    check_credentials: (conf.CHECKS_X_CREDENTIALS,),
+    check_source_routes: (conf.CHECKS, checks.Tags.database),
+    check_stored_secrets: (conf.CHECKS, conf.CHECKS_ENCRYPTION, checks.Tags.database),
+}
+
 
 def register() -> None:
-    for check in ALL_CHECKS:
-        checks.register(check, "xconversions")
-    for check in DATABASE_CHECKS:
-        checks.register(check, "xconversions", checks.Tags.database)
+    for check in (*ALL_CHECKS, *DATABASE_CHECKS):
+        checks.register(check, *TAGS.get(check, (conf.CHECKS,)))

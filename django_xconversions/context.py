@@ -47,7 +47,7 @@ def client_ip(request: HttpRequest) -> str | None:
     entries = [part.strip() for part in str(raw).split(",") if part.strip()]
     if not entries:
         return None
-    hops = max(1, int(xsettings.TRUSTED_PROXY_COUNT)) if header else 1
+    hops = xsettings.TRUSTED_PROXY_COUNT if header else 1
     candidate = entries[-hops] if len(entries) >= hops else entries[0]
     try:
         return identifiers.normalize_ip(candidate)
@@ -70,8 +70,8 @@ def _consent_check() -> Callable[[HttpRequest], bool] | None:
     path = xsettings.CONSENT_CHECK
     if not path:
         return None
-    check = import_string(path) if isinstance(path, str) else path
-    return check  # type: ignore[no-any-return]
+    check: Callable[[HttpRequest], bool] = import_string(path) if isinstance(path, str) else path
+    return check
 
 
 class RequestContext:
@@ -129,7 +129,7 @@ def stored_twclid(request: HttpRequest, now: float | None = None) -> str | None:
     captured_at = stored.get("at")
     if not isinstance(captured_at, int | float):
         return None
-    if (now or time.time()) - captured_at > float(xsettings.TWCLID_TTL):
+    if (now or time.time()) - captured_at > xsettings.TWCLID_TTL:
         return None  # older than X's attribution window: no longer this click's
     return valid_twclid(stored.get("twclid"))
 

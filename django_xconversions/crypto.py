@@ -18,7 +18,7 @@ from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
-from django_xconversions.conf import encryption_keys, setting_path, xsettings
+from django_xconversions.conf import encryption_keys, setting_path
 from django_xconversions.errors import EncryptionKeyInvalid, EncryptionKeyMissing, UnreadableSecret
 
 # Marks a value this module wrote, so plain text is never mistaken for a token.
@@ -38,10 +38,8 @@ def fingerprint(key: str | bytes) -> str:
 
 def _setting_entries() -> tuple[list[str], str | None]:
     """The configured keys (blank entries left out), and why the setting is malformed
-    (None when it is not). Keys that are strings but not Fernet keys are listed too."""
-    if xsettings.ENCRYPTION_KEY is None:
-        # An unset environment variable: no key here (the system check reports it).
-        return [], None
+    (None when it is not). Keys that are strings but not Fernet keys are listed too. None
+    (an unset environment variable) is no key here; the system check reports it."""
     try:
         keys = list(encryption_keys())
     except ImproperlyConfigured as exc:

@@ -55,7 +55,7 @@ def claim_token_pid(token: uuid.UUID) -> int | None:
 
 
 def lease_seconds() -> float:
-    return float(xsettings.LEASE_SECONDS)
+    return xsettings.LEASE_SECONDS
 
 
 def lease_from_now() -> dt.datetime:

@@ -67,7 +67,7 @@ class AccessToken:
 
 
 def _base_url() -> str:
-    return str(xsettings.OAUTH_BASE_URL).rstrip("/")
+    return xsettings.OAUTH_BASE_URL.rstrip("/")
 
 
 def authorize_url(request_token: str) -> str:
@@ -75,8 +75,8 @@ def authorize_url(request_token: str) -> str:
 
 
 def _consumer() -> tuple[str, str]:
-    # None (an unset environment variable) is missing too, never the string "None".
-    key, secret = str(xsettings.CONSUMER_KEY or ""), str(xsettings.CONSUMER_SECRET or "")
+    # None (an unset environment variable) reads as "": missing, never the string "None".
+    key, secret = xsettings.CONSUMER_KEY, xsettings.CONSUMER_SECRET
     missing = [
         setting_path(n) for n, v in (("CONSUMER_KEY", key), ("CONSUMER_SECRET", secret)) if not v
     ]
@@ -114,8 +114,8 @@ def _post(path: str, auth: OAuth1) -> dict[str, str]:
         response = requests.post(
             url,
             auth=OAuth1Signer(auth),  # mutes the signing libraries' debug logs (tokens)
-            headers={"User-Agent": str(xsettings.USER_AGENT)},
-            timeout=(float(xsettings.CONNECT_TIMEOUT), float(xsettings.READ_TIMEOUT)),
+            headers={"User-Agent": xsettings.USER_AGENT},
+            timeout=(xsettings.CONNECT_TIMEOUT, xsettings.READ_TIMEOUT),
             allow_redirects=False,
         )
     except requests.RequestException as exc:

@@ -27,7 +27,7 @@ class PurgeResult:
 
 
 def cutoff_for(days: float | None, now: dt.datetime | None = None) -> dt.datetime:
-    keep = float(xsettings.RETENTION_DAYS if days is None else days)
+    keep = xsettings.RETENTION_DAYS if days is None else days
     if keep < 0:
         raise ValueError("older-than must be a number of days of at least 0.")
     return (now or timezone.now()) - dt.timedelta(days=keep)

@@ -43,7 +43,7 @@ def supported(alias: str) -> bool:
     """Whether commits on ``alias`` notify and workers listen (NOTIFY_ON_COMMIT on,
     PostgreSQL through psycopg >= 3.2)."""
     return (
-        bool(xsettings.NOTIFY_ON_COMMIT)
+        xsettings.NOTIFY_ON_COMMIT
         and connections[alias].vendor == "postgresql"
         and _psycopg_waits()
     )

@@ -123,7 +123,7 @@ class Worker:
                 else:
                     self._database_back()
                 if processed == 0:
-                    self.wakeup.wait(float(xsettings.LOOP_IDLE_SECONDS))
+                    self.wakeup.wait(xsettings.LOOP_IDLE_SECONDS)
         finally:
             self.wakeup.close()
             if self.heartbeat is not None:

@@ -281,3 +281,92 @@ def test_hostile_entries_are_reported_never_raised(settings, entry: dict) -> Non
     found = checks.check_sources()
     assert found and {m.id for m in found} == {"xconversions.E006"}
     assert all(m.msg.startswith(("XCONVERSIONS", "shop.Order")) for m in found)
+
+
+# -- unknown keys: a suggestion, not the list of every key ----------------------------------
+
+
+@pytest.mark.parametrize(
+    ("key", "suggested"),
+    [("SEND_IMEDIATELY", "SEND_IMMEDIATELY"), ("batch_size", "BATCH_SIZE"), ("COLOUR", None)],
+)
+def test_unknown_key_suggests_the_closest_setting(settings, key: str, suggested) -> None:
+    with_settings(settings, **{key: True})
+    [error] = checks.check_settings_shape()
+    assert error.msg == f'Unknown setting XCONVERSIONS["{key}"].'
+    if suggested:
+        assert error.hint == f"Did you mean {suggested}?"
+    else:
+        assert "Did you mean" not in error.hint and "README" in error.hint
+    assert "API_PAGE_SIZE" not in error.hint  # never the whole list
+
+
+def test_a_key_that_is_not_a_string_is_reported(settings) -> None:
+    settings.XCONVERSIONS = {**settings.XCONVERSIONS, 1: "one"}
+    [error] = checks.check_settings_shape()
+    assert error.msg == 'Unknown setting XCONVERSIONS["1"].'
+
+
+# -- W001 / W002 only where they apply ---------------------------------------------------------
+
+
+def checks_printed(monkeypatch, capsys, command: str) -> str:
+    """What ``manage.py <command>`` prints of the system checks (its own work left out);
+    "exit 1" first when they stop it."""
+    from django.core.management import load_command_class
+
+    instance = load_command_class("django_xconversions", command)
+    monkeypatch.setattr(type(instance), "handle", lambda self, *args, **options: None)
+    capsys.readouterr()
+    try:
+        instance.run_from_argv(["manage.py", command])  # as manage.py runs it
+    except SystemExit as exc:
+        return f"exit {exc.code}\n" + capsys.readouterr().err
+    return capsys.readouterr().err
+
+
+@pytest.fixture
+def no_key_nor_credentials(settings):
+    settings.DEBUG = True
+    with_settings(settings, ENCRYPTION_KEY="", CONSUMER_KEY="", CONSUMER_SECRET="")
+
+
+@pytest.mark.parametrize(
+    ("command", "shown"),
+    [
+        ("xads_emulator", set()),  # a separate program: needs neither
+        ("purge_conversions", set()),  # deletes rows: needs neither
+        ("rotate_encryption_key", {"W001"}),
+        ("sync_tags", {"W001", "W002"}),
+        ("send_conversions", {"W001", "W002"}),
+    ],
+)
+def test_key_and_credential_warnings_only_for_commands_that_use_them(
+    monkeypatch, capsys, no_key_nor_credentials, command: str, shown: set[str]
+) -> None:
+    printed = checks_printed(monkeypatch, capsys, command)
+    assert {w for w in ("W001", "W002") if f"xconversions.{w}" in printed} == shown, printed
+
+
+def test_check_and_runserver_still_report_both(no_key_nor_credentials) -> None:
+    from django.core.checks.registry import registry
+
+    found = {m.id for m in registry.run_checks()}  # what `check` and `runserver` run
+    assert {"xconversions.W001", "xconversions.W002"} <= found
+
+
+def test_the_emulator_starts_without_the_products_key(monkeypatch, capsys, settings) -> None:
+    # Outside DEBUG a missing key is an error (E003) that stops the commands that use it.
+    settings.DEBUG = False
+    with_settings(settings, ENCRYPTION_KEY="")
+    assert checks_printed(monkeypatch, capsys, "xads_emulator") == ""
+    stopped = checks_printed(monkeypatch, capsys, "send_conversions")
+    assert stopped.startswith("exit 1\n") and "xconversions.E003" in stopped
+
+
+def test_settings_errors_still_stop_every_product_command(monkeypatch, capsys, settings) -> None:
+    with_settings(settings, BATCH_SIZE="lots")
+    for command in ("purge_conversions", "rotate_encryption_key", "send_conversions", "sync_tags"):
+        stopped = checks_printed(monkeypatch, capsys, command)
+        assert stopped.startswith("exit 1\n"), command
+        assert 'XCONVERSIONS["BATCH_SIZE"] must be a whole number' in stopped

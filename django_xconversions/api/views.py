@@ -63,7 +63,7 @@ class ConversionPagination(CursorPagination):
     ordering = "-id"
 
     def get_page_size(self, request: Request) -> int:
-        return max(1, int(xsettings.API_PAGE_SIZE))
+        return xsettings.API_PAGE_SIZE
 
     def decode_cursor(self, request: Request) -> Cursor | None:
         cursor = super().decode_cursor(request)

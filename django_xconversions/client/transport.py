@@ -116,8 +116,8 @@ class Transport:
         connect = self._connect_timeout
         read = self._read_timeout
         return (
-            float(connect if connect is not None else xsettings.CONNECT_TIMEOUT),
-            float(read if read is not None else xsettings.READ_TIMEOUT),
+            connect if connect is not None else xsettings.CONNECT_TIMEOUT,
+            read if read is not None else xsettings.READ_TIMEOUT,
         )
 
     def url(self, path: str) -> str:
@@ -145,7 +145,7 @@ class Transport:
                 params=_query(params) or None,
                 json=json_body,  # never data=: a form body would be signed and break X
                 headers={
-                    "User-Agent": str(xsettings.USER_AGENT),
+                    "User-Agent": xsettings.USER_AGENT,
                     "Accept": "application/json",
                     **(headers or {}),
                 },

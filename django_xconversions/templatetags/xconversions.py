@@ -58,7 +58,7 @@ def _script(body: str, nonce: str | None) -> SafeString:
 
 
 def default_pixel_id() -> str:
-    configured = str(xsettings.PIXEL_ID or "")
+    configured = xsettings.PIXEL_ID
     if configured:
         return configured
     pixels = list(Pixel.objects.values_list("pixel_id", flat=True)[:2])

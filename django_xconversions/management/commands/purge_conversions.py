@@ -7,10 +7,12 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from django_xconversions import retention
-from django_xconversions.conf import setting_path
+from django_xconversions.conf import CHECKS, setting_path
 
 
 class Command(BaseCommand):
+    # Uses neither the encryption key nor X's credentials: their warnings are not its own.
+    requires_system_checks = [CHECKS]
     help = (
         "Delete sent, failed and skipped conversions (never pending ones) and delivery "
         "attempts older than --older-than days."

@@ -11,7 +11,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from django_xconversions.conf import setting_path
+from django_xconversions.conf import CHECKS, CHECKS_ENCRYPTION, setting_path
 from django_xconversions.errors import EncryptionKeyError
 from django_xconversions.stored_secrets import Census, census, rotate_all
 
@@ -26,6 +26,7 @@ def _secrets(count: int) -> str:
 
 
 class Command(BaseCommand):
+    requires_system_checks = [CHECKS, CHECKS_ENCRYPTION]
     help = (
         f"Re-encrypt every stored token with the first key of {SETTING} (set it to "
         "[new_key, old_key] first; drop the old key afterwards). --dry-run counts the "

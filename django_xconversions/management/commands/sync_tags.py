@@ -7,12 +7,14 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db.models import QuerySet
 
+from django_xconversions.conf import CHECKS, CHECKS_ENCRYPTION, CHECKS_X_CREDENTIALS
 from django_xconversions.errors import XConversionsError
 from django_xconversions.models import AdAccount
 from django_xconversions.tags import SyncResult, sync_account_tags
 
 
 class Command(BaseCommand):
+    requires_system_checks = [CHECKS, CHECKS_ENCRYPTION, CHECKS_X_CREDENTIALS]
     help = (
         "Page through the web event tags of each active account on X (deleted ones "
         "included) and upsert EventTag rows, keeping local keys and pixels. Entries X "

@@ -15,6 +15,8 @@ class _HelpFormatter(DjangoHelpFormatter, argparse.RawDescriptionHelpFormatter):
 
 
 class Command(BaseCommand):
+    # A separate program: the product's checks (X credentials, the key) are not its own.
+    requires_system_checks: list[str] = []
     help = (
         "Run the local X Ads API emulator (conversions, web event tags, accounts) until\n"
         "Ctrl-C. Point XCONVERSIONS['API_BASE_URL'] at the URL it prints."
