@@ -27,6 +27,7 @@ from django_xconversions.connections import client_for
 from django_xconversions.emulator import EmulatorServer
 from django_xconversions.leases import LeaseKeeper
 from django_xconversions.models import Conversion, EventTag
+from tests.helpers import wait_until
 
 from .conftest import configure, make_conversions, received_ids
 
@@ -133,10 +134,11 @@ def test_batch_busy_longer_than_its_lease_keeps_its_rows(
 
     def start_second_worker_mid_search() -> None:
         try:
-            deadline = time.monotonic() + 20
-            while len(emulator.requests) < answers_past_the_lease:
-                assert time.monotonic() < deadline, "the search never got that far"
-                time.sleep(0.05)
+            wait_until(
+                lambda: len(emulator.requests) >= answers_past_the_lease,
+                20,
+                "the search never got that far",
+            )
             second_worker.start()
         except BaseException as exc:
             watcher_error.append(exc)
@@ -237,10 +239,11 @@ def test_keeper_thread_renews_held_claims_until_it_stops(
     assert first_lease is not None
     with LeaseKeeper() as keeper:
         keeper.hold(claim.token)
-        deadline = time.monotonic() + 10
-        while Conversion.objects.filter(lease_expires_at__gt=first_lease).count() != 4:
-            assert time.monotonic() < deadline, "the leases were never renewed"
-            time.sleep(0.05)
+        wait_until(
+            lambda: Conversion.objects.filter(lease_expires_at__gt=first_lease).count() == 4,
+            10,
+            "the leases were never renewed",
+        )
         thread = keeper._thread
     assert thread is not None and not thread.is_alive()
     # Nothing renews them any more: the rows return to pending once the lease runs out.
