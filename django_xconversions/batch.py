@@ -99,8 +99,8 @@ def pause_account(account: AdAccount, reason: str, summary: SendSummary) -> None
 
 def backoff_seconds(attempt: int) -> float:
     """Exponential backoff with jitter: between half and all of BASE * 2**(attempt-1)."""
-    base = float(xsettings.RETRY_BACKOFF_BASE)
-    ceiling = min(float(xsettings.RETRY_BACKOFF_MAX), base * 2.0 ** max(0, attempt - 1))
+    base = xsettings.RETRY_BACKOFF_BASE
+    ceiling = min(xsettings.RETRY_BACKOFF_MAX, base * 2.0 ** max(0, attempt - 1))
     return ceiling / 2 + random.uniform(0, ceiling / 2)  # noqa: S311 (jitter, not crypto)
 
 
@@ -298,7 +298,7 @@ class BatchSender:
         message = str(exc)
         for item in items:
             attempt = item.row.attempts + 1
-            if attempt >= int(xsettings.MAX_ATTEMPTS):
+            if attempt >= xsettings.MAX_ATTEMPTS:
                 gave_up = f"Gave up after {attempt} attempts: {message}"
                 self._fail([item.row.pk], Reason.MAX_ATTEMPTS, gave_up)
                 continue

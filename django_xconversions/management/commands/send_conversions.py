@@ -12,6 +12,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from django_xconversions import alerts, delivery, health
+from django_xconversions.conf import CHECKS, CHECKS_ENCRYPTION, CHECKS_X_CREDENTIALS
 from django_xconversions.delivery import SendSummary
 from django_xconversions.heartbeat import Heartbeat
 from django_xconversions.models import AdAccount, Pixel
@@ -45,6 +46,7 @@ class ProgressBar:
 
 
 class Command(BaseCommand):
+    requires_system_checks = [CHECKS, CHECKS_ENCRYPTION, CHECKS_X_CREDENTIALS]
     help = "Send pending conversions to X in batches, within each account's rate limit."
 
     def add_arguments(self, parser: CommandParser) -> None:
