@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from django.contrib.contenttypes.fields import GenericForeignKey
 from django.contrib.contenttypes.models import ContentType
@@ -61,6 +61,12 @@ class AdAccount(models.Model):
     # Ciphertext only (Fernet); the plain tokens are never kept on the instance.
     access_token_encrypted = models.TextField(blank=True, editable=False)
     access_token_secret_encrypted = models.TextField(blank=True, editable=False)
+    # The columns holding secrets (encrypted with ENCRYPTION_KEY) and what each holds: save()
+    # re-encrypts them, stored_secrets surveys and rotates them.
+    ENCRYPTED_FIELDS: ClassVar[dict[str, str]] = {
+        "access_token_encrypted": "access token",
+        "access_token_secret_encrypted": "access token secret",
+    }
     x_user_id = models.CharField(_("X user id of the token"), max_length=32, blank=True)
     x_screen_name = models.CharField(max_length=100, blank=True)
     permissions = models.JSONField(default=list, blank=True)
@@ -93,7 +99,7 @@ class AdAccount(models.Model):
         return f"{self.name} ({self.account_id})" if self.name else self.account_id
 
     def save(self, *args: Any, **kwargs: Any) -> None:
-        _reencrypt_fields(self, ("access_token_encrypted", "access_token_secret_encrypted"), kwargs)
+        _reencrypt_fields(self, tuple(self.ENCRYPTED_FIELDS), kwargs)
         super().save(*args, **kwargs)
 
     def set_tokens(self, access_token: str, access_token_secret: str) -> None:
@@ -136,6 +142,7 @@ class Pixel(models.Model):
     name = models.CharField(max_length=200, blank=True)
     # Optional per-pixel Conversions API token, sent as X-Pixel-Token instead of OAuth.
     pixel_token_encrypted = models.TextField(blank=True, editable=False)
+    ENCRYPTED_FIELDS: ClassVar[dict[str, str]] = {"pixel_token_encrypted": "pixel token"}
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -146,7 +153,7 @@ class Pixel(models.Model):
         return f"{self.name} ({self.pixel_id})" if self.name else self.pixel_id
 
     def save(self, *args: Any, **kwargs: Any) -> None:
-        _reencrypt_fields(self, ("pixel_token_encrypted",), kwargs)
+        _reencrypt_fields(self, tuple(self.ENCRYPTED_FIELDS), kwargs)
         super().save(*args, **kwargs)
 
     def set_pixel_token(self, token: str) -> None:
@@ -277,9 +284,15 @@ class Conversion(models.Model):
     # The key track() or SOURCES named; routes a held conversion once a tag has it.
     event_key = models.CharField(max_length=64, blank=True)
     # Denormalised from the tag so "due conversions of one pixel" is one index scan.
-    # Null only while held.
+    # Null only while held. No index of its own: the due index leads with it, and each
+    # index costs an entry on both writes of every send (the claim and the outcome).
     pixel = models.ForeignKey(
-        Pixel, on_delete=models.PROTECT, related_name="conversions", null=True, blank=True
+        Pixel,
+        on_delete=models.PROTECT,
+        related_name="conversions",
+        db_index=False,
+        null=True,
+        blank=True,
     )
     conversion_time = models.DateTimeField()
     conversion_id = models.CharField(max_length=255)
@@ -345,18 +358,21 @@ class Conversion(models.Model):
                 condition=Q(status="pending"),
                 name="xconv_due_pending_pk",
             ),
+            # The rows in flight: expired leases, and a worker's claims found by token
+            # (outcomes are written by primary key, guarded by the token).
             models.Index(
                 fields=["lease_expires_at"],
                 condition=Q(status="sending"),
                 name="xconv_sending_lease",
             ),
-            # Only rows in flight carry a token, so this index stays tiny.
+            # The admin's status filter and health's counts. Rows in flight or sent are
+            # left out, so neither write of a send adds an entry here: "sending" is read
+            # through the lease index, "sent" through xconv_created and xconv_sent_at.
             models.Index(
-                fields=["claim_token"],
-                condition=Q(claim_token__isnull=False),
-                name="xconv_claim_token",
+                fields=["status", "created_at"],
+                condition=Q(status__in=["pending", "failed", "skipped", "held"]),
+                name="xconv_unsent_created",
             ),
-            models.Index(fields=["status", "created_at"], name="xconv_status_created"),
             # The health chart and "last sent": recent outcomes without a table scan.
             models.Index(fields=["sent_at"], condition=Q(status="sent"), name="xconv_sent_at"),
             models.Index(

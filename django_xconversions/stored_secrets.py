@@ -25,10 +25,10 @@ class SecretField:
     label: str
 
 
-FIELDS: tuple[SecretField, ...] = (
-    SecretField(AdAccount, "access_token_encrypted", "access token"),
-    SecretField(AdAccount, "access_token_secret_encrypted", "access token secret"),
-    SecretField(Pixel, "pixel_token_encrypted", "pixel token"),
+FIELDS: tuple[SecretField, ...] = tuple(
+    SecretField(model, column, label)
+    for model in (AdAccount, Pixel)
+    for column, label in model.ENCRYPTED_FIELDS.items()
 )
 
 

@@ -21,6 +21,7 @@ from django.db import connection, connections, transaction
 from django_xconversions import crypto
 from django_xconversions.models import AdAccount, Pixel
 from tests.conftest import configure
+from tests.helpers import wait_until
 
 pytestmark = pytest.mark.django_db
 
@@ -273,10 +274,8 @@ def test_a_token_saved_during_the_rotation_is_not_overwritten(
     assert saved.wait(timeout=30)
     rotation = threading.Thread(target=run)
     rotation.start()
-    deadline = time.monotonic() + 30
-    while not waiting_on_a_lock():  # the rotation is blocked by the editor's row lock
-        assert time.monotonic() < deadline, "the rotation never waited for the editor"
-        time.sleep(0.01)
+    # The rotation is blocked by the editor's row lock.
+    wait_until(waiting_on_a_lock, 30, "the rotation never waited for the editor")
     release.set()
     editor.join(timeout=30)
     rotation.join(timeout=30)
@@ -297,3 +296,14 @@ def waiting_on_a_lock() -> bool:
         )
         row = cursor.fetchone()
     return bool(row and row[0])
+
+
+def test_every_encrypted_column_is_listed_once_on_its_model() -> None:
+    # save() re-encrypts, and the rotation and the survey cover, exactly these columns.
+    from django_xconversions import stored_secrets
+
+    for model in (AdAccount, Pixel):
+        columns = {f.name for f in model._meta.concrete_fields if f.name.endswith("_encrypted")}
+        assert set(model.ENCRYPTED_FIELDS) == columns
+    surveyed = {(spec.model._meta.db_table, spec.column) for spec in stored_secrets.FIELDS}
+    assert surveyed == set(COLUMNS)
