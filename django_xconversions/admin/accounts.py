@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
@@ -27,12 +27,6 @@ from django_xconversions.admin.sync import report_sync
 from django_xconversions.models import AdAccount
 from django_xconversions.stored_secrets import unreadable, unreadable_of_account
 
-# Django's classes are generic for type checkers only (no __class_getitem__ at run time).
-if TYPE_CHECKING:
-    _AdAccountModelAdmin = admin.ModelAdmin[AdAccount]
-else:
-    _AdAccountModelAdmin = admin.ModelAdmin
-
 
 def report_access(request: HttpRequest, account: AdAccount) -> None:
     result = actions.check_access(account)
@@ -51,7 +45,9 @@ def report_access(request: HttpRequest, account: AdAccount) -> None:
 
 
 @admin.register(AdAccount)
-class AdAccountAdmin(perms.DedicatedPermissions, SecretsKeptFromErrorReports, _AdAccountModelAdmin):
+class AdAccountAdmin(
+    perms.DedicatedPermissions, SecretsKeptFromErrorReports, admin.ModelAdmin[AdAccount]
+):
     form = AdAccountForm
     list_display = [
         "__str__",

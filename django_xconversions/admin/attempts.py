@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from django.contrib import admin
 from django.http import HttpRequest
@@ -10,15 +10,9 @@ from django.http import HttpRequest
 from django_xconversions.admin.conversions import EstimatedCountPaginator
 from django_xconversions.models import DeliveryAttempt
 
-# Django's classes are generic for type checkers only (no __class_getitem__ at run time).
-if TYPE_CHECKING:
-    _DeliveryAttemptModelAdmin = admin.ModelAdmin[DeliveryAttempt]
-else:
-    _DeliveryAttemptModelAdmin = admin.ModelAdmin
-
 
 @admin.register(DeliveryAttempt)
-class DeliveryAttemptAdmin(_DeliveryAttemptModelAdmin):
+class DeliveryAttemptAdmin(admin.ModelAdmin[DeliveryAttempt]):
     list_display = [
         "created_at",
         "account",

@@ -18,10 +18,11 @@ authorize URL, by design of OAuth.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, cast
 
 from django import forms
 from django.contrib import messages
+from django.contrib.admin import ModelAdmin
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
@@ -37,12 +38,7 @@ from django_xconversions.admin.connect_session import PendingFlow
 from django_xconversions.errors import XConversionsError
 from django_xconversions.models import AdAccount, base36_validator
 
-if TYPE_CHECKING:
-    from django.contrib.admin import ModelAdmin
-
-    AccountAdmin = ModelAdmin[AdAccount]
-else:
-    AccountAdmin = Any
+AccountAdmin = ModelAdmin[AdAccount]
 
 TEMPLATES = "admin/xconversions/connect"
 WEB, PIN = "web", "pin"

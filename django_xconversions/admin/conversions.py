@@ -3,7 +3,7 @@ health panel."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from django.contrib import admin, messages
 from django.core.paginator import Paginator
@@ -19,16 +19,8 @@ from django_xconversions.admin.health_panel import panel_context
 from django_xconversions.delivery import SendSummary
 from django_xconversions.models import Conversion
 
-# Django's classes are generic for type checkers only (no __class_getitem__ at run time).
-if TYPE_CHECKING:
-    _ConversionModelAdmin = admin.ModelAdmin[Conversion]
-    _Paginator = Paginator[Any]
-else:
-    _ConversionModelAdmin = admin.ModelAdmin
-    _Paginator = Paginator
 
-
-class EstimatedCountPaginator(_Paginator):
+class EstimatedCountPaginator(Paginator[Any]):
     """Counts exactly on small tables and SQLite; on a large PostgreSQL table, the
     planner's estimate (a COUNT(*) of millions of rows would take seconds per page)."""
 
@@ -63,7 +55,7 @@ def report_summary(request: HttpRequest, summary: SendSummary) -> None:
 
 
 @admin.register(Conversion)
-class ConversionAdmin(perms.DedicatedPermissions, _ConversionModelAdmin):
+class ConversionAdmin(perms.DedicatedPermissions, admin.ModelAdmin[Conversion]):
     list_display = [
         "conversion_id",
         "event_tag",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from django import forms
 from django.utils.text import format_lazy
@@ -12,17 +12,6 @@ from django_xconversions import crypto, tags
 from django_xconversions.conf import setting_path
 from django_xconversions.errors import EncryptionKeyError, XAdsError, XConversionsError
 from django_xconversions.models import AdAccount, EventTag, Pixel
-
-# Django's classes are generic for type checkers only (no __class_getitem__ at run time).
-if TYPE_CHECKING:
-    _AdAccountModelForm = forms.ModelForm[AdAccount]
-    _PixelModelForm = forms.ModelForm[Pixel]
-    _EventTagModelForm = forms.ModelForm[EventTag]
-else:
-    _AdAccountModelForm = forms.ModelForm
-    _PixelModelForm = forms.ModelForm
-    _EventTagModelForm = forms.ModelForm
-
 
 # X's own wording, so the local refusal reads the same as X's would.
 MSG_VIEW_WINDOW = "view_through_window must be less than or equal to click_window"
@@ -42,7 +31,7 @@ def _secret(label: Any, help_text: Any) -> forms.CharField:
 KEEP_HELP = _("Write-only. Leave blank to keep the stored value.")
 
 
-class AdAccountForm(_AdAccountModelForm):
+class AdAccountForm(forms.ModelForm[AdAccount]):
     access_token = _secret(_("access token"), KEEP_HELP)
     access_token_secret = _secret(_("access token secret"), KEEP_HELP)
 
@@ -101,7 +90,7 @@ def _stored(encrypted: str) -> str:
     return crypto.decrypt(encrypted) if encrypted else ""
 
 
-class PixelForm(_PixelModelForm):
+class PixelForm(forms.ModelForm[Pixel]):
     pixel_token = _secret(
         _("pixel token"),
         format_lazy(
@@ -136,7 +125,7 @@ def window_error(click_window: int, view_through_window: int) -> str | None:
     return None
 
 
-class EventTagForm(_EventTagModelForm):
+class EventTagForm(forms.ModelForm[EventTag]):
     """Checked locally first; when valid, the tag is created or changed on X right away,
     so X's refusal becomes a form error and nothing is saved locally."""
 

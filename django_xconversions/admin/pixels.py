@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from django.contrib import admin
 from django.http import HttpRequest, HttpResponse
@@ -17,15 +17,9 @@ from django_xconversions.admin.secrets import (
 from django_xconversions.models import Pixel
 from django_xconversions.stored_secrets import unreadable_of_pixel
 
-# Django's classes are generic for type checkers only (no __class_getitem__ at run time).
-if TYPE_CHECKING:
-    _PixelModelAdmin = admin.ModelAdmin[Pixel]
-else:
-    _PixelModelAdmin = admin.ModelAdmin
-
 
 @admin.register(Pixel)
-class PixelAdmin(SecretsKeptFromErrorReports, _PixelModelAdmin):
+class PixelAdmin(SecretsKeptFromErrorReports, admin.ModelAdmin[Pixel]):
     form = PixelForm
     list_display = ["pixel_id", "name", "account", "has_pixel_token_display", "created_at"]
     list_filter = ["account"]

@@ -7,7 +7,7 @@ it the tag pages are read-only and the sync action and button are gone.
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
@@ -28,13 +28,6 @@ from django_xconversions.admin.sync import report_sync
 from django_xconversions.errors import XAdsError, XConversionsError
 from django_xconversions.models import AdAccount, EventTag
 
-# Django's classes are generic for type checkers only (no __class_getitem__ at run time).
-if TYPE_CHECKING:
-    _EventTagModelAdmin = admin.ModelAdmin[EventTag]
-else:
-    _EventTagModelAdmin = admin.ModelAdmin
-
-
 REMOTE_READONLY = ["remote_id", "website_tag_id", "status", "last_tracked_at", "deleted"]
 
 
@@ -54,7 +47,7 @@ class PixelChosenFilter(admin.SimpleListFilter):
 
 
 @admin.register(EventTag)
-class EventTagAdmin(perms.DedicatedPermissions, _EventTagModelAdmin):
+class EventTagAdmin(perms.DedicatedPermissions, admin.ModelAdmin[EventTag]):
     form = EventTagForm
     list_display = [
         "name",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from django.contrib import admin
 from django.db.models import QuerySet
@@ -13,15 +13,8 @@ from django.utils.translation import gettext_lazy as _
 from django_xconversions import heartbeat
 from django_xconversions.models import WorkerHeartbeat
 
-if TYPE_CHECKING:
-    _WorkerModelAdmin = admin.ModelAdmin[WorkerHeartbeat]
-    _ListFilter = admin.SimpleListFilter
-else:
-    _WorkerModelAdmin = admin.ModelAdmin
-    _ListFilter = admin.SimpleListFilter
 
-
-class LiveFilter(_ListFilter):
+class LiveFilter(admin.SimpleListFilter):
     title = _("state")
     parameter_name = "state"
 
@@ -40,7 +33,7 @@ class LiveFilter(_ListFilter):
 
 
 @admin.register(WorkerHeartbeat)
-class WorkerHeartbeatAdmin(_WorkerModelAdmin):
+class WorkerHeartbeatAdmin(admin.ModelAdmin[WorkerHeartbeat]):
     list_display = [
         "state",
         "host",
