@@ -16,6 +16,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from django.core.serializers.json import DjangoJSONEncoder
 from django.db import IntegrityError, connections, router, transaction
 from django.db.models import Count, F, Max, Min, Q, QuerySet
 from django.db.models.functions import TruncDate
@@ -82,19 +83,19 @@ class Health:
     match_readiness: readiness.MatchReadiness | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        """JSON-ready: datetimes and dates as ISO 8601 text."""
-        jsonable: dict[str, Any] = _jsonable(asdict(self))
+        """JSON-ready: dates and datetimes as ISO 8601 text."""
+        jsonable: dict[str, Any] = json.loads(json.dumps(asdict(self), cls=HealthEncoder))
         return jsonable
 
 
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, dt.date | dt.datetime):
-        return value.isoformat()
-    return value
+class HealthEncoder(DjangoJSONEncoder):
+    """Django's encoder, with datetimes in full: /x/health/ has always given them as
+    Python writes them (microseconds, +00:00) where Django cuts to milliseconds and Z."""
+
+    def default(self, o: Any) -> Any:
+        if isinstance(o, dt.datetime):
+            return o.isoformat()
+        return super().default(o)
 
 
 def _vendor(model: type[Any]) -> str:

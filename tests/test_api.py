@@ -24,7 +24,14 @@ from rest_framework.test import APIClient
 from django_xconversions.api.schema import XConversionsSchemaGenerator
 from django_xconversions.health import health
 from django_xconversions.identifiers import hash_email
-from django_xconversions.models import AdAccount, Conversion, DeliveryAttempt, EventTag, Pixel
+from django_xconversions.models import (
+    AdAccount,
+    Conversion,
+    DeliveryAttempt,
+    EventTag,
+    Pixel,
+    WorkerHeartbeat,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -400,6 +407,50 @@ def test_health_numbers(staff: APIClient, tag: EventTag, pixel: Pixel) -> None:
 
     exact = health(now=now + dt.timedelta(minutes=1))
     assert exact.oldest_pending_seconds == pytest.approx(7260, abs=5)
+
+
+def test_health_writes_dates_and_times_in_full_iso_8601(
+    staff: APIClient, tag: EventTag, account: AdAccount
+) -> None:
+    """Python's isoformat throughout: microseconds and the +00:00 offset are kept (not
+    DjangoJSONEncoder's milliseconds and Z), nested in lists and objects alike."""
+    paused_at = dt.datetime(2026, 3, 4, 5, 6, 7, 891011, tzinfo=dt.timezone.utc)
+    AdAccount.objects.filter(pk=account.pk).update(
+        status="paused", paused_reason="401 from X", paused_at=paused_at
+    )
+    now = timezone.now().replace(microsecond=123456)
+    WorkerHeartbeat.objects.create(
+        worker_id="w1",
+        host="h",
+        pid=7,
+        started_at=now - dt.timedelta(seconds=30),
+        last_beat_at=now,
+        stopped_at=now,
+    )
+    post(staff, [item(0)])
+    Conversion.objects.update(status="sent", sent_at=now)
+
+    data = staff.get(HEALTH).json()
+    assert data["last_sent_at"] == now.isoformat() and data["last_sent_at"].endswith(
+        ".123456+00:00"
+    )
+    assert data["paused_accounts"] == [
+        {
+            "account_id": account.account_id,
+            "name": account.name,
+            "reason": "401 from X",
+            "paused_at": "2026-03-04T05:06:07.891011+00:00",
+        }
+    ]
+    (worker,) = data["workers"]
+    assert (worker["started_at"], worker["last_beat_at"], worker["stopped_at"]) == (
+        (now - dt.timedelta(seconds=30)).isoformat(),
+        now.isoformat(),
+        now.isoformat(),
+    )
+    days = [day["day"] for day in data["daily"]]
+    assert days[-1] == timezone.localdate().isoformat() and len(days[0]) == len("2026-03-04")
+    assert data == json.loads(json.dumps(health().as_dict()))
 
 
 def test_health_of_an_empty_outbox(staff: APIClient) -> None:
