@@ -76,7 +76,7 @@ __all__ = [
 
 
 def batch_size() -> int:
-    return max(1, min(int(xsettings.BATCH_SIZE), MAX_EVENTS_PER_REQUEST))
+    return min(xsettings.BATCH_SIZE, MAX_EVENTS_PER_REQUEST)
 
 
 def recover_expired_leases(now: dt.datetime | None = None) -> int:
