@@ -289,8 +289,8 @@ def record(source: Source, instance: models.Model) -> None:
     values, errors = read_values(source, instance)
     conversion_id = conversion_id_of(source, instance, errors)
     try:
-        conversion = tracking.build(
-            source.event, conversion_id=conversion_id, source=instance, hold=True, **values
+        conversion = tracking.track(
+            source.event, commit=False, conversion_id=conversion_id, source=instance, **values
         )
     except ValidationError as exc:
         errors = {**exc.message_dict, **errors} or {"conversion": ["is invalid."]}

@@ -1,4 +1,6 @@
-"""``track()``: record one business event as a conversion, hashed identifiers only.
+"""``track()``: record one business event as a conversion, hashed identifiers only;
+``track(commit=False)`` builds the row without storing it, ``track_many()`` stores many
+with one INSERT. All three build rows the same way (``_conversion``).
 
 Every argument is validated before anything is written; all problems are reported at once
 in one ``ValidationError`` keyed by field, each message naming the rule, and nothing else
@@ -15,14 +17,16 @@ error reports (``sensitive_variables``).
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import re
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from decimal import ROUND_HALF_UP, Context, Decimal, InvalidOperation
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from django.core.exceptions import ValidationError
 from django.db import models
+from django.db.models import Q
 from django.http import HttpRequest
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
@@ -31,14 +35,15 @@ from django_xconversions import context, identifiers, immediate, observe, routin
 from django_xconversions.conf import setting_path, xsettings
 from django_xconversions.currencies import is_iso_4217
 from django_xconversions.models import Conversion
+from django_xconversions.payload import CONTENT_KEYS, MSG_NO_IDENTIFIER
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 # Kept importable from here: the tag cache lives with the routing rules.
 clear_tag_cache = routing.clear_tag_cache
 tag_for_key = routing.tag_for_key
 
-CONTENT_KEYS = frozenset(
-    {"content_id", "content_group_id", "content_name", "content_price", "content_type", "num_items"}
-)
 CONTENT_TEXT_KEYS = ("content_id", "content_group_id", "content_name", "content_type")
 CONVERSION_ID_MAX_LENGTH = 255  # Conversion.conversion_id
 DESCRIPTION_MAX_LENGTH = 1000
@@ -269,25 +274,43 @@ def source_fields(source: Any, errors: Errors) -> dict[str, Any]:
     return {"source_type": ContentType.objects.get_for_model(source), "source_id": source_id}
 
 
+class ConversionArguments(TypedDict, total=False):
+    """The keyword arguments of ``track()`` after ``event``, all optional (see the README);
+    each ``track_many()`` item is one of these with its ``event``."""
+
+    request: HttpRequest | None
+    user: Any
+    email: str | None
+    phone: str | None
+    twclid: str | None
+    ip_address: str | None
+    user_agent: str | None
+    value: Any
+    currency: str | None
+    number_items: int | None
+    contents: Iterable[Mapping[str, Any]] | None
+    conversion_id: str | None
+    conversion_time: dt.datetime | None
+    description: str | None
+    source: models.Model | None
+
+
+class TrackItem(ConversionArguments):
+    """One conversion for ``track_many()``: ``track()``'s arguments, ``event`` included."""
+
+    event: str
+
+
+ARGUMENT_NAMES = tuple(ConversionArguments.__annotations__)
+
+
+def _unknown(names: Iterable[Any]) -> list[Any]:
+    return [name for name in names if name not in ConversionArguments.__annotations__]
+
+
 @sensitive_variables()
 def track(
-    event: str,
-    *,
-    request: HttpRequest | None = None,
-    user: Any = None,
-    email: str | None = None,
-    phone: str | None = None,
-    twclid: str | None = None,
-    ip_address: str | None = None,
-    user_agent: str | None = None,
-    value: Any = None,
-    currency: str | None = None,
-    number_items: int | None = None,
-    contents: Iterable[Mapping[str, Any]] | None = None,
-    conversion_id: str | None = None,
-    conversion_time: dt.datetime | None = None,
-    description: str | None = None,
-    source: models.Model | None = None,
+    event: str, *, commit: bool = True, **arguments: Unpack[ConversionArguments]
 ) -> Conversion:
     """Record a conversion for the event tag whose key is ``event``; see the README.
 
@@ -295,56 +318,81 @@ def track(
     (set by TwclidMiddleware). When that request refused tracking, the row is stored
     ``skipped`` with the reason and without identifiers. When no tag can take ``event``
     yet, the row is stored ``held`` with the reason and routed once that is fixed.
+
+    With ``commit=False`` nothing is written: the row is returned unsaved, as it would
+    be stored (``save()`` stores it). Every bad argument is reported at once in one
+    ValidationError keyed by field; an argument track() does not take is a TypeError.
     """
-    conversion = build(
-        event,
-        request=request,
-        user=user,
-        email=email,
-        phone=phone,
-        twclid=twclid,
-        ip_address=ip_address,
-        user_agent=user_agent,
-        value=value,
-        currency=currency,
-        number_items=number_items,
-        contents=contents,
-        conversion_id=conversion_id,
-        conversion_time=conversion_time,
-        description=description,
-        source=source,
-        hold=True,
-    )
-    return store(conversion)
+    unknown = _unknown(arguments)
+    if unknown:
+        raise TypeError(f"track() got an unexpected keyword argument {unknown[0]!r}")
+    conversion = _conversion(event, arguments, routing.resolve)
+    return store(conversion) if commit else conversion
 
 
 @sensitive_variables()
-def build(
-    event: str,
-    *,
-    request: HttpRequest | None = None,
-    user: Any = None,
-    email: str | None = None,
-    phone: str | None = None,
-    twclid: str | None = None,
-    ip_address: str | None = None,
-    user_agent: str | None = None,
-    value: Any = None,
-    currency: str | None = None,
-    number_items: int | None = None,
-    contents: Iterable[Mapping[str, Any]] | None = None,
-    conversion_id: str | None = None,
-    conversion_time: dt.datetime | None = None,
-    description: str | None = None,
-    source: models.Model | None = None,
-    hold: bool = False,
+def track_many(items: Iterable[TrackItem]) -> list[Conversion]:
+    """Record many conversions with one INSERT; each item holds ``track()``'s arguments,
+    ``event`` included.
+
+    Every item is checked first. If any is bad, nothing is stored and one ValidationError
+    is raised, keyed ``items[<index>].<field>`` with the rule broken, for every bad item.
+    Each item is built as ``track()`` builds it (held, skipped, identifiers taken from the
+    request being handled). Returns the stored rows in the items' order; a repeat of a
+    stored (event, conversion_id) returns the row stored first, as ``track()`` does.
+    ``conversion_recorded`` is sent for each row once the transaction commits, and idle
+    workers are woken (or SEND_IMMEDIATELY sends) once per pixel.
+    """
+    resolve = functools.cache(routing.resolve)  # one lookup per key for the whole call
+    conversions: list[Conversion] = []
+    errors: Errors = {}
+    for index, item in enumerate(items):
+        where = f"items[{index}]"
+        if not isinstance(item, Mapping) or "event" not in item:
+            _add(errors, where, f"{where} must be a mapping of track() arguments with an event.")
+            continue
+        unknown = _unknown(name for name in item if name != "event")
+        if unknown:
+            allowed = ", ".join(("event", *ARGUMENT_NAMES))
+            for name in unknown:
+                shown = f"{where}.{_shown_key(name)}"
+                _add(errors, shown, f"{shown} is not an argument of track() (allowed: {allowed}).")
+            continue
+        arguments = {name: value for name, value in item.items() if name != "event"}
+        try:
+            conversions.append(_conversion(item["event"], arguments, resolve))
+        except ValidationError as exc:
+            for field, messages in exc.message_dict.items():
+                errors[f"{where}.{field}"] = messages
+    if errors:
+        raise ValidationError(errors)
+    store_many(conversions)
+    stored = find_stored(conversions)
+    return [stored[identity(conversion)] for conversion in conversions]
+
+
+@sensitive_variables()
+def _conversion(
+    event: Any, arguments: Mapping[str, Any], resolve: Callable[[str], routing.Route]
 ) -> Conversion:
     """track()'s checks and hashing: an unsaved Conversion, or one ValidationError
-    naming every field and rule broken.
-
-    An event no tag can take yet gives a ``held`` row with ``hold``, else an error on
-    ``event`` with the fix (the REST API answers it to its caller).
-    """
+    naming every field and rule broken. An event no tag can take yet gives a ``held``
+    row. ``arguments`` are ConversionArguments, values of any type: each is checked."""
+    request = arguments.get("request")
+    user = arguments.get("user")
+    email = arguments.get("email")
+    phone = arguments.get("phone")
+    twclid = arguments.get("twclid")
+    ip_address = arguments.get("ip_address")
+    user_agent = arguments.get("user_agent")
+    value = arguments.get("value")
+    currency = arguments.get("currency")
+    number_items = arguments.get("number_items")
+    contents = arguments.get("contents")
+    conversion_id = arguments.get("conversion_id")
+    conversion_time = arguments.get("conversion_time")
+    description = arguments.get("description")
+    source = arguments.get("source")
     errors: Errors = {}
     if request is not None and not isinstance(request, HttpRequest):
         _add(errors, "request", "request must be a Django HttpRequest.")
@@ -359,9 +407,7 @@ def build(
         email = getattr(user, "email", None) or None
 
     key = _event(event, errors)
-    route = routing.resolve(key) if key is not None else None
-    if route is not None and not route.routable and not hold:
-        _add(errors, "event", route.message)
+    route = resolve(key) if key is not None else None
     fields: dict[str, Any] = {
         "hashed_email": _collect(errors, "email", lambda: identifiers.hash_email(email))
         if email and _clean_identifier(email, "email", errors)
@@ -381,12 +427,16 @@ def build(
         if user_agent and _clean_identifier(user_agent, "user_agent", errors)
         else "",
     }
-    strong = fields["hashed_email"] or fields["hashed_phone"] or fields["twclid"]
-    device = fields["ip_address"] and fields["user_agent"]
-    if not strong and not device and not errors and not refusal:
+    matchable = identifiers.enough_to_match(
+        twclid=fields["twclid"],
+        hashed_email=fields["hashed_email"],
+        hashed_phone=fields["hashed_phone"],
+        ip_address=fields["ip_address"],
+        user_agent=fields["user_agent"],
+    )
+    if not matchable and not errors and not refusal:
         errors["identifiers"] = [
-            "At least one user identifier must be provided: email, phone, twclid, or "
-            "ip_address together with user_agent."
+            f"{MSG_NO_IDENTIFIER}: email, phone, twclid, or ip_address together with user_agent."
         ]
 
     if value is not None:
@@ -443,17 +493,64 @@ def build(
     )
 
 
+# A routed conversion is unique per (event tag, conversion_id); a held one, with no tag
+# yet, per (event key, conversion_id).
+Identity = tuple[str, int | str, str]
+# Conversions looked up per query by find_stored (each adds a parameter or two).
+LOOKUP_CHUNK = 500
+
+
+def row_identity(tag_id: int | None, event_key: str, conversion_id: str) -> Identity:
+    if tag_id is not None:
+        return ("tag", tag_id, conversion_id)
+    return ("key", event_key, conversion_id)
+
+
+def identity(conversion: Conversion) -> Identity:
+    """What makes ``conversion`` unique: a repeat with the same identity is a no-op."""
+    return row_identity(conversion.event_tag_id, conversion.event_key, conversion.conversion_id)
+
+
+def matching(conversions: Iterable[Conversion]) -> Q:
+    """The stored rows with the identities of ``conversions``."""
+    ids: dict[tuple[str, int | str], set[str]] = {}
+    for conversion in conversions:
+        kind, scope, conversion_id = identity(conversion)
+        ids.setdefault((kind, scope), set()).add(conversion_id)
+    query = Q(pk__in=[])
+    for (kind, scope), conversion_ids in ids.items():
+        same = Q(conversion_id__in=sorted(conversion_ids))
+        if kind == "tag":
+            query |= same & Q(event_tag_id=scope)
+        else:
+            query |= same & Q(event_tag__isnull=True, event_key=scope)
+    return query
+
+
+def find_stored(conversions: Sequence[Conversion]) -> dict[Identity, Conversion]:
+    """The stored rows of ``conversions`` (a repeat's: the row stored first), by
+    identity; one query per LOOKUP_CHUNK conversions."""
+    found: dict[Identity, Conversion] = {}
+    for start in range(0, len(conversions), LOOKUP_CHUNK):
+        chunk = conversions[start : start + LOOKUP_CHUNK]
+        found.update((identity(row), row) for row in Conversion.objects.filter(matching(chunk)))
+    return found
+
+
 def store_many(conversions: Sequence[Conversion]) -> None:
-    """Insert the conversions whose (event tag, conversion_id) is not stored yet (for
-    rows without a tag: whose (event key, conversion_id)).
+    """Insert the conversions whose identity is not stored yet.
 
     One INSERT ... ON CONFLICT DO NOTHING: a repeat (a second save of the same order, a
     retried request) neither duplicates nor raises.
     """
+    if not conversions:
+        return
     Conversion.objects.bulk_create(conversions, ignore_conflicts=True)
     # Counted and announced (conversion_recorded) once committed, before a send it triggers.
     observe.recorded(conversions)
-    for conversion in conversions:
+    # The workers are woken once per pixel (outside a transaction each hook runs at once).
+    one_per_pixel = {(c.pixel_id, c.status): c for c in reversed(conversions)}
+    for conversion in one_per_pixel.values():
         immediate.conversion_stored(conversion)
 
 
@@ -463,12 +560,4 @@ def store(conversion: Conversion, *, fetch: bool = True) -> Conversion:
     store_many([conversion])
     if not fetch:
         return conversion
-    if conversion.event_tag_id is not None:
-        return Conversion.objects.get(
-            event_tag_id=conversion.event_tag_id, conversion_id=conversion.conversion_id
-        )
-    return Conversion.objects.get(
-        event_tag__isnull=True,
-        event_key=conversion.event_key,
-        conversion_id=conversion.conversion_id,
-    )
+    return find_stored([conversion])[identity(conversion)]

@@ -143,14 +143,14 @@ def two_items() -> str:
 @pytest.fixture
 def crash_on_second_item(monkeypatch: pytest.MonkeyPatch) -> None:
     """An unexpected failure while the second item (raw identifiers in hand) is built."""
-    real_build = tracking.build
+    real_track = tracking.track
 
-    def build(event: str, **kwargs: Any) -> Conversion:
+    def track(event: str, **kwargs: Any) -> Conversion:
         if kwargs.get("email") == OTHER_EMAIL:
             raise RuntimeError("unexpected failure")
-        return real_build(event, **kwargs)
+        return real_track(event, **kwargs)
 
-    monkeypatch.setattr(tracking, "build", build)
+    monkeypatch.setattr(tracking, "track", track)
 
 
 # Django 6 takes plain addresses and deprecates the (name, address) pairs 5.2 requires.

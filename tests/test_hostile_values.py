@@ -280,14 +280,14 @@ def test_an_unexpected_database_error_never_breaks_the_save(
 def test_a_real_data_error_on_postgresql_is_contained(
     hostile_source: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real_build = tracking.build
+    real_track = tracking.track
 
     def unchecked(*args: Any, **kwargs: Any) -> Conversion:
-        row = real_build(*args, **kwargs)
+        row = real_track(*args, **kwargs)
         row.value = Decimal("1e15")  # past the checks: numeric field overflow
         return row
 
-    monkeypatch.setattr(tracking, "build", unchecked)
+    monkeypatch.setattr(tracking, "track", unchecked)
     with transaction.atomic():
         order = Order.objects.create(email=EMAIL, total=Decimal("5"), status="paid")
         order.product_name = "still usable"

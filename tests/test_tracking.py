@@ -3,9 +3,11 @@ from __future__ import annotations
 import datetime as dt
 import time
 from decimal import Decimal
+from typing import Any
 
 import pytest
 from django.core.exceptions import ValidationError
+from django.forms.models import model_to_dict
 from django.test import RequestFactory
 
 from django_xconversions import track
@@ -88,12 +90,58 @@ def test_unknown_event_key_is_held_with_the_fix(tag: EventTag) -> None:
     assert row.last_error.startswith("No event tag has the key 'refund'")
 
 
-def test_build_without_hold_reports_the_unroutable_event(tag: EventTag) -> None:
-    from django_xconversions.tracking import build
+# -- commit=False ---------------------------------------------------------------------------
 
+# What differs between any two rows: their ids and the times they were written.
+STORED_ALIKE = {"id", "conversion_id", "created_at", "updated_at", "next_attempt_at"}
+
+
+def _columns(row: Conversion) -> dict[str, object]:
+    return {k: v for k, v in model_to_dict(row).items() if k not in STORED_ALIKE}
+
+
+def test_commit_false_writes_nothing_and_save_stores_what_track_stores(
+    tag: EventTag, django_assert_num_queries: Any
+) -> None:
+    when = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.timezone.utc)
+    arguments: dict[str, Any] = {
+        "email": " Ann@Example.com ",
+        "phone": "+12125550100",
+        "value": "12.5",
+        "contents": [{"content_id": "sku-1", "content_price": "12.50", "num_items": 1}],
+        "conversion_time": when,
+        "description": "web order",
+    }
+    track("purchase", conversion_id="warm-up", twclid="x")  # routes and caches the tag
+    with django_assert_num_queries(0):
+        built = track("purchase", commit=False, conversion_id="built", **arguments)
+    assert built.pk is None and built._state.adding
+    assert Conversion.objects.filter(conversion_id="built").count() == 0
+    built.save()
+    tracked = track("purchase", conversion_id="tracked", **arguments)
+    stored = Conversion.objects.get(conversion_id="built")
+    assert _columns(stored) == _columns(tracked)
+    assert stored.status == "pending" and stored.hashed_email == hash_email("ann@example.com")
+
+
+def test_commit_false_checks_every_argument_as_track_does(tag: EventTag) -> None:
     with pytest.raises(ValidationError) as info:
-        build("refund", twclid="abc")
-    assert "No event tag has the key 'refund'" in info.value.message_dict["event"][0]
+        track("purchase", commit=False, email="not-an-email", value="ten")
+    assert set(info.value.message_dict) == {"email", "value"}
+    assert Conversion.objects.count() == 0
+
+
+def test_commit_false_gives_an_unroutable_event_held_unsaved(tag: EventTag) -> None:
+    row = track("refund", commit=False, twclid="abc")
+    assert (row.pk, row.status, row.error_reason) == (None, "held", "no_tag")
+    assert row.last_error.startswith("No event tag has the key 'refund'")
+    assert not Conversion.objects.exists()
+
+
+def test_an_argument_track_does_not_take_is_a_type_error(tag: EventTag) -> None:
+    with pytest.raises(TypeError, match="unexpected keyword argument 'emial'"):
+        track("purchase", emial="a@example.com")  # type: ignore[call-arg]
+    assert not Conversion.objects.exists()
 
 
 def test_identifiers_required_and_ip_alone_is_not_enough(tag: EventTag) -> None:

@@ -1,8 +1,9 @@
 """POSTed conversions: check every item, then store all of them in one transaction or none.
 
-Items go through ``tracking.build()`` (track()'s checks and hashing, no write), then are
-inserted the way ``tracking.store()`` does it: track() split so that nothing is written
-while any item is still unchecked.
+Items go through ``track(commit=False)`` (track()'s checks and hashing, no write), then are
+inserted the way track() inserts (``tracking.store_many``), so that nothing is written
+while any item is still unchecked. Unlike track(), the API refuses an event no tag can
+take yet instead of holding it: its caller can correct the key at once.
 """
 
 from __future__ import annotations
@@ -14,18 +15,21 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import Q
 from django.views.decorators.debug import sensitive_variables
 from rest_framework import serializers
 from rest_framework.settings import api_settings
 
-from django_xconversions import context, tracking
+from django_xconversions import context, routing, tracking
 from django_xconversions.api.serializers import ConversionInputSerializer
 from django_xconversions.models import Conversion
 
 logger = logging.getLogger("django_xconversions.api")
 
-MAX_ITEMS = 500  # X's own limit of events per request.
+# The API's own limit, apart from X's per-request limit (payload.MAX_EVENTS_PER_REQUEST):
+# a POST is checked and stored in one transaction, and this bounds its time and the rows it
+# writes at once. Stored conversions go to X in batches of BATCH_SIZE whatever a POST held.
+# Equal to X's limit so that a client batching for X can post the same batches.
+MAX_ITEMS = 500
 
 FieldErrors = dict[str, Any]
 Checked = tuple[Conversion | None, FieldErrors]
@@ -57,13 +61,21 @@ def check(item: Any, serializer: ConversionInputSerializer | None = None) -> Che
         detail = exc.detail  # a list when the item itself is null
         return None, dict(detail) if isinstance(detail, dict) else {NON_FIELD: detail}
     kwargs = {k: v for k, v in data.items() if v not in (None, "")}  # blank: not given
+    event = kwargs.pop("event")
+    conversion: Conversion | None = None
+    errors: FieldErrors = {}
     try:
         # The API request is the calling server's: its IP, user agent, session twclid and
         # Sec-GPC header are not the converting visitor's.
         with context.detached():
-            return tracking.build(kwargs.pop("event"), **kwargs), {}
+            conversion = tracking.track(event, commit=False, **kwargs)
     except ValidationError as exc:
-        return None, dict(exc.message_dict)
+        errors = dict(exc.message_dict)
+    # What track() would hold is refused, beside the item's other errors.
+    route = routing.resolve(event) if "event" not in errors else None
+    if route is not None and not route.routable:
+        errors = {"event": [route.message], **errors}
+    return (None, errors) if errors else (conversion, {})
 
 
 @sensitive_variables()
@@ -80,36 +92,6 @@ def check_all(items: Sequence[Any]) -> tuple[list[Conversion], dict[str, FieldEr
     return built, errors
 
 
-# A routed conversion is unique per (event tag, conversion_id); a held one, with no tag
-# yet, per (event key, conversion_id).
-Identity = tuple[str, int | str, str]
-
-
-def _identity(tag_id: int | None, event_key: str, conversion_id: str) -> Identity:
-    if tag_id is not None:
-        return ("tag", tag_id, conversion_id)
-    return ("key", event_key, conversion_id)
-
-
-def _identity_of(conversion: Conversion) -> Identity:
-    return _identity(conversion.event_tag_id, conversion.event_key, conversion.conversion_id)
-
-
-def _matching(conversions: Sequence[Conversion]) -> Q:
-    ids: dict[tuple[str, int | str], set[str]] = {}
-    for conversion in conversions:
-        kind, scope, conversion_id = _identity_of(conversion)
-        ids.setdefault((kind, scope), set()).add(conversion_id)
-    query = Q(pk__in=[])
-    for (kind, scope), conversion_ids in ids.items():
-        same = Q(conversion_id__in=sorted(conversion_ids))
-        if kind == "tag":
-            query |= same & Q(event_tag_id=scope)
-        else:
-            query |= same & Q(event_tag__isnull=True, event_key=scope)
-    return query
-
-
 def _event(conversion: Conversion) -> str:
     tag = conversion.event_tag
     return conversion.event_key or (tag.key if tag is not None else None) or ""
@@ -119,21 +101,21 @@ def store_all(conversions: Sequence[Conversion]) -> list[Stored]:
     """Insert all (repeats of a stored event and conversion_id are no-ops), in order."""
     columns = ("event_tag_id", "event_key", "conversion_id")
     with transaction.atomic():
-        matching = Conversion.objects.filter(_matching(conversions))
+        matching = Conversion.objects.filter(tracking.matching(conversions))
         # Read before inserting only to report "created"; a concurrent request storing
         # the same conversion can make both say created, never store it twice.
-        existing = {_identity(*row) for row in matching.values_list(*columns)}
+        existing = {tracking.row_identity(*row) for row in matching.values_list(*columns)}
         tracking.store_many(conversions)
         rows = {
-            _identity(tag_id, key, cid): (pk, status, email, phone)
+            tracking.row_identity(tag_id, key, cid): (pk, status, email, phone)
             for pk, tag_id, key, cid, status, email, phone in matching.values_list(
                 "pk", *columns, "status", "hashed_email", "hashed_phone"
             )
         }
     stored: list[Stored] = []
-    seen: set[Identity] = set()
+    seen: set[tracking.Identity] = set()
     for conversion in conversions:
-        identity = _identity_of(conversion)
+        identity = tracking.identity(conversion)
         pk, status, email, phone = rows[identity]
         created = identity not in existing and identity not in seen
         seen.add(identity)
