@@ -20,6 +20,7 @@ from requests_oauthlib import OAuth1
 
 from django_xconversions.emulator import EmulatorServer, FaultPlan, ManualClock, seed
 from django_xconversions.emulator.__main__ import build, parse_args
+from tests.helpers.waiting import wait_until
 from tests.test_emulator import (
     ACCOUNT_ID,
     AUTH,
@@ -303,9 +304,7 @@ def test_stop_is_prompt_while_answers_are_delayed(emu: EmulatorServer) -> None:
 
     thread = threading.Thread(target=client, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 5
-    while not emu.requests and time.monotonic() < deadline:
-        time.sleep(0.02)
+    wait_until(lambda: emu.requests, 5, "the delayed request never reached the emulator")
     assert received_ids(emu) == ["held"]
     _, took = timed(emu.stop)
     thread.join(timeout=2)
