@@ -11,6 +11,7 @@ time becomes ours and what X says is used counts as used.
 from __future__ import annotations
 
 import datetime as dt
+import threading
 from dataclasses import dataclass
 from functools import cache
 from typing import Any, cast
@@ -27,6 +28,15 @@ from django_xconversions.models import AdAccount
 RESET_MARGIN = dt.timedelta(seconds=1)
 # Reset times closer than this describe the same window of X's.
 WINDOW_TOLERANCE = dt.timedelta(seconds=2)
+
+# PostgreSQL advisory locks on an account (first key; the second is the account's id):
+# held by the worker whose request for it is in flight (rounds.AccountGate), and held
+# shared by workers waiting to send for it. A reservation says whether any is waiting, so
+# the worker sending for it lets them have a turn (read with ``others_waiting``).
+SENDING_LOCK = 0x78636F6E  # "xcon"
+WAITING_LOCK = 0x78636F77  # "xcow"
+
+_seen = threading.local()
 
 _BUDGET_FIELDS = ["budget_window_ends_at", "budget_limit", "budget_used", "budget_window_from_x"]
 
@@ -68,17 +78,37 @@ def reserve(account_id: int, wanted: int, now: dt.datetime | None = None) -> Gra
     return Grant(granted, None if granted == wanted else account.budget_window_ends_at)
 
 
+def lock_key(account_id: int) -> int:
+    """The second key of an account's advisory locks."""
+    return account_id & 0x7FFFFFFF
+
+
+def others_waiting(account_id: int) -> bool:
+    """Whether, at this thread's last reservation for the account, another worker was
+    waiting to send for it (PostgreSQL; read once)."""
+    waiting: dict[int, bool] = getattr(_seen, "waiting", {})
+    return waiting.pop(account_id, False)
+
+
 def _take_whole(account_id: int, wanted: int, now: dt.datetime) -> bool:
     """The common case in one statement: the window is open, the account not rate
     limited, and ``wanted`` events fit. False: nothing taken (the caller decides)."""
     adapt = connection.ops.adapt_datetimefield_value
     configured = xsettings.RATE_LIMIT_EVENTS
+    params = [wanted, account_id, adapt(now), adapt(now), wanted, configured, configured]
+    postgresql = connection.vendor == "postgresql"
+    if postgresql:
+        params += [WAITING_LOCK, WAITING_LOCK]
     with connection.cursor() as cursor:
-        cursor.execute(
-            _take_whole_sql(connection.vendor),
-            [wanted, account_id, adapt(now), adapt(now), wanted, configured, configured],
-        )
-        return bool(cursor.rowcount == 1)
+        cursor.execute(_take_whole_sql(connection.vendor), params)
+        if cursor.rowcount != 1:
+            return False
+        if postgresql:
+            waiting = getattr(_seen, "waiting", None)
+            if waiting is None:
+                waiting = _seen.waiting = {}
+            waiting[account_id] = not cursor.fetchone()[0]
+        return True
 
 
 @cache
@@ -86,12 +116,20 @@ def _take_whole_sql(vendor: str) -> str:
     used, ends = _column("budget_used"), _column("budget_window_ends_at")
     limited, limit = _column("rate_limited_until"), f"COALESCE({_column('budget_limit')}, 0)"
     table = connection.ops.quote_name(AdAccount._meta.db_table)
-    return (
+    sql = (
         f"UPDATE {table} SET {used} = {used} + %s "  # noqa: S608
         f"WHERE {_column('id')} = %s AND ({limited} IS NULL OR {limited} <= %s) "
         f"AND {ends} > %s "
         f"AND {used} + %s <= CASE WHEN {limit} < %s THEN {limit} ELSE %s END"
     )
+    if vendor == "postgresql":
+        # Free of waiters: its waiting lock can be taken (and is let go at once).
+        key = f"({_column('id')} & 2147483647)::int4"
+        sql += (
+            f" RETURNING CASE WHEN pg_try_advisory_lock(%s::int4, {key}) "
+            f"THEN pg_advisory_unlock(%s::int4, {key}) ELSE false END"
+        )
+    return sql
 
 
 def give_back(account_id: int, events: int) -> None:

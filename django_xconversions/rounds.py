@@ -4,31 +4,41 @@ small number of requests in flight at once.
 - **One batch per turn.** Each turn gives one batch to the account that has taken the
   fewest events from its budget in the current window (``AdAccount.budget_used``, the
   counter every worker updates), ties drawn at random; within an account its pixels take
-  turns. With equal backlogs that is round-robin (every pixel gets its n-th batch before
-  any gets its n+2-th), and it stays round-robin across any number of workers, since they
-  all read the same counters: no account's backlog starves the others.
+  turns. The pick and the reservation are one step: the least-served account's row is
+  taken ``FOR UPDATE SKIP LOCKED`` in the claim's own transaction, and only while its
+  count is still the lowest, so a second worker picking at the same moment takes the next
+  account. With equal backlogs that is round-robin (every pixel gets its n-th batch before
+  any gets its n+2-th) across any number of workers: no account's backlog starves the
+  others. On SQLite the claim's transaction (BEGIN IMMEDIATE) already serialises it.
 - **No head-of-line blocking.** Up to ``MAX_IN_FLIGHT`` requests are in flight, each of
   another account. A slow account holds one of them while the others go on; a paused,
   rate-limited or budget-spent account drops out of the run.
-- **The engine's rules per account hold as before.** An account has at most one request
-  in flight; its next batch is claimed and built meanwhile, and leaves once the previous
-  answer is known and accepted. If X said stop, the next batch is released unsent. Every
-  database write stays on the calling thread; the helper threads only do HTTP.
+- **Stop means stop, across workers.** An account has at most one request in flight, in
+  all workers together (on PostgreSQL a session advisory lock per account, held from the
+  request until its outcome is written; a worker keeps it while its own next batch of
+  that account follows an accepted one). Its next batch is claimed and built meanwhile,
+  and leaves once the previous answer is known and accepted; a worker taking the account
+  over first re-reads its state, so a batch another worker prepared is released unsent
+  once X has said stop (401, 403, a pausing 404, 429). Every database write stays on the
+  calling thread; the helper threads only do HTTP.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 import random
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from contextlib import suppress
 from typing import TYPE_CHECKING
 
-from django.db.models import Case, F, IntegerField, Value, When
-from django.utils import timezone
+from django.db import DatabaseError, connection, transaction
+from django.db.models import Case, F, IntegerField, Q, Value, When
 
+from django_xconversions import budget, clock
 from django_xconversions.batch import AccountStopped
 from django_xconversions.models import AdAccount, Pixel
 from django_xconversions.outages import is_transient
@@ -39,11 +49,111 @@ if TYPE_CHECKING:
 
 # Requests in flight at once, each of a different account.
 MAX_IN_FLIGHT = 4
+# How long to wait before trying again when the next step is another worker's to take
+# (the least-served accounts are being claimed, or an account's request is in flight).
+RETRY_SECONDS = 0.02
 
 # Claims, budgets and builds the next batch of a pixel (wanting that many events): the
 # batch, None when the pixel has nothing more to send now, or AccountStopped.
 OpenBatch = Callable[[Pixel, int], "BatchSender | None"]
 PixelError = Callable[[Pixel, Exception], None]
+
+
+def _served() -> Case:
+    """Events an account has taken from its budget in the current window."""
+    return Case(
+        When(budget_window_ends_at__gt=clock.now(), then=F("budget_used")),
+        default=Value(0),
+        output_field=IntegerField(),
+    )
+
+
+def _sendable(now: dt.datetime) -> Q:
+    return Q(status=AdAccount.Status.ACTIVE) & (
+        Q(rate_limited_until__isnull=True) | Q(rate_limited_until__lte=now)
+    )
+
+
+class Busy(Exception):
+    """The next step is another worker's right now: try again in a moment."""
+
+
+class AccountGate:
+    """At most one request in flight per account, across workers.
+
+    On PostgreSQL a session advisory lock per account is taken before a request leaves
+    and released once its outcome is written (it dies with the worker's connection).
+    Taking it over, a worker re-reads the account's state: whoever held it wrote its
+    outcome (a pause, a rate limit) before letting go, so that state is X's last word.
+    A worker kept out holds the account's waiting lock (shared) until it gets its turn;
+    the holder's next reservation sees it (``budget.others_waiting``) and lets go.
+    Elsewhere (SQLite: one writer, usually one worker) only the state is re-read.
+    """
+
+    def __init__(self) -> None:
+        self.held: set[int] = set()
+        self.waiting: set[int] = set()
+        self.locking = connection.vendor == "postgresql"
+
+    def enter(self, account: int) -> bool:
+        """True: this worker may send for ``account`` now; False: X said stop (or an admin
+        paused it); Busy: another worker's request for it is in flight."""
+        if account in self.held:
+            return True  # this worker's previous request of it was accepted
+        if self.locking:
+            key = budget.lock_key(account)
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT pg_try_advisory_lock(%s::int4, %s::int4)", [budget.SENDING_LOCK, key]
+                )
+                if not cursor.fetchone()[0]:
+                    if account not in self.waiting:
+                        cursor.execute(
+                            "SELECT pg_try_advisory_lock_shared(%s::int4, %s::int4)",
+                            [budget.WAITING_LOCK, key],
+                        )
+                        if cursor.fetchone()[0]:
+                            self.waiting.add(account)
+                    raise Busy
+            self._stop_waiting(account)
+        # Read after the lock is ours: the previous holder's outcome is committed.
+        if AdAccount.objects.filter(_sendable(clock.now()), pk=account).exists():
+            self.held.add(account)
+            return True
+        self._unlock(account)
+        return False
+
+    def leave(self, account: int) -> None:
+        if account in self.held:
+            self.held.discard(account)
+            self._unlock(account)
+
+    def give_up(self, account: int) -> None:
+        """No longer waiting to send for ``account`` (its batch went back)."""
+        self._stop_waiting(account)
+
+    def leave_all(self) -> None:
+        for account in list(self.held):
+            self.leave(account)
+        for account in list(self.waiting):
+            self._stop_waiting(account)
+
+    def _stop_waiting(self, account: int) -> None:
+        if account in self.waiting:
+            self.waiting.discard(account)
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT pg_advisory_unlock_shared(%s::int4, %s::int4)",
+                    [budget.WAITING_LOCK, budget.lock_key(account)],
+                )
+
+    def _unlock(self, account: int) -> None:
+        if self.locking:
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT pg_advisory_unlock(%s::int4, %s::int4)",
+                    [budget.SENDING_LOCK, budget.lock_key(account)],
+                )
 
 
 class Rounds:
@@ -62,7 +172,7 @@ class Rounds:
         on_pixel: Callable[[Pixel], None] | None = None,
         on_pixel_error: PixelError | None = None,
         time_limit: float | None = None,
-        max_in_flight: int = MAX_IN_FLIGHT,
+        max_in_flight: int | None = None,
         rng: random.Random | None = None,
     ) -> None:
         self.open_batch = open_batch
@@ -73,7 +183,7 @@ class Rounds:
         self.on_progress = on_progress
         self.on_pixel = on_pixel
         self.on_pixel_error = on_pixel_error
-        self.max_in_flight = max(1, max_in_flight)
+        self.max_in_flight = max(1, MAX_IN_FLIGHT if max_in_flight is None else max_in_flight)
         # Past it nothing more is claimed; what was claimed is still sent.
         self.deadline = math.inf if time_limit is None else time.monotonic() + time_limit
         self.rng = rng or random.Random()  # noqa: S311 (tie-breaking, not crypto)
@@ -84,6 +194,13 @@ class Rounds:
         self.in_flight: dict[int, tuple[BatchSender, Future[Transmission | None]]] = {}
         # Built and claimed, waiting for a free slot or for their account's answer.
         self.ready: deque[BatchSender] = deque()
+        # Accounts whose ready batch waits for another worker's request to be answered.
+        self.blocked: set[int] = set()
+        # Accounts another worker waits to send for: let go after this answer, and leave
+        # them alone a moment (until the time given) so that the other worker gets them.
+        self.yielding: set[int] = set()
+        self.cooling: dict[int, float] = {}
+        self.gate = AccountGate()
         self.error: Exception | None = None
         self._closing = False
 
@@ -95,109 +212,183 @@ class Rounds:
         claimed but not sent is released); what is in flight is always written. Without
         ``on_pixel_error`` the first error of a pixel ends the run (after that) and is
         raised; database outages are raised at once."""
-        with ThreadPoolExecutor(
-            max_workers=self.max_in_flight, thread_name_prefix="xconversions-send"
-        ) as pool:
-            self.pool = pool
-            while not self.should_stop() and self.error is None:
-                self._collect(block=False)
-                account = self._next_account()
-                if account is not None:
-                    self._prepare(account)
-                    self._dispatch()
-                elif self._time_is_up():
-                    # Batches waiting for their account's answer (a slow account's) are
-                    # released, not waited for; the others still go.
-                    for sender in [s for s in self.ready if s.account.pk in self.in_flight]:
-                        self._release(sender)
-                    self.deadline = -math.inf
-                elif self.in_flight:
+        try:
+            with ThreadPoolExecutor(
+                max_workers=self.max_in_flight, thread_name_prefix="xconversions-send"
+            ) as pool:
+                self.pool = pool
+                self._turns()
+                self._closing = True
+                while self.in_flight:
                     self._collect(block=True)
-                elif self.ready:  # past the time limit: what was claimed still goes
-                    self._dispatch()
-                else:
-                    break
-            self._closing = True
-            while self.in_flight:
-                self._collect(block=True)
-            for sender in list(self.ready):
-                self._release(sender)
+                for sender in list(self.ready):
+                    self._release(sender)
+        finally:
+            with suppress(DatabaseError):  # a lost connection took its locks with it
+                self.gate.leave_all()
         if self.error is not None:
             raise self.error
+
+    def _turns(self) -> None:
+        while not self.should_stop() and self.error is None:
+            self._collect(block=False)
+            try:
+                claimed = self._claim_next()
+            except Busy:
+                claimed, busy = False, True
+            else:
+                busy = False
+            self._dispatch()
+            if claimed:
+                continue
+            if self._time_is_up():
+                # Batches waiting for their account's answer (a slow account's, or
+                # another worker's) are released, not waited for; the others still go.
+                for sender in list(self.ready):
+                    account = sender.account.pk
+                    if account in self.in_flight or account in self.blocked:
+                        self._release(sender)
+                self.deadline = -math.inf
+            elif self.in_flight:
+                waiting_on_others = busy or bool(self.blocked)
+                self._collect(block=True, timeout=RETRY_SECONDS if waiting_on_others else None)
+            elif busy or self.ready:
+                time.sleep(RETRY_SECONDS)  # another worker's claim or request ends shortly
+            else:
+                break
 
     def _time_is_up(self) -> bool:
         """True once, when the time limit has just passed."""
         return self.deadline != -math.inf and time.monotonic() >= self.deadline
 
-    def _next_account(self) -> int | None:
-        """Whose batch is claimed next: the least served account that can take one."""
+    def _claim_next(self) -> bool:
+        """Claim the next batch of the least-served account, if one may be claimed now;
+        True if the turns changed. Busy: the least-served accounts are being claimed by
+        other workers."""
         if (
             self.remaining <= 0
             or len(self.ready) >= self.max_in_flight
             or time.monotonic() >= self.deadline
         ):
-            return None
+            return False
         waiting = {sender.account.pk for sender in self.ready}
-        candidates = [pk for pk in self.turns if pk not in waiting]
-        if len(candidates) <= 1:
-            return candidates[0] if candidates else None
-        now = timezone.now()
-        used = Case(
-            When(budget_window_ends_at__gt=now, then=F("budget_used")),
-            default=Value(0),
-            output_field=IntegerField(),
-        )
-        served = dict(
-            AdAccount.objects.filter(pk__in=candidates)
-            .annotate(used=used)
-            .values_list("pk", "used")
-        )
-        least = min(served.get(pk, 0) for pk in candidates)
-        return self.rng.choice([pk for pk in candidates if served.get(pk, 0) == least])
-
-    def _prepare(self, account: int) -> None:
-        pixels = self.turns[account]
-        target = pixels.popleft()
-        wanted = int(min(self.batch_size, self.remaining))
-        if self.on_pixel is not None:
-            self.on_pixel(target)
+        if all(pk in waiting for pk in self.turns):
+            return False
+        gone: list[int] = []
+        target = None
         try:
-            sender = self.open_batch(target, wanted)
-        except AccountStopped:
-            self._stop_account(account)
-            return
-        except Exception as exc:
+            # The pick, the budget's reservation and the claim commit together.
+            with transaction.atomic():
+                account = self._least_served(list(self.turns), waiting, gone)
+                if account is None:
+                    return bool(gone)
+                pixels = self.turns[account]
+                target = pixels.popleft()
+                wanted = int(min(self.batch_size, self.remaining))
+                if self.on_pixel is not None:
+                    self.on_pixel(target)
+                try:
+                    sender = self.open_batch(target, wanted)
+                except AccountStopped:
+                    gone.append(account)
+                    return True
+                if budget.others_waiting(account):
+                    self.yielding.add(account)
+        except Busy:
+            raise
+        except Exception as exc:  # rolled back: nothing of this pixel was claimed
+            if target is None:
+                raise
             self._pixel_failed(target, exc)
-            sender = None
-        else:
-            # A short batch: the pixel has nothing more due now (or its budget ran short).
-            if sender is not None and len(sender.rows) >= wanted:
-                pixels.append(target)
+            return True
+        finally:
+            for account in gone:
+                self._stop_account(account)
+        # A short batch: the pixel has nothing more due now (or its budget ran short).
+        if sender is not None and len(sender.rows) >= wanted:
+            pixels.append(target)
         if not pixels:
             self.turns.pop(account, None)
         if sender is not None:
             self.remaining -= len(sender.rows)
             self.ready.append(sender)
+        return True
+
+    def _least_served(
+        self, candidates: list[int], waiting: set[int], gone: list[int]
+    ) -> int | None:
+        """The account whose batch is claimed next (its row locked until the claim
+        commits, on PostgreSQL): one served no more than any other candidate not
+        waiting here for an answer, as the database holds it now. Accounts that can no
+        longer send are added to ``gone``."""
+        if len(candidates) == 1:
+            return None if candidates[0] in waiting else candidates[0]
+        now = clock.now()
+        served = dict(
+            AdAccount.objects.filter(_sendable(now), pk__in=candidates)
+            .annotate(served=_served())
+            .values_list("pk", "served")
+        )
+        gone.extend(pk for pk in candidates if pk not in served)  # paused or rate limited
+        # An account waiting here for its answer (a slow one's) is left out, so that it
+        # holds up no other.
+        ready = {pk: used for pk, used in served.items() if pk not in waiting}
+        if not ready:
+            return None
+        least = min(ready.values())
+        allowed = [pk for pk, used in ready.items() if used == least]
+        if connection.vendor != "postgresql":
+            return self.rng.choice(allowed)  # the transaction holds SQLite's write lock
+        # Locked only if its count is still the lowest: a row another worker reserved for
+        # since it was read fails the re-check, a row being reserved for is skipped.
+        picked = list(
+            AdAccount.objects.select_for_update(skip_locked=True, of=("self",))
+            .filter(_sendable(now), pk__in=allowed)
+            .annotate(served=_served())
+            .filter(served__lte=least)
+            .order_by("?")
+            .values_list("pk", flat=True)[:1]
+        )
+        if not picked:
+            raise Busy
+        return picked[0]
 
     def _dispatch(self) -> None:
-        """Send the ready batches whose account has nothing in flight, while slots last."""
+        """Send the ready batches whose account has nothing in flight, here or in another
+        worker, while slots last."""
         if self._closing:
             return
+        self.blocked.clear()
         for sender in list(self.ready):
             if len(self.in_flight) >= self.max_in_flight:
                 return
             account = sender.account.pk
-            if account not in self.in_flight:
-                self.ready.remove(sender)
-                self.in_flight[account] = (sender, self.pool.submit(sender.transmit))
+            if account in self.in_flight or sender not in self.ready:
+                continue
+            if self.cooling.get(account, -math.inf) > time.monotonic() or (
+                account in self.gate.held and account in self.yielding
+            ):
+                self.blocked.add(account)  # another worker's turn with this account
+                continue
+            try:
+                may_send = self.gate.enter(account)
+            except Busy:
+                self.blocked.add(account)
+                continue
+            if not may_send:
+                self._stop_account(account)  # X said stop to another worker: not one more
+                continue
+            self.ready.remove(sender)
+            self.in_flight[account] = (sender, self.pool.submit(sender.transmit))
 
-    def _collect(self, *, block: bool) -> None:
-        """Write the outcomes of answered requests (waiting for one if ``block``)."""
+    def _collect(self, *, block: bool, timeout: float | None = None) -> None:
+        """Write the outcomes of answered requests (waiting for one, up to ``timeout``
+        seconds, if ``block``)."""
         if not self.in_flight:
             return
         futures = [future for _, future in self.in_flight.values()]
         if block:
-            wait(futures, return_when=FIRST_COMPLETED)
+            wait(futures, timeout=timeout, return_when=FIRST_COMPLETED)
         for account, (sender, future) in list(self.in_flight.items()):
             if not future.done():
                 continue
@@ -206,6 +397,7 @@ class Rounds:
                 transmission = future.result()
             except Exception as exc:  # a bug on the helper thread: the rows' lease runs out
                 self.leases.release(sender.token)
+                self._leave(account)
                 self._pixel_failed(sender.pixel, exc)
                 continue
             if transmission is None or transmission.accepted:
@@ -217,16 +409,26 @@ class Rounds:
                 self._dispatch()
 
     def _complete(self, sender: BatchSender, transmission: Transmission | None) -> None:
+        account = sender.account.pk
         try:
             sender.complete(transmission)
         except Exception as exc:
             self._pixel_failed(sender.pixel, exc)
         finally:
             self.leases.release(sender.token)
+            # The outcome (a pause, a rate limit) is written: the account is free again.
+            self._leave(account)
         if self.on_progress is not None:
             self.on_progress(len(sender.rows))
         if sender.account_stopped:
-            self._stop_account(sender.account.pk)
+            self._stop_account(account)
+
+    def _leave(self, account: int) -> None:
+        if account not in self.in_flight:  # else its next batch already left from here
+            self.gate.leave(account)
+            if account in self.yielding:
+                self.yielding.discard(account)
+                self.cooling[account] = time.monotonic() + 2 * RETRY_SECONDS
 
     # -- accounts and pixels that drop out ---------------------------------------------------
 
@@ -238,6 +440,7 @@ class Rounds:
 
     def _release(self, sender: BatchSender) -> None:
         self.ready.remove(sender)
+        self.gate.give_up(sender.account.pk)
         try:
             sender.release()
         except Exception as exc:

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from django_xconversions import delivery
+from django_xconversions import budget, delivery, rounds
 from django_xconversions import worker as worker_module
 from django_xconversions.emulator import EmulatorServer
 from django_xconversions.models import AdAccount, Conversion, EventTag, Pixel
@@ -160,3 +160,69 @@ def test_a_pixel_due_during_a_long_pass_joins_the_turns(
     # It went out between the backlog's batches, not after them.
     assert order.index(newcomer.pixel.pixel_id) < len(order) - 1, order
     assert order[-1] == purchase_tag.pixel.pixel_id
+
+
+def run_workers(count: int, work: Any) -> list[BaseException]:
+    """``work`` on ``count`` threads at once, each with its own database connection (its
+    own session: the workers share nothing but the database); their errors."""
+    start = threading.Barrier(count)
+    errors: list[BaseException] = []
+
+    def worker() -> None:
+        try:
+            start.wait(10)
+            work()
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            close_connections()
+
+    threads = [threading.Thread(target=worker) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert not any(thread.is_alive() for thread in threads), "a worker did not finish"
+    return errors
+
+
+@pytest.mark.postgres
+def test_concurrent_workers_reserve_for_the_least_served_account_only(
+    settings: Any, monkeypatch: Any, emulator: EmulatorServer
+) -> None:
+    # Six accounts with five batches each and three workers picking at once. Every
+    # reservation must be taken for an account served no more than any other, as the
+    # database holds it at that moment: then no account is ever a batch ahead of another
+    # (the spread of events served is at most one batch), whatever the timing. Two
+    # workers picking the same least-served account before either reserved broke it.
+    configure(settings, BATCH_SIZE=BATCH)
+    # One request in flight per worker: a worker then never claims while one of its own
+    # accounts waits for an answer (an account it leaves out of the turn so that a slow
+    # one holds up no other), and "served no more than any other" is exact.
+    monkeypatch.setattr(rounds, "MAX_IN_FLIGHT", 1)
+    tags = add_accounts(emulator, 6)
+    for n, tag in enumerate(tags):
+        make_conversions(tag, 5 * BATCH, start=n * 1000)
+    accounts = [tag.account_id for tag in tags]
+    emulator.faults.delay_seconds = 0.02  # requests overlap; workers pick while others send
+    real_reserve = budget.reserve
+    reservations: list[tuple[int, int, int]] = []
+
+    def reserve(account_id: int, wanted: int, now: Any = None) -> budget.Grant:
+        # In the claim's transaction, before this reservation: the account's count and the
+        # lowest count of the others (which only ever grow).
+        used = dict(AdAccount.objects.filter(pk__in=accounts).values_list("pk", "budget_used"))
+        mine = used.pop(account_id)
+        reservations.append((account_id, mine, min(used.values())))
+        return real_reserve(account_id, wanted, now)
+
+    monkeypatch.setattr(budget, "reserve", reserve)
+    budget_open = [real_reserve(pk, 0) for pk in accounts]  # every window open, counts at 0
+    assert all(grant.events == 0 for grant in budget_open)
+
+    assert not run_workers(3, delivery.send_pending)
+
+    assert Counter(Conversion.objects.values_list("status", flat=True)) == {"sent": 30 * BATCH}
+    assert Counter(batches_in_order(emulator)) == {tag.pixel.pixel_id: 5 for tag in tags}  # type: ignore[union-attr]
+    ahead = [(pk, mine, least) for pk, mine, least in reservations if mine > least]
+    assert not ahead, f"reserved for an account a batch ahead: {ahead} of {reservations}"

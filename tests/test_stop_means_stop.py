@@ -14,6 +14,7 @@ from django_xconversions.emulator import EmulatorServer
 from django_xconversions.models import AdAccount, Conversion, EventTag, Pixel
 
 from .conftest import ACCESS_TOKEN, configure, make_conversions
+from .test_fairness import run_workers
 from .two_accounts import add_second_account
 
 pytestmark = pytest.mark.django_db
@@ -92,3 +93,37 @@ def test_no_request_leaves_for_an_account_after_x_says_stop(
     assert set(mine.values_list("attempts", flat=True)) == {0}
     stopped = account.account_id
     assert stopped in (first.rate_limited if status == 429 else first.paused)
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_workers_send_nothing_more_once_x_refused_one_of_them(
+    settings: Any, emulator: EmulatorServer, account: AdAccount, purchase_tag: EventTag
+) -> None:
+    # Three workers at once, each with a batch of each account prepared while another's
+    # request is in flight: X refuses the first account's credentials (401). Only the
+    # first request may reach X; a batch another worker prepared is released unsent.
+    configure(settings, BATCH_SIZE=10)
+    other_tag = add_second_account(emulator)
+    make_conversions(purchase_tag, EACH)
+    make_conversions(other_tag, EACH, start=EACH)
+    pixel = purchase_tag.pixel
+    assert pixel is not None and other_tag.pixel is not None
+    wrong_secret(emulator, account, pixel)
+    emulator.faults.delay_seconds = 0.05  # every answer late: the others have prepared
+
+    summaries: list[delivery.SendSummary] = []
+    errors = run_workers(3, lambda: summaries.append(delivery.send_pending()))
+
+    assert not errors
+    assert [r["status"] for r in requests_for(emulator, pixel)] == [401]
+    assert {r["status"] for r in requests_for(emulator, other_tag.pixel)} == {200}
+    assert sum(s.sent for s in summaries) == EACH
+    assert Counter(Conversion.objects.values_list("status", flat=True)) == {
+        "sent": EACH,
+        "pending": EACH,
+    }
+    assert AdAccount.objects.get(pk=account.pk).status == AdAccount.Status.PAUSED
+    assert set(
+        Conversion.objects.filter(event_tag=purchase_tag).values_list("attempts", flat=True)
+    ) == {0}
