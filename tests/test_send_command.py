@@ -10,7 +10,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +21,7 @@ from django.utils import timezone
 from django_xconversions import tasks
 from django_xconversions.emulator import EmulatorServer
 from django_xconversions.models import AdAccount, Conversion, EventTag, WorkerHeartbeat
+from tests.helpers import wait_until
 
 from .conftest import ACCESS_TOKEN, configure, make_conversions, received_ids
 
@@ -139,6 +139,24 @@ def manage(emulator: EmulatorServer, *args: str) -> subprocess.CompletedProcess[
     )
 
 
+@pytest.mark.skipif(tasks.CELERY_AVAILABLE, reason="needs Celery not installed")
+@pytest.mark.django_db(transaction=True)
+def test_send_immediately_naming_a_runner_not_installed_keeps_rows_pending(
+    settings: Any, emulator: EmulatorServer, purchase_tag: EventTag, caplog: Any
+) -> None:
+    from django_xconversions import track
+
+    configure(settings, SEND_IMMEDIATELY="celery")
+    with caplog.at_level("ERROR", logger="django_xconversions.delivery"):
+        track("purchase", twclid="abc", conversion_id="a")
+    (record,) = caplog.records
+    assert record.getMessage() == (
+        "XCONVERSIONS[\"SEND_IMMEDIATELY\"] is 'celery' but that runner is not installed; "
+        "conversions stay pending."
+    )
+    assert emulator.requests == [] and Conversion.objects.get().status == "pending"
+
+
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_loop_stops_cleanly_on_sigterm(emulator: EmulatorServer, purchase_tag: EventTag) -> None:
@@ -151,13 +169,13 @@ def test_loop_stops_cleanly_on_sigterm(emulator: EmulatorServer, purchase_tag: E
         stderr=subprocess.PIPE,
         text=True,
     )
-    deadline = time.monotonic() + 30
-    while Conversion.objects.filter(status="sent").count() < 20 and time.monotonic() < deadline:
-        time.sleep(0.05)
-    make_conversions(purchase_tag, 5, start=100)
-    while Conversion.objects.filter(status="sent").count() < 25 and time.monotonic() < deadline:
-        time.sleep(0.05)
-    worker.send_signal(signal.SIGTERM)
+    sent = Conversion.objects.filter(status="sent")
+    try:
+        wait_until(lambda: sent.count() >= 20, 30, "the looping worker did not send the first 20")
+        make_conversions(purchase_tag, 5, start=100)
+        wait_until(lambda: sent.count() >= 25, 30, "the looping worker did not send the next 5")
+    finally:
+        worker.send_signal(signal.SIGTERM)
     out, err = worker.communicate(timeout=30)
     assert worker.returncode == 0, err
     assert "stopping after the current batch" in err
@@ -212,13 +230,14 @@ def test_loop_stopped_by_sigterm_exits_0_and_still_names_the_paused_account(
 
     def terminate_once_paused() -> None:
         try:
-            deadline = time.monotonic() + 20
-            while not AdAccount.objects.filter(pk=account.pk, status="paused").exists():
-                assert time.monotonic() < deadline
-                time.sleep(0.05)
+            wait_until(
+                AdAccount.objects.filter(pk=account.pk, status="paused").exists,
+                20,
+                "the account was never paused",
+            )
         finally:
             connection.close()
-        os.kill(os.getpid(), signal.SIGTERM)  # the command's handler, on the main thread
+            os.kill(os.getpid(), signal.SIGTERM)  # the command's handler, on the main thread
 
     watcher = threading.Thread(target=terminate_once_paused)
     watcher.start()
