@@ -20,8 +20,7 @@ from requests_oauthlib import OAuth1
 
 from django_xconversions.emulator import EmulatorServer, FaultPlan, ManualClock, seed
 from django_xconversions.emulator.__main__ import build, parse_args
-from tests.helpers.waiting import wait_until
-from tests.test_emulator import (
+from tests.helpers.emulated_x import (
     ACCOUNT_ID,
     AUTH,
     CONSUMER_KEY,
@@ -35,6 +34,7 @@ from tests.test_emulator import (
     post,
     received_ids,
 )
+from tests.helpers.waiting import wait_until
 
 OTHER_ACCOUNT, OTHER_PIXEL = "18ce55other", "p2zz9"
 BAD_SIGNATURE = OAuth1(CONSUMER_KEY, CONSUMER_SECRET, TOKEN, "wrong-token-secret")
