@@ -21,11 +21,12 @@ class XConversionsConfig(AppConfig):
     def ready(self) -> None:
         from django.db.models.signals import post_delete, post_migrate, post_save
 
-        from django_xconversions import checks, immediate, metrics, routing, sources
+        from django_xconversions import checks, immediate, metrics, routing, sources, tasks
         from django_xconversions.models import EventTag
 
         checks.register()
-        immediate.connect()
+        # SEND_IMMEDIATELY: capture hands each send to the task runners' choice.
+        immediate.connect(send=tasks.dispatch_send)
         # SOURCES that is not a list of dicts connects nothing; the system checks say so.
         with contextlib.suppress(ImproperlyConfigured):
             sources.connect()

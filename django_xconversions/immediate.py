@@ -1,10 +1,15 @@
 """What happens once a transaction that stored pending conversions commits: a NOTIFY that
 wakes idle ``--loop`` workers (NOTIFY_ON_COMMIT, PostgreSQL) and, with SEND_IMMEDIATELY,
-a send of the conversions' pixel. One hook per transaction and pixel, not per row."""
+a send of the conversions' pixel. One hook per transaction and pixel, not per row.
+
+Capture knows no task runner: the send is handed to the sender that the app connects at
+start-up (``tasks.dispatch_send``, which picks Django tasks, Celery or this process).
+"""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from django.db import transaction
@@ -14,28 +19,21 @@ from django_xconversions.conf import setting_path, xsettings
 from django_xconversions.models import Conversion
 
 logger = logging.getLogger("django_xconversions.delivery")
-MODES = (False, True, "tasks", "celery", "inline")
+
+# Sends a pixel's due conversions, given the pixel's primary key.
+Sender = Callable[[int], None]
 
 
-def dispatch_send(pixel_pk: int) -> None:
-    """Hand the send to the configured runner: Django tasks, Celery, or this process."""
-    from django_xconversions import tasks
-    from django_xconversions.models import Pixel
+def _not_connected(pixel_pk: int) -> None:
+    logger.error(
+        "%s is set but no sender is connected (is django_xconversions in INSTALLED_APPS?); "
+        "conversions stay pending.",
+        setting_path("SEND_IMMEDIATELY"),
+    )
 
-    mode = xsettings.SEND_IMMEDIATELY
-    pixel_id = Pixel.objects.values_list("pixel_id", flat=True).get(pk=pixel_pk)
-    if mode in (True, "tasks") and tasks.DJANGO_TASKS_AVAILABLE:
-        tasks.enqueue_send(pixel_id, "tasks")
-    elif mode in (True, "celery") and tasks.CELERY_AVAILABLE:
-        tasks.enqueue_send(pixel_id, "celery")
-    elif mode in (True, "inline"):
-        tasks.run_send(pixel_id=pixel_id)
-    else:
-        logger.error(
-            "%s is %r but that runner is not installed; conversions stay pending.",
-            setting_path("SEND_IMMEDIATELY"),
-            mode,
-        )
+
+# The app connects tasks.dispatch_send at start-up (connect() below).
+_send: Sender = _not_connected
 
 
 class AfterCommit:
@@ -52,7 +50,7 @@ class AfterCommit:
             # The workers' poll finds the rows anyway; the send below must still happen.
             logger.warning("Could not notify the sending workers.", exc_info=True)
         if xsettings.SEND_IMMEDIATELY:
-            dispatch_send(self.pixel_pk)
+            _send(self.pixel_pk)
 
 
 def on_conversion_saved(sender: Any, instance: Conversion, created: bool, **kwargs: Any) -> None:
@@ -92,7 +90,10 @@ def schedule_send(pixel_pk: int) -> None:
     transaction.on_commit(AfterCommit(pixel_pk, using), using=using, robust=True)
 
 
-def connect() -> None:
+def connect(send: Sender) -> None:
+    """Schedule the hook for each stored conversion, with ``send`` for SEND_IMMEDIATELY."""
     from django.db.models.signals import post_save
 
+    global _send
+    _send = send
     post_save.connect(on_conversion_saved, sender=Conversion, dispatch_uid="xconversions-immediate")

@@ -7,16 +7,23 @@
   (``CELERY_AVAILABLE``).
 
 Both call ``run_send`` below, which is the same function the management command and the
-admin action use.
+admin action use. ``dispatch_send`` is the runner choice of SEND_IMMEDIATELY: the app
+connects it to capture's on-commit hook (immediate.py) at start-up.
 """
 
 from __future__ import annotations
 
 import importlib
+import logging
 from typing import Any
 
 from django_xconversions import delivery
+from django_xconversions.conf import setting_path, xsettings
 from django_xconversions.models import AdAccount, Pixel
+
+logger = logging.getLogger("django_xconversions.delivery")
+# The values SEND_IMMEDIATELY takes: True picks Django tasks, else Celery, else inline.
+MODES = (False, True, "tasks", "celery", "inline")
 
 
 def run_send(
@@ -74,3 +81,22 @@ def enqueue_send(pixel_id: str, runner: str) -> None:
         task.enqueue(pixel_id=pixel_id)
     else:
         task.delay(pixel_id=pixel_id)
+
+
+def dispatch_send(pixel_pk: int) -> None:
+    """Hand a pixel's send to the runner SEND_IMMEDIATELY names: Django tasks, Celery, or
+    this process."""
+    mode = xsettings.SEND_IMMEDIATELY
+    pixel_id = Pixel.objects.values_list("pixel_id", flat=True).get(pk=pixel_pk)
+    if mode in (True, "tasks") and DJANGO_TASKS_AVAILABLE:
+        enqueue_send(pixel_id, "tasks")
+    elif mode in (True, "celery") and CELERY_AVAILABLE:
+        enqueue_send(pixel_id, "celery")
+    elif mode in (True, "inline"):
+        run_send(pixel_id=pixel_id)
+    else:
+        logger.error(
+            "%s is %r but that runner is not installed; conversions stay pending.",
+            setting_path("SEND_IMMEDIATELY"),
+            mode,
+        )
