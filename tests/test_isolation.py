@@ -4,14 +4,16 @@ test_delivery.py covers the same search through real requests."""
 
 from __future__ import annotations
 
+import hashlib
 import random
 import statistics
 from collections import Counter
+from typing import Any
 
 import pytest
 
 from django_xconversions import isolation
-from django_xconversions.errors import BadRequest
+from django_xconversions.errors import APIErrorDetail, BadRequest
 
 
 class ModelX:
@@ -110,3 +112,181 @@ def test_group_size_sends_everything_when_one_bad_event_is_expected() -> None:
     assert isolation.group_size(100, found=0, resolved=4000) == 100  # evidence of few bad
     assert isolation.group_size(400, found=6, resolved=100) == 64  # evidence of many
     assert isolation.group_size(500, found=0, resolved=0) == 128
+
+
+# -- X's messages matched to the events ---------------------------------------------------
+
+GOOD_TIME = "2026-11-30T04:00:00.000Z"
+
+
+def event(n: int) -> dict[str, Any]:
+    """A rich event: every value differs from every other event's."""
+    return {
+        "conversion_time": GOOD_TIME,
+        "event_id": "o8z6k",
+        "identifiers": [
+            {"hashed_email": hashlib.sha256(f"user{n}@example.com".encode()).hexdigest()},
+            {"ip_address": f"10.0.{n // 250}.{n % 250}", "user_agent": "Mozilla/5.0 (X11)"},
+        ],
+        "conversion_id": f"order-{n}",
+        "value": f"{n}.00",
+        "description": f"Order {n}",
+        "contents": [{"content_id": f"sku-{n}", "content_price": n + 0.5, "num_items": 1}],
+    }
+
+
+def hash_message(value: str) -> str:
+    return f"hashed_email ({value}) is not a valid SHA-256 hash"
+
+
+class NamingX:
+    """Refuses a request holding a bad event, with an error per bad event in it (X's
+    wording, deduplicated as X's list is); ``names`` says which: "all", "first" (only the
+    first bad event's), or a function giving the detail for a bad event."""
+
+    def __init__(
+        self,
+        events: list[dict[str, Any]],
+        bad: dict[int, APIErrorDetail],
+        *,
+        names: str = "all",
+    ) -> None:
+        self.events = events
+        self.bad = bad
+        self.names = names
+        self.requests = 0
+        self.accepted: Counter[int] = Counter()
+        self.failed: dict[int, BadRequest] = {}
+
+    def send(self, group: list[int]) -> BadRequest | bool:
+        self.requests += 1
+        details = list(dict.fromkeys(self.bad[n] for n in group if n in self.bad))
+        if not details:
+            self.accepted.update(group)
+            return True
+        if self.names == "first":
+            details = details[:1]
+        return BadRequest(details[0].message, status=400, errors=tuple(details))
+
+    def fail(self, n: int, refusal: BadRequest) -> None:
+        assert n not in self.failed, "an event was failed twice"
+        self.failed[n] = refusal
+
+    def run(self) -> int:
+        everything = list(range(len(self.events)))
+        first = self.send(everything)
+        assert isinstance(first, BadRequest)
+        isolation.isolate(everything, first, self.send, self.fail, self.events.__getitem__)
+        assert set(self.failed) == set(self.bad)
+        assert set(self.accepted) == set(everything) - set(self.bad)
+        assert max(self.accepted.values()) == 1, "a good event was sent twice"
+        return self.requests
+
+
+def bad_hash(events: list[dict[str, Any]], n: int, value: str = "") -> APIErrorDetail:
+    """Event ``n`` now carries a malformed hash (X names it)."""
+    value = value or f"{n:x}-not-a-hash"
+    events[n]["identifiers"][0]["hashed_email"] = value
+    return APIErrorDetail("INVALID_PARAMETER", hash_message(value), "hashed_email")
+
+
+def test_one_bad_event_x_names_costs_two_requests_wherever_it_is() -> None:
+    for place in random.Random(1).sample(range(500), 40):
+        events = [event(n) for n in range(500)]
+        x = NamingX(events, {place: bad_hash(events, place)})
+        assert x.run() == 2
+        assert x.failed[place].messages == [hash_message(f"{place:x}-not-a-hash")]
+
+
+@pytest.mark.parametrize("names", ["all", "first"])
+def test_three_bad_events_x_names_cost_at_most_six_requests(names: str) -> None:
+    for seed in range(20):
+        events = [event(n) for n in range(500)]
+        bad = {n: bad_hash(events, n) for n in random.Random(seed).sample(range(500), 3)}
+        assert NamingX(events, bad, names=names).run() <= 6
+
+
+def test_the_value_in_a_field_x_names_beats_the_same_value_elsewhere() -> None:
+    events = [event(n) for n in range(500)]
+    detail = bad_hash(events, 300, value="Order 7")  # event 7's description
+    x = NamingX(events, {300: detail})
+    assert x.run() == 2 and set(x.failed) == {300}
+
+
+def test_a_value_two_events_carry_is_searched_between_them() -> None:
+    # X names a value events 10 and 20 both carry, yet refuses only event 20 (its rule
+    # may be about more than that value): neither is failed on the message alone.
+    events = [event(n) for n in range(500)]
+    detail = bad_hash(events, 20, value="shared-value")
+    events[10]["identifiers"][0]["hashed_email"] = "shared-value"
+    x = NamingX(events, {20: detail})
+    assert x.run() <= 4
+    assert set(x.failed) == {20} and x.accepted[10] == 1
+
+
+def test_a_message_naming_no_event_of_the_batch_leaves_the_search_as_before() -> None:
+    events = [event(n) for n in range(500)]
+    wrong = APIErrorDetail("INVALID_PARAMETER", hash_message("rejected"), "hashed_email")
+    for place in random.Random(3).sample(range(500), 20):
+        x = NamingX(events, {place: wrong})
+        assert x.run() <= 13  # 1 + 9 halvings, plus the rest when the last probe is refused
+
+
+def test_a_message_naming_a_clean_events_value_costs_a_little_and_loses_nothing() -> None:
+    # X (or a proxy) names event 5's value while event 400 is the bad one.
+    events = [event(n) for n in range(500)]
+    lie = APIErrorDetail(
+        "INVALID_PARAMETER",
+        hash_message(events[5]["identifiers"][0]["hashed_email"]),
+        "hashed_email",
+    )
+    x = NamingX(events, {400: lie})
+    assert x.run() <= 2 + 13
+    assert set(x.failed) == {400} and x.accepted[5] == 1
+
+
+@pytest.mark.parametrize(
+    ("message", "parameter", "change"),
+    [
+        # The reference's error table: no value, only the field (capitalised).
+        ("Hashed_email is not a valid SHA-256 hash", "hashed_email", "email only here"),
+        ("Event_id (tw-o8z6k-o8z6j) is not a single event tag (SET)", "event_id", "event"),
+        (
+            "Expected Time in yyyy-MM-ddTHH:mm:ss.SSSZ, "
+            'got "2026-11-30T04:00:00.000" for conversion_time',
+            "conversion_time",
+            "time",
+        ),
+        ("value (1e3) is not a valid number", "value", "value"),
+        ("price_currency (XBT) is not a valid ISO-4217 currency code", None, "currency"),
+    ],
+)
+def test_x_wordings_that_name_the_value_or_a_field_only_some_events_have(
+    message: str, parameter: str | None, change: str
+) -> None:
+    events = [event(n) for n in range(500)]
+    bad = 123
+    if change == "email only here":
+        for n in range(500):
+            if n != bad:
+                del events[n]["identifiers"][0]
+    elif change == "event":
+        events[bad]["event_id"] = "tw-o8z6k-o8z6j"
+    elif change == "time":
+        events[bad]["conversion_time"] = "2026-11-30T04:00:00.000"
+    elif change == "value":
+        events[bad]["value"] = "1e3"
+    else:
+        events[bad]["price_currency"] = "XBT"
+    x = NamingX(events, {bad: APIErrorDetail("INVALID_PARAMETER", message, parameter)})
+    assert x.run() == 2
+
+
+def test_suspects_and_an_unnamed_bad_event_in_the_rest() -> None:
+    # X names event 50's hash; event 60 is bad too, for a reason X words without a value.
+    events = [event(n) for n in range(500)]
+    silent = APIErrorDetail(
+        "INVALID_PARAMETER", "At least one user identifier must be provided", ""
+    )
+    x = NamingX(events, {50: bad_hash(events, 50), 60: silent}, names="first")
+    assert x.run() <= 1 + 1 + 13 + 1
