@@ -318,9 +318,9 @@ def _warnings(label: str, last: Window, previous: Window, month: Window) -> list
     if twclid_dropped(last.counts, previous.counts):
         message = (
             f"{label}: twclid on {percent(last.shares['twclid'])} of conversions in the last "
-            f"7 days ({last.counts.twclid} of {last.counts.conversions}), down from "
+            f"7 days ({last.counts.twclid:,} of {last.counts.conversions:,}), down from "
             f"{percent(previous.shares['twclid'])} the 7 days before "
-            f"({previous.counts.twclid} of {previous.counts.conversions})."
+            f"({previous.counts.twclid:,} of {previous.counts.conversions:,})."
         )
         refused_now = last.counts.refused / last.counts.conversions
         refused_before = previous.counts.refused / previous.counts.conversions
@@ -334,7 +334,7 @@ def _warnings(label: str, last: Window, previous: Window, month: Window) -> list
         warnings.append(
             ReadinessWarning(
                 "device_only",
-                f"{label}: none of its {month.counts.conversions} conversions in the last 30 "
+                f"{label}: none of its {month.counts.conversions:,} conversions in the last 30 "
                 "days carries a twclid, an email or a phone; IP address + user agent alone "
                 "match the fewest users on X.",
                 DEVICE_ONLY_FIX,

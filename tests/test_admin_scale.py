@@ -25,7 +25,7 @@ from django.urls import reverse
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from django_xconversions import alerts, health
+from django_xconversions import alerts, health, readiness
 from django_xconversions.models import AdAccount, Conversion, EventTag, SentTally, WorkerHeartbeat
 
 from .conftest import make_conversions
@@ -358,3 +358,69 @@ def test_admin_scale_bench_runs_and_checks_its_targets(tmp_path: Any) -> None:
         "api_list",
     }
     assert all(page["queries"] > 0 for page in result["pages"].values())
+
+
+# -- match readiness ----------------------------------------------------------------------
+
+
+def readiness_outbox(tag: EventTag, count: int, days: int = 30) -> None:
+    """``count`` rows created over the last ``days`` days with a mix of identifiers."""
+    now = timezone.now()
+    rows = make_conversions(tag, count, start=5000)
+    for n, row in enumerate(rows):
+        row.created_at = now - dt.timedelta(hours=(n * 7) % (24 * days))
+        row.twclid = f"click{n}" if n % 3 else ""
+        row.hashed_email = "e" * 64 if n % 4 == 0 else ""
+        row.ip_address, row.user_agent = ("203.0.113.9", "Mozilla/5.0") if n % 2 else (None, "")
+    Conversion.objects.bulk_update(
+        rows, ["created_at", "twclid", "hashed_email", "ip_address", "user_agent"]
+    )
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(f"ANALYZE {TABLE}")
+
+
+@pytest.mark.parametrize("tallied", [False, True], ids=["exact", "tallied"])
+def test_match_readiness_queries_do_not_grow_with_the_table(
+    purchase_tag: EventTag, tallied: bool
+) -> None:
+    readiness_outbox(purchase_tag, 300)
+    first = queries_of(lambda: readiness.match_readiness(large=tallied))
+    # The first tallied read counts the past month in one statement over the conversions.
+    assert len(conversion_queries(first)) <= 2, conversion_queries(first)
+    before = queries_of(lambda: readiness.match_readiness(large=tallied))
+    make_conversions(purchase_tag, 400, start=20_000)
+    after = queries_of(lambda: readiness.match_readiness(large=tallied))
+    assert len(after) == len(before) <= 4, after
+    # Tallied: today's rows only (the closed days are read from their tally rows).
+    if tallied:
+        [live] = conversion_queries(after)
+        assert '"created_at" >=' in live
+
+
+@pytest.mark.postgres
+def test_match_readiness_at_scale_reads_index_ranges_only(
+    purchase_tag: EventTag, admin_client: Client, superuser: User, large: None
+) -> None:
+    """On a large table the readiness page and /x/health/ count only rows created since
+    the tallies' last move, through the (created_at, id) index: no whole-table count,
+    GROUP BY or sequential scan, whatever the table holds."""
+    readiness_outbox(purchase_tag, 2000)
+    health.health()  # the first read of a large table starts the tallies
+    api = APIClient()
+    api.force_authenticate(superuser)
+    pages = {
+        "readiness page": queries_of(
+            lambda: admin_client.get(reverse("admin:xconversions_readinesstally_changelist"))
+        ),
+        "health": queries_of(lambda: api.get(HEALTH)),
+    }
+    for name, queries in pages.items():
+        assert full_counts(queries) == [], name
+        # One readiness statement: the rows created since the tallies last moved.
+        [counting] = [q for q in conversion_queries(queries) if '"n_twclid"' in q]
+        assert '"created_at" >=' in counting, counting
+        nodes = plan_of(counting)
+        assert "Seq Scan" not in nodes, (name, nodes)
+    page = pages["readiness page"]
+    assert len(page) <= 20, page

@@ -9,6 +9,7 @@ from __future__ import annotations
 from django_xconversions.admin.accounts import AdAccountAdmin
 from django_xconversions.admin.attempts import DeliveryAttemptAdmin
 from django_xconversions.admin.conversions import ConversionAdmin
+from django_xconversions.admin.health_panel import MatchReadinessAdmin
 from django_xconversions.admin.pixels import PixelAdmin
 from django_xconversions.admin.tags import EventTagAdmin
 from django_xconversions.admin.workers import WorkerHeartbeatAdmin
@@ -18,6 +19,7 @@ __all__ = [
     "ConversionAdmin",
     "DeliveryAttemptAdmin",
     "EventTagAdmin",
+    "MatchReadinessAdmin",
     "PixelAdmin",
     "WorkerHeartbeatAdmin",
 ]
