@@ -35,6 +35,15 @@ def run(*args: str) -> str:
     return out.getvalue()
 
 
+@pytest.fixture
+def refused(account: AdAccount, purchase_tag: EventTag) -> AdAccount:
+    """An account whose credentials X refuses, with two conversions due."""
+    account.set_tokens(ACCESS_TOKEN, "wrong")
+    account.save()
+    make_conversions(purchase_tag, 2)
+    return account
+
+
 def test_summary_lists_sent_failed_by_reason_and_pending(
     emulator: EmulatorServer, purchase_tag: EventTag
 ) -> None:
@@ -73,11 +82,8 @@ def test_unknown_account_is_a_clear_error(emulator: EmulatorServer, purchase_tag
 
 
 def test_exit_status_non_zero_when_credentials_are_refused(
-    emulator: EmulatorServer, account: AdAccount, purchase_tag: EventTag
+    emulator: EmulatorServer, refused: AdAccount
 ) -> None:
-    account.set_tokens(ACCESS_TOKEN, "wrong")
-    account.save()
-    make_conversions(purchase_tag, 2)
     with pytest.raises(CommandError) as info:
         run()
     assert info.value.returncode == 3
@@ -188,11 +194,9 @@ def test_dry_run_refuses_loop_naming_both_options(purchase_tag: EventTag) -> Non
 
 
 def test_paused_account_is_named_in_the_summary_with_exit_status_3(
-    emulator: EmulatorServer, account: AdAccount, purchase_tag: EventTag
+    emulator: EmulatorServer, refused: AdAccount
 ) -> None:
-    account.set_tokens(ACCESS_TOKEN, "wrong")
-    account.save()
-    make_conversions(purchase_tag, 2)
+    account = refused
     out, err = io.StringIO(), io.StringIO()
     with pytest.raises(CommandError) as info:
         call_command("send_conversions", stdout=out, stderr=err)
@@ -206,11 +210,9 @@ def test_paused_account_is_named_in_the_summary_with_exit_status_3(
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_a_paused_account_exits_3_from_the_shell(
-    emulator: EmulatorServer, account: AdAccount, purchase_tag: EventTag
+    emulator: EmulatorServer, refused: AdAccount
 ) -> None:
-    account.set_tokens(ACCESS_TOKEN, "wrong")
-    account.save()
-    make_conversions(purchase_tag, 2)
+    account = refused
     done = manage(emulator, "send_conversions")
     assert done.returncode == 3, done.stderr
     assert "Paused accounts: 1 (nothing more is sent for them" in done.stdout
@@ -221,12 +223,10 @@ def test_a_paused_account_exits_3_from_the_shell(
 
 @pytest.mark.django_db(transaction=True)
 def test_loop_stopped_by_sigterm_exits_0_and_still_names_the_paused_account(
-    settings: Any, emulator: EmulatorServer, account: AdAccount, purchase_tag: EventTag
+    settings: Any, emulator: EmulatorServer, refused: AdAccount
 ) -> None:
     configure(settings, LOOP_IDLE_SECONDS=0.05)
-    account.set_tokens(ACCESS_TOKEN, "wrong")
-    account.save()
-    make_conversions(purchase_tag, 2)
+    account = refused
 
     def terminate_once_paused() -> None:
         try:
