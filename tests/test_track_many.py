@@ -19,11 +19,12 @@ from django.core.exceptions import ValidationError
 from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 
-from django_xconversions import immediate, routing, signals, track, track_many, wakeup
+from django_xconversions import routing, signals, tasks, track, track_many, wakeup
+from django_xconversions.emulator import EmulatorServer
 from django_xconversions.identifiers import hash_email
 from django_xconversions.models import Conversion, EventTag, Pixel
 
-from .conftest import configure
+from .conftest import configure, mirror_tag, received_ids
 
 pytestmark = pytest.mark.django_db
 
@@ -234,22 +235,41 @@ def test_workers_are_woken_once_per_pixel(
     assert notified == []
 
 
+@pytest.fixture
+def mirrored_pixels(emulator: EmulatorServer, pixel: Pixel) -> tuple[Pixel, Pixel]:
+    """Two pixels known to the emulator: purchase goes through the first, sign_up the
+    second."""
+    emulator.add_pixel(pixel.account.account_id, "second")
+    second = Pixel.objects.create(pixel_id="second", account=pixel.account)
+    mirror_tag(emulator, pixel, "purchase", "PURCHASE")
+    mirror_tag(emulator, second, "sign_up", "SIGN_UP")
+    return pixel, second
+
+
 @pytest.mark.django_db(transaction=True)
 def test_send_immediately_sends_once_per_pixel(
     settings: Any,
-    pixel: Pixel,
-    second_pixel: Pixel,
+    emulator: EmulatorServer,
+    mirrored_pixels: tuple[Pixel, Pixel],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     configure(settings, SEND_IMMEDIATELY="inline")
-    sends: list[int] = []
-    monkeypatch.setattr(immediate, "dispatch_send", sends.append)
+    sends: list[str | None] = []
+    real_run_send = tasks.run_send
+
+    def run_send(*args: Any, pixel_id: str | None = None, **kwargs: Any) -> Any:
+        sends.append(pixel_id)
+        return real_run_send(*args, pixel_id=pixel_id, **kwargs)
+
+    monkeypatch.setattr(tasks, "run_send", run_send)
     track_many([*items(5), *items(3, event="sign_up")])
-    assert sorted(sends) == sorted([pixel.pk, second_pixel.pk])
+    assert sorted(sends) == sorted(p.pixel_id for p in mirrored_pixels)
+    assert len(received_ids(emulator)) == 8
+    assert emulator.requests_per_pixel() == {p.pixel_id: 1 for p in mirrored_pixels}
     configure(settings, SEND_IMMEDIATELY=False)
     sends.clear()
     track_many(items(2, start=30))
-    assert sends == []
+    assert sends == [] and len(received_ids(emulator)) == 8
 
 
 # -- the README's examples -------------------------------------------------------------------
