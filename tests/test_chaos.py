@@ -10,11 +10,28 @@ from pathlib import Path
 
 import pytest
 
+from django_xconversions.emulator import FaultPlan
 from tests.pg_plugin import _pg_bin
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
-SCALED_DOWN = ["--events", "2000", "--workers", "4", "--batch-size", "40", "--max-seconds", "240"]
+EVENTS, BATCH, SEED = 2000, 40, 7
+SCALED_DOWN = [
+    *("--events", str(EVENTS), "--workers", "4", "--batch-size", str(BATCH)),
+    *("--max-seconds", "240", "--seed", str(SEED)),
+]
+# The status the emulator logs for each fault (None: the connection was reset).
+LOGGED_STATUS = {"ok": "200", "timeout": "200", "reset": "None"}
+
+
+def faults_met_by_any_run(fault_rates: dict[str, float]) -> set[str]:
+    """The statuses of the faults every run meets: a run makes at least EVENTS / BATCH
+    conversions requests (each accepted one carries a batch at most), and the seeded
+    plan draws the same faults for the first that many whatever the timing."""
+    plan = FaultPlan()
+    plan.set_rates(**fault_rates, seed=SEED)
+    drawn = [plan.next() for _ in range(EVENTS // BATCH)]
+    return {LOGGED_STATUS.get(fault, fault) for fault in drawn} - {"200"}
 
 
 @pytest.mark.skipif(_pg_bin() is None, reason="PostgreSQL binaries not installed")
@@ -34,7 +51,7 @@ def test_faults_a_killed_worker_and_a_restart_lose_nothing_and_leave_nothing_stu
     )
     result = json.loads(output.read_text())
     assert result["drained"] and result["lost"] == 0 and result["stuck_sending"] == 0
-    assert result["delivered"] + result["failed"] == 2000
+    assert result["delivered"] + result["failed"] == EVENTS
     assert result["duplicates"] <= result["duplicate_bound"]
     assert result["killed_worker_held"] > 0, "a worker was killed holding a batch"
     assert result["postgres_restarted"]
@@ -44,5 +61,8 @@ def test_faults_a_killed_worker_and_a_restart_lose_nothing_and_leave_nothing_stu
     assert locked["status"] == "paused" and "ENCRYPTION_KEY" in locked["paused_reason"]
     assert locked["rows"] == {"pending": 200} and locked["requests"] == 0
     assert result["meets_targets"]
+    certain = faults_met_by_any_run(result["fault_rates"])
+    assert len(certain) >= 2, f"seed {SEED} draws too few faults: {certain}"
     faults = {status for status in result["requests_by_status"] if status != "200"}
+    assert certain <= faults, f"the run missed faults: {result['requests_by_status']}"
     assert len(faults) >= 2, f"the run met too few faults: {result['requests_by_status']}"

@@ -20,7 +20,7 @@ import pytest
 from django_xconversions.emulator import EmulatorServer, demo_world, seed
 from django_xconversions.emulator.world import bare_event_id
 from tests.browser import screenshot
-from tests.test_example_shop import (
+from tests.helpers.example_project import (
     EVIL,
     MANAGE_PY,
     example_env,

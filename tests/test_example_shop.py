@@ -10,90 +10,26 @@ import contextlib
 import os
 import queue
 import signal
-import socket
-import sqlite3
 import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 import requests
 
-ROOT = Path(__file__).resolve().parent.parent
-MANAGE_PY = ROOT / "example_project" / "manage.py"
-EVIL = "</script><script>alert(1)</script>"
-TIMEOUT = 120
-
-
-def example_env(database: Path, **extra: str) -> dict[str, str]:
-    """The environment of an example process: its own settings, a throwaway database."""
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in {"DJANGO_SETTINGS_MODULE", "XCONVERSIONS_TEST_OVERRIDES"}
-        and not k.startswith("X_")
-    }
-    env["DATABASE_URL"] = f"sqlite:///{database}"
-    env["PYTHONUNBUFFERED"] = "1"
-    env.update(extra)
-    return env
-
-
-def manage(env: dict[str, str], *args: str, timeout: float = TIMEOUT) -> str:
-    """Run ``example_project/manage.py`` to completion; its output, or a failure showing it."""
-    result = subprocess.run(  # noqa: S603
-        [sys.executable, str(MANAGE_PY), *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
-    assert result.returncode == 0, f"manage.py {' '.join(args)}:\n{result.stdout}\n{result.stderr}"
-    return result.stdout + result.stderr
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def listening(port: int) -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=1).close()
-    except OSError:
-        return False
-    return True
-
-
-def wait_listening(port: int, process: subprocess.Popen[Any], timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not listening(port):
-        assert process.poll() is None, f"the server exited with {process.returncode}"
-        assert time.monotonic() < deadline, f"nothing listened on 127.0.0.1:{port}"
-        time.sleep(0.2)
-
-
-def stop(process: subprocess.Popen[Any], sig: int = signal.SIGTERM) -> None:
-    """Stop a process started with start_new_session=True, children included."""
-    if process.poll() is None:
-        try:
-            os.killpg(process.pid, sig)
-            process.wait(20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(10)
-        except ProcessLookupError:
-            pass
-
-
-def rows(database: Path, sql: str, *params: Any) -> list[tuple[Any, ...]]:
-    with sqlite3.connect(database) as connection:
-        return list(connection.execute(sql, params))
+from tests.helpers import wait_until
+from tests.helpers.example_project import (
+    EVIL,
+    MANAGE_PY,
+    example_env,
+    free_port,
+    listening,
+    manage,
+    rows,
+    stop,
+)
 
 
 @pytest.fixture
@@ -171,9 +107,12 @@ def test_run_shop_serves_until_ctrl_c(env: dict[str, str]) -> None:
 
         os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C sends to the foreground job
         assert process.wait(30) == 0
-        time.sleep(0.5)
-        assert not listening(port)
-        assert not listening(int(emulator.rsplit(":", 1)[1]))
+        emulator_port = int(emulator.rsplit(":", 1)[1])
+        wait_until(
+            lambda: not listening(port) and not listening(emulator_port),
+            10,
+            "the shop or its emulator still listens after Ctrl-C",
+        )
     finally:
         stop(process, signal.SIGKILL)
     while not lines.empty():

@@ -21,6 +21,7 @@ from django.db import connection, connections, transaction
 from django_xconversions import crypto
 from django_xconversions.models import AdAccount, Pixel
 from tests.conftest import configure
+from tests.helpers import wait_until
 
 pytestmark = pytest.mark.django_db
 
@@ -273,10 +274,8 @@ def test_a_token_saved_during_the_rotation_is_not_overwritten(
     assert saved.wait(timeout=30)
     rotation = threading.Thread(target=run)
     rotation.start()
-    deadline = time.monotonic() + 30
-    while not waiting_on_a_lock():  # the rotation is blocked by the editor's row lock
-        assert time.monotonic() < deadline, "the rotation never waited for the editor"
-        time.sleep(0.01)
+    # The rotation is blocked by the editor's row lock.
+    wait_until(waiting_on_a_lock, 30, "the rotation never waited for the editor")
     release.set()
     editor.join(timeout=30)
     rotation.join(timeout=30)

@@ -24,7 +24,8 @@ import pytest
 import requests
 
 from django_xconversions.emulator import EmulatorServer, demo_world, seed
-from tests.test_example_shop import (
+from tests.helpers import holds_for, wait_until
+from tests.helpers.example_project import (
     MANAGE_PY,
     example_env,
     free_port,
@@ -36,6 +37,8 @@ from tests.test_example_shop import (
 
 pytestmark = pytest.mark.slow
 
+# How long a process is given to do what a test waits for.
+WAIT = 30
 SHOPPERS = 20
 ORDERS_EACH = 3
 DEADLINE = 60.0
@@ -169,11 +172,16 @@ def test_twenty_shoppers_and_a_looping_sender_on_sqlite(shop: Shop) -> None:
     assert errors == [], errors[:5]
     assert sum(s.paid for s in shoppers) == SHOPPERS * ORDERS_EACH
     expected = {("sign_up", "sent"): SHOPPERS, ("purchase", "sent"): SHOPPERS * ORDERS_EACH}
-    deadline = started + DEADLINE
-    while statuses(shop.database) != expected and time.monotonic() < deadline:
+
+    def all_sent() -> bool:
         assert shop.process.poll() is None, "run_shop exited"
-        time.sleep(0.2)
-    assert statuses(shop.database) == expected
+        return statuses(shop.database) == expected
+
+    wait_until(
+        all_sent,
+        started + DEADLINE - time.monotonic(),
+        lambda: f"not everything was sent: {statuses(shop.database)}",
+    )
     assert shop.process.poll() is None
     workers = rows(shop.database, "SELECT pid, stopped_at FROM xconversions_workerheartbeat")
     assert len(workers) == 1 and workers[0][1] is None, "one worker, never restarted"
@@ -181,29 +189,24 @@ def test_twenty_shoppers_and_a_looping_sender_on_sqlite(shop: Shop) -> None:
     assert "database is locked" not in shop.output(), shop.output()
 
 
-def wait_until(condition: Any, what: str, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, what
-        time.sleep(0.1)
-
-
 def test_run_shop_restarts_its_sender_and_says_so(shop: Shop) -> None:
-    wait_until(lambda: len(shop.live_workers()) == 1, "the sender never beat")
+    wait_until(lambda: len(shop.live_workers()) == 1, WAIT, "the sender never beat")
     [first] = shop.live_workers()
     os.kill(first, signal.SIGKILL)
     wait_until(
         lambda: any("restarted the sender" in line.lower() for line in shop.lines),
+        WAIT,
         "run_shop did not restart the sender",
     )
     assert f"exited with status {-signal.SIGKILL}; restarting it in 1 s." in shop.output()
-    wait_until(lambda: shop.live_workers() not in ([], [first]), "the new sender never beat")
+    wait_until(lambda: shop.live_workers() not in ([], [first]), WAIT, "the new sender never beat")
     # The new sender sends: a visitor signs up, X receives it.
     shopper = Shopper(shop, 1, [])
     shopper.request("GET", "/sign-up/")
     shopper.request("POST", "/sign-up/", email="after-restart@example.com", phone="")
     wait_until(
         lambda: statuses(shop.database) == {("sign_up", "sent"): 1},
+        WAIT,
         "the restarted sender did not send",
     )
     assert shop.process.poll() is None
@@ -242,20 +245,20 @@ def test_the_sender_outlives_a_database_locked_past_its_timeout(tmp_path: Path) 
     reader = threading.Thread(target=lambda: lines.extend(worker.stdout or []), daemon=True)
     reader.start()
     try:
-        wait_until(lambda: statuses(database) == {("sign_up", "sent"): 1}, "nothing sent")
+        wait_until(lambda: statuses(database) == {("sign_up", "sent"): 1}, WAIT, "nothing sent")
         with sqlite3.connect(database, isolation_level=None) as lock:
             lock.execute("BEGIN EXCLUSIVE")  # the write lock, held for 10 lock timeouts
             wait_until(
                 lambda: any("Database unavailable" in line for line in lines),
+                WAIT,
                 "the sender never met the lock",
             )
-            deadline = time.monotonic() + 3
-            while time.monotonic() < deadline:
-                assert worker.poll() is None, "".join(lines)
-                time.sleep(0.1)
+            holds_for(lambda: worker.poll() is None, 3, lambda: "".join(lines))
             lock.execute("COMMIT")
         manage(env, "shell", "-c", track.format("after"))
-        wait_until(lambda: statuses(database) == {("sign_up", "sent"): 2}, "nothing sent after")
+        wait_until(
+            lambda: statuses(database) == {("sign_up", "sent"): 2}, WAIT, "nothing sent after"
+        )
         assert worker.poll() is None
     finally:
         stop(worker)

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from django_xconversions import checks
-from tests.test_example_shop import example_env, manage
+from tests.helpers.example_project import example_env, manage
 
 IMMEDIATE = {"transaction_mode": "IMMEDIATE", "timeout": 20}
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import threading
 import time
 
@@ -13,6 +14,9 @@ class ShiftedClock:
     and, through the ``emulator`` fixture, as the emulated X's: a lease runs out, X's
     rate-limit window reopens or a retry falls due the moment a test advances it. Time
     still flows as usual meanwhile, so HTTP timeouts and threads behave as in production.
+    The client signs its requests with the real time and the emulator refuses OAuth
+    timestamps five minutes off its own: keep the shift under that where requests are
+    signed afterwards.
     """
 
     def __init__(self) -> None:
@@ -34,3 +38,7 @@ class ShiftedClock:
             raise ValueError(f"a clock does not go back (advance by {seconds})")
         with self._lock:
             self.shift += seconds
+
+    def advance_past(self, moment: dt.datetime) -> None:
+        """Move forward until ``moment`` (an aware datetime) has just passed."""
+        self.advance(max(0.0, moment.timestamp() - self.time()) + 0.001)

@@ -14,27 +14,33 @@ from collections.abc import Callable
 POLL_SECONDS = 0.02
 
 
-def wait_until(
-    condition: Callable[[], object], timeout: float = 10.0, message: str = "timed out"
-) -> float:
+Message = str | Callable[[], str]
+
+
+def _text(message: Message) -> str:
+    return message() if callable(message) else message
+
+
+def wait_until(condition: Callable[[], object], timeout: float, message: Message) -> float:
     """Poll ``condition()`` until it is true; the seconds that took. Fails with ``message``
-    when ``timeout`` seconds pass first. ``condition`` may itself assert (a process
-    exiting early, say): the failure is raised at once."""
+    (or what ``message()`` says then) when ``timeout`` seconds pass first. ``condition``
+    may itself assert (a process exiting early, say): that failure is raised at once."""
     started = time.monotonic()
     deadline = started + timeout
     while True:
         if condition():
             return time.monotonic() - started
         if time.monotonic() >= deadline:
-            raise AssertionError(f"{message} (waited {timeout:g} s)")
+            raise AssertionError(f"{_text(message)} (waited {timeout:g} s)")
         time.sleep(POLL_SECONDS)
 
 
-def holds_for(condition: Callable[[], object], seconds: float, message: str) -> None:
+def holds_for(condition: Callable[[], object], seconds: float, message: Message) -> None:
     """Check ``condition()`` keeps holding for ``seconds`` (a process that must survive a
     fault meanwhile); fails with ``message`` as soon as it does not."""
     deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        assert condition(), message
+    while True:
+        assert condition(), _text(message)
+        if time.monotonic() >= deadline:
+            return
         time.sleep(POLL_SECONDS)
-    assert condition(), message
