@@ -4,7 +4,6 @@ account holds up no other; a pixel's bug leaves nothing in flight."""
 from __future__ import annotations
 
 import threading
-import time
 from collections import Counter
 from typing import Any
 
@@ -15,6 +14,7 @@ from django_xconversions import worker as worker_module
 from django_xconversions.emulator import EmulatorServer
 from django_xconversions.models import AdAccount, Conversion, EventTag, Pixel
 from django_xconversions.worker import Worker, close_connections
+from tests.helpers import wait_until
 
 from .conftest import (
     ACCESS_TOKEN,
@@ -146,9 +146,7 @@ def test_a_pixel_due_during_a_long_pass_joins_the_turns(
     thread = threading.Thread(target=lambda: (worker.run(), close_connections()))
     thread.start()
     try:
-        deadline = time.monotonic() + 20
-        while not emulator.conversion_requests() and time.monotonic() < deadline:
-            time.sleep(0.01)
+        wait_until(emulator.conversion_requests, 20, "the backlog never started sending")
         make_conversions(newcomer, 1, start=5000)  # due now, while the backlog drains
         thread.join(30)
     finally:
