@@ -15,6 +15,7 @@ from django_xconversions.emulator import EmulatorServer
 from django_xconversions.models import AdAccount, Conversion, EventTag, Pixel
 from django_xconversions.worker import Worker, close_connections
 from tests.helpers import wait_until
+from tests.helpers.workers import run_workers
 
 from .conftest import (
     ACCESS_TOKEN,
@@ -158,30 +159,6 @@ def test_a_pixel_due_during_a_long_pass_joins_the_turns(
     # It went out between the backlog's batches, not after them.
     assert order.index(newcomer.pixel.pixel_id) < len(order) - 1, order
     assert order[-1] == purchase_tag.pixel.pixel_id
-
-
-def run_workers(count: int, work: Any) -> list[BaseException]:
-    """``work`` on ``count`` threads at once, each with its own database connection (its
-    own session: the workers share nothing but the database); their errors."""
-    start = threading.Barrier(count)
-    errors: list[BaseException] = []
-
-    def worker() -> None:
-        try:
-            start.wait(10)
-            work()
-        except BaseException as exc:
-            errors.append(exc)
-        finally:
-            close_connections()
-
-    threads = [threading.Thread(target=worker) for _ in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(60)
-    assert not any(thread.is_alive() for thread in threads), "a worker did not finish"
-    return errors
 
 
 @pytest.mark.postgres

@@ -12,9 +12,9 @@ import pytest
 from django_xconversions import delivery
 from django_xconversions.emulator import EmulatorServer
 from django_xconversions.models import AdAccount, Conversion, EventTag, Pixel
+from tests.helpers.workers import run_workers
 
 from .conftest import ACCESS_TOKEN, configure, make_conversions
-from .test_fairness import run_workers
 from .two_accounts import add_second_account
 
 pytestmark = pytest.mark.django_db

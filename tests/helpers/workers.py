@@ -1,4 +1,5 @@
-"""``send_conversions`` worker processes on the test's PostgreSQL database."""
+"""Workers in tests: ``send_conversions`` processes on the test's PostgreSQL database,
+and threads that start at once, each on its own database connection."""
 
 from __future__ import annotations
 
@@ -6,12 +7,14 @@ import json
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
 from django.db import connection
 
 from django_xconversions.emulator import EmulatorServer
+from django_xconversions.worker import close_connections
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 
@@ -40,3 +43,27 @@ def start_worker(emulator: EmulatorServer, *args: str, **overrides: Any) -> subp
         stderr=subprocess.PIPE,
         text=True,
     )
+
+
+def run_workers(count: int, work: Any) -> list[BaseException]:
+    """``work`` on ``count`` threads at once, each with its own database connection (its
+    own session: the workers share nothing but the database); their errors."""
+    start = threading.Barrier(count)
+    errors: list[BaseException] = []
+
+    def worker() -> None:
+        try:
+            start.wait(10)
+            work()
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            close_connections()
+
+    threads = [threading.Thread(target=worker) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert not any(thread.is_alive() for thread in threads), "a worker did not finish"
+    return errors
