@@ -55,24 +55,31 @@ def _identity(tag_id: int | None, key: str, conversion_id: str) -> tuple[Any, ..
     return (tag_id, conversion_id) if tag_id is not None else (None, key, conversion_id)
 
 
+# Rows read back per query: SQLite refuses an expression tree deeper than 1,000 (one OR
+# per row), and a bounded OR keeps each PostgreSQL lookup on the unique index.
+READ_BACK_CHUNK = 200
+
+
 def _send_recorded(built: list[Conversion], using: str) -> None:
-    """Send conversion_recorded for each stored row, read back in one query; ``created``
-    tells an insert (the stored row carries the creation time this save gave it) from
-    a repeat."""
-    match = Q(pk__in=[])
-    for conversion in built:
-        if conversion.event_tag_id is not None:
-            match |= Q(event_tag_id=conversion.event_tag_id, conversion_id=conversion.conversion_id)
-        else:
-            match |= Q(
-                event_tag__isnull=True,
-                event_key=conversion.event_key,
-                conversion_id=conversion.conversion_id,
-            )
-    stored = {
-        _identity(row.event_tag_id, row.event_key, row.conversion_id): row
-        for row in Conversion.objects.using(using).filter(match)
-    }
+    """Send conversion_recorded for each stored row, read back in bounded queries;
+    ``created`` tells an insert (the stored row carries the creation time this save gave
+    it) from a repeat."""
+    stored: dict[tuple[Any, ...], Conversion] = {}
+    for start in range(0, len(built), READ_BACK_CHUNK):
+        match = Q(pk__in=[])
+        for conversion in built[start : start + READ_BACK_CHUNK]:
+            if conversion.event_tag_id is not None:
+                match |= Q(
+                    event_tag_id=conversion.event_tag_id, conversion_id=conversion.conversion_id
+                )
+            else:
+                match |= Q(
+                    event_tag__isnull=True,
+                    event_key=conversion.event_key,
+                    conversion_id=conversion.conversion_id,
+                )
+        for row in Conversion.objects.using(using).filter(match):
+            stored[_identity(row.event_tag_id, row.event_key, row.conversion_id)] = row
     announced: set[tuple[Any, ...]] = set()
     for conversion in built:
         identity = _identity(

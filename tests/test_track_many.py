@@ -299,3 +299,20 @@ def test_the_readme_track_many_example(shop_tags: dict[str, EventTag]) -> None:
     exec(readme_example("track_many("), namespace)  # noqa: S102
     assert [row.conversion_id for row in namespace["rows"]] == ["order:1", "order:2", "order:3"]
     assert Conversion.objects.filter(status="pending", currency="EUR").count() == 3
+
+
+def test_every_row_of_a_large_call_is_announced(
+    shop_tags: dict[str, EventTag],
+    recorded: list[tuple[str, bool]],
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    # The read-back behind the signals is split into bounded queries: one query naming
+    # every row exceeded SQLite's parameter limit and lost every signal of the call.
+    count = 17_000
+    with django_capture_on_commit_callbacks(execute=True), transaction.atomic():
+        track_many(items(count))
+    assert len(recorded) == count
+    assert {conversion_id for conversion_id, _ in recorded} == {
+        f"purchase:{n}" for n in range(count)
+    }
+    assert all(created for _, created in recorded)
