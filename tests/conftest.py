@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from django.utils import timezone
+from requests_oauthlib import OAuth1
 
 from django_xconversions import clock as product_clock
 from django_xconversions.emulator import EmulatorServer
@@ -24,6 +25,8 @@ ACCESS_TOKEN = f"{USER_ID}-access-token"
 ACCESS_TOKEN_SECRET = "access-token-secret"
 ACCOUNT_ID = "18ce54d4x5t"
 PIXEL_ID = "o8z6j"
+# Signs a request as the test app and user (the emulator fixture knows both).
+AUTH = OAuth1(CONSUMER_KEY, CONSUMER_SECRET, ACCESS_TOKEN, ACCESS_TOKEN_SECRET)
 
 
 @pytest.fixture(autouse=True)

@@ -16,9 +16,8 @@ from django_xconversions import identifiers, payload
 from django_xconversions.context import SESSION_KEY
 from django_xconversions.emulator import EmulatorServer
 from django_xconversions.models import Conversion, EventTag
-from tests.test_validation_agreement import AUTH
 
-from .conftest import ACCOUNT_ID, PIXEL_ID
+from .conftest import ACCOUNT_ID, AUTH, PIXEL_ID
 
 FUZZ = settings(
     max_examples=100,

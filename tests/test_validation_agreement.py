@@ -7,22 +7,12 @@ from typing import Any
 
 import pytest
 import requests
-from requests_oauthlib import OAuth1
 
 from django_xconversions import payload
 from django_xconversions.emulator import EmulatorServer
 from tests.x_messages import DOCUMENTED_400, DOCUMENTED_ACCEPTED, INFERRED_400
 
-from .conftest import (
-    ACCESS_TOKEN,
-    ACCESS_TOKEN_SECRET,
-    ACCOUNT_ID,
-    CONSUMER_KEY,
-    CONSUMER_SECRET,
-    PIXEL_ID,
-)
-
-AUTH = OAuth1(CONSUMER_KEY, CONSUMER_SECRET, ACCESS_TOKEN, ACCESS_TOKEN_SECRET)
+from .conftest import ACCOUNT_ID, AUTH, PIXEL_ID
 
 
 def post(emu: EmulatorServer, conversions: Any) -> requests.Response:
