@@ -21,7 +21,7 @@ from django.views.debug import ExceptionReporter
 from django_xconversions import tracking
 from django_xconversions.api import ingest
 from django_xconversions.api.parsers import MAX_DEPTH
-from django_xconversions.models import Conversion, EventTag, Pixel
+from django_xconversions.models import Conversion, EventTag
 
 pytestmark = pytest.mark.django_db
 
@@ -42,19 +42,6 @@ def _fresh_throttle() -> Iterator[None]:
     cache.clear()
     yield
     cache.clear()
-
-
-@pytest.fixture
-def tag(pixel: Pixel) -> EventTag:
-    return EventTag.objects.create(
-        account=pixel.account,
-        pixel=pixel,
-        remote_id="o3bk1",
-        website_tag_id="wo3bk1",
-        key="purchase",
-        name="Purchase",
-        type="PURCHASE",
-    )
 
 
 @pytest.fixture

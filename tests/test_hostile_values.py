@@ -22,7 +22,7 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from django_xconversions import sources, track, tracking
-from django_xconversions.models import Conversion, EventTag, Pixel
+from django_xconversions.models import Conversion, EventTag
 from tests.conftest import configure
 from tests.shop.models import Order
 
@@ -87,19 +87,6 @@ HOSTILE_TRACK = [
     ("source", object(), "source"),
     ("source", Order(email="unsaved@example.com"), "source"),
 ]
-
-
-@pytest.fixture
-def tag(pixel: Pixel) -> EventTag:
-    return EventTag.objects.create(
-        account=pixel.account,
-        pixel=pixel,
-        remote_id="o3bk1",
-        website_tag_id="ny3od",
-        key="purchase",
-        name="Purchase",
-        type="PURCHASE",
-    )
 
 
 def ids(case: tuple[str, Any, str]) -> str:

@@ -12,22 +12,9 @@ from django.test import RequestFactory
 
 from django_xconversions import track
 from django_xconversions.identifiers import hash_email, hash_phone
-from django_xconversions.models import Conversion, EventTag, Pixel
+from django_xconversions.models import Conversion, EventTag
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def tag(pixel: Pixel) -> EventTag:
-    return EventTag.objects.create(
-        account=pixel.account,
-        pixel=pixel,
-        remote_id="o3bk1",
-        website_tag_id="ny3od",
-        key="purchase",
-        name="Purchase",
-        type="PURCHASE",
-    )
 
 
 def test_track_stores_hashes_only_and_defaults(tag: EventTag) -> None:
