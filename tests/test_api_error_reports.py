@@ -45,7 +45,8 @@ def _fresh_throttle() -> Iterator[None]:
 
 
 @pytest.fixture
-def client(django_user_model: Any) -> Client:
+def boss_client(django_user_model: Any) -> Client:
+    """A client logged in as a superuser that answers errors as a server would."""
     boss = django_user_model.objects.create_superuser("boss", password="pw")
     client = Client(raise_request_exception=False)
     client.force_login(boss)
@@ -65,29 +66,29 @@ def nested(depth: int, leaf: str = "1") -> str:
 
 @pytest.mark.parametrize("depth", [MAX_DEPTH + 1, 200, 980, 5000, 100_000])
 def test_deeply_nested_json_is_a_400_naming_the_rule(
-    client: Client, tag: EventTag, depth: int
+    boss_client: Client, tag: EventTag, depth: int
 ) -> None:
-    response = post(client, nested(depth))
+    response = post(boss_client, nested(depth))
     assert response.status_code == 400, response.content[:300]
     message = response.json()["errors"]["body"][0]
     assert f"nested more than {MAX_DEPTH} levels deep" in message
 
 
-def test_deep_objects_inside_an_item_are_refused_too(client: Client, tag: EventTag) -> None:
+def test_deep_objects_inside_an_item_are_refused_too(boss_client: Client, tag: EventTag) -> None:
     item = {"event": "purchase", "twclid": "a", "contents": [json.loads(nested(60, "{}"))]}
-    response = post(client, json.dumps([item]))
+    response = post(boss_client, json.dumps([item]))
     assert response.status_code == 400
     assert "nested more than" in response.json()["errors"]["body"][0]
     assert Conversion.objects.count() == 0
 
 
-def test_nesting_a_real_request_uses_is_accepted(client: Client, tag: EventTag) -> None:
+def test_nesting_a_real_request_uses_is_accepted(boss_client: Client, tag: EventTag) -> None:
     item = {
         "event": "purchase",
         "twclid": "a",
         "contents": [{"content_id": "sku-1", "num_items": 1}],
     }
-    assert post(client, json.dumps([item])).status_code == 201
+    assert post(boss_client, json.dumps([item])).status_code == 201
 
 
 @pytest.mark.parametrize(
@@ -103,14 +104,14 @@ def test_nesting_a_real_request_uses_is_accepted(client: Client, tag: EventTag) 
         "\x00",
     ],
 )
-def test_malformed_json_is_a_400(client: Client, tag: EventTag, body: str) -> None:
-    response = post(client, body)
+def test_malformed_json_is_a_400(boss_client: Client, tag: EventTag, body: str) -> None:
+    response = post(boss_client, body)
     assert response.status_code == 400, response.content[:300]
     assert "body" in response.json()["errors"]
 
 
-def test_a_body_that_is_not_utf8_is_a_400(client: Client, tag: EventTag) -> None:
-    response = client.post(CONVERSIONS, b'{"event": "\xff"}', content_type="application/json")
+def test_a_body_that_is_not_utf8_is_a_400(boss_client: Client, tag: EventTag) -> None:
+    response = boss_client.post(CONVERSIONS, b'{"event": "\xff"}', content_type="application/json")
     assert response.status_code == 400
     assert "body" in response.json()["errors"]
 
@@ -163,9 +164,9 @@ def reports(settings: Any) -> Iterator[list[str]]:
 
 
 def test_a_crash_mid_list_reports_no_raw_identifier(
-    client: Client, tag: EventTag, crash_on_second_item: None, reports: list[str]
+    boss_client: Client, tag: EventTag, crash_on_second_item: None, reports: list[str]
 ) -> None:
-    response = post(client, two_items())
+    response = post(boss_client, two_items())
     assert response.status_code == 500
     assert Conversion.objects.count() == 0
     assert len(mail.outbox) == 1
@@ -179,23 +180,23 @@ def test_a_crash_mid_list_reports_no_raw_identifier(
 
 
 def test_a_crash_on_one_object_reports_no_raw_identifier(
-    client: Client, tag: EventTag, crash_on_second_item: None, reports: list[str]
+    boss_client: Client, tag: EventTag, crash_on_second_item: None, reports: list[str]
 ) -> None:
     body = json.dumps({"event": "purchase", "email": OTHER_EMAIL, "phone": OTHER_PHONE})
-    assert post(client, body).status_code == 500
+    assert post(boss_client, body).status_code == 500
     assert len(mail.outbox) == 1
     assert leaks(mail.outbox[0].body) == []
     assert reports and all(leaks(page) == [] for page in reports)
 
 
 def test_a_crash_while_storing_reports_no_raw_identifier(
-    client: Client, tag: EventTag, reports: list[str], monkeypatch: pytest.MonkeyPatch
+    boss_client: Client, tag: EventTag, reports: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     def store_all(conversions: Any) -> Any:
         raise RuntimeError("database went away")
 
     monkeypatch.setattr(ingest, "store_all", store_all)
-    assert post(client, two_items()).status_code == 500
+    assert post(boss_client, two_items()).status_code == 500
     assert len(mail.outbox) == 1 and "database went away" in mail.outbox[0].body
     assert leaks(mail.outbox[0].body) == []
     assert reports and all(leaks(page) == [] for page in reports)
@@ -216,7 +217,7 @@ def test_ingest_called_directly_reports_no_raw_identifier(
 
 
 def test_form_encoded_identifiers_are_cleansed_from_reports(
-    client: Client, tag: EventTag, reports: list[str], monkeypatch: pytest.MonkeyPatch
+    boss_client: Client, tag: EventTag, reports: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Refused as 415, but a failure before that point would list request.POST.
     def broken(*args: Any, **kwargs: Any) -> Any:
@@ -225,7 +226,7 @@ def test_form_encoded_identifiers_are_cleansed_from_reports(
     from django_xconversions.api.permissions import SettingsAccessMixin
 
     monkeypatch.setattr(SettingsAccessMixin, "check_throttles", broken)
-    response = client.post(CONVERSIONS, {"event": "purchase", "email": OTHER_EMAIL})
+    response = boss_client.post(CONVERSIONS, {"event": "purchase", "email": OTHER_EMAIL})
     assert response.status_code == 500
     assert leaks(mail.outbox[0].body) == []
     assert reports and all(leaks(page) == [] for page in reports)
