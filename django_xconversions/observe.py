@@ -78,8 +78,8 @@ def _send_recorded(built: list[Conversion], using: str) -> None:
                     event_key=conversion.event_key,
                     conversion_id=conversion.conversion_id,
                 )
-        for row in Conversion.objects.using(using).filter(match):
-            stored[_identity(row.event_tag_id, row.event_key, row.conversion_id)] = row
+        for found in Conversion.objects.using(using).filter(match):
+            stored[_identity(found.event_tag_id, found.event_key, found.conversion_id)] = found
     announced: set[tuple[Any, ...]] = set()
     for conversion in built:
         identity = _identity(
