@@ -823,7 +823,7 @@ def test_package_imports_no_django() -> None:
 def test_command_line_demo_starts_and_answers() -> None:
     environment = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
     process = subprocess.Popen(
-        [sys.executable, "-m", "django_xconversions.emulator", "--port", "0", "--demo"],
+        [sys.executable, "-m", "django_xconversions.emulator", "--port", "0", "--demo", "--json"],
         stdout=subprocess.PIPE,
         text=True,
         env=environment,

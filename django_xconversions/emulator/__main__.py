@@ -13,12 +13,14 @@ import threading
 from collections.abc import Sequence
 from types import FrameType
 
-from django_xconversions.emulator.demo import DEMO_WORLD, seed
+from django_xconversions.emulator.demo import DEMO_WORLD, demo_summary, seed
 from django_xconversions.emulator.server import EmulatorServer
 
 CONFIG_FORMAT = """\
 The --config file (JSON): every key is optional.
-  "apps"      [{"consumer_key", "consumer_secret", "callback_urls": [...]}]
+  "apps"      [{"consumer_key", "consumer_secret", "callback_urls": [...],
+              "loopback_callbacks": true (demo mode, local development only: also
+              approve any callback on 127.0.0.1, localhost or [::1], any port)}]
   "users"     [{"user_id", "access_token", "access_token_secret", "screen_name"}]
   "accounts"  [{"account_id", "name", "users": {user_id: ["ACCOUNT_ADMIN" | "AD_MANAGER"
               | ...]}, "pixels": [{"pixel_id", "pixel_token"}], "tags": [{"name", "type",
@@ -66,10 +68,11 @@ Example:
             "error_403_client_app": 0.01, "seed": 7,
             "delay_seconds": 0.3, "not_found_wording": "plain"}}
 
-Inspection (outside X's API): GET /_emulator/received?since=N, GET /_emulator/stats,
-GET /_emulator/requests?pixel_id=P&after=T (the conversions request log: pixel_id,
-monotonic arrival time, status, conversion_ids; T a time.monotonic() value),
-POST /_emulator/reset.
+Inspection (outside X's API): GET /_emulator/pixels/P (a page: what pixel P's
+requests carried; ?conversion_id=C for one conversion), GET /_emulator/received?since=N,
+GET /_emulator/stats, GET /_emulator/requests?pixel_id=P&after=T (the conversions request
+log: pixel_id, monotonic arrival time, status, conversion_ids; T a time.monotonic()
+value), POST /_emulator/reset.
 """
 
 
@@ -77,7 +80,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The emulator's options; ``manage.py xads_emulator`` takes the same."""
     parser.add_argument("--host", default="127.0.0.1", help="Interface to listen on.")
     parser.add_argument("--port", type=int, default=8765, help="Port (0 picks a free one).")
-    parser.add_argument("--demo", action="store_true", help="Seed the fixed demo world.")
+    parser.add_argument(
+        "--demo",
+        action="store_true",
+        help="Seed the fixed demo world (local development: any loopback callback is "
+        "approved) and print its credentials, ids and the settings to paste.",
+    )
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help="With --demo: print the demo world as one line of JSON (for scripts) instead.",
+    )
     parser.add_argument(
         "--config",
         metavar="FILE",
@@ -137,7 +150,8 @@ def serve(args: argparse.Namespace) -> int:
     # The first line is machine-readable: scripts read the URL from it.
     print(f"X Ads API emulator listening on {emulator.url}", flush=True)
     if args.demo:
-        print(json.dumps(DEMO_WORLD), flush=True)
+        summary = json.dumps(DEMO_WORLD) if args.json else demo_summary(emulator.url)
+        print(summary, flush=True)
     stop.wait()
     emulator.stop()
     return 0

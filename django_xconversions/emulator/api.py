@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from django_xconversions.emulator import oauth, oauth_flow, rules
+from django_xconversions.emulator import oauth, oauth_flow, pixel_page, rules
 from django_xconversions.emulator.faults import FaultPlan
 from django_xconversions.emulator.tag_params import (
     ParamError,
@@ -615,6 +615,16 @@ class XAdsApi:
         self.world.reset_records()
         return Response(200, {"data": {"reset": True}})
 
+    def inspect_pixel_page(self, call: Call, match: re.Match[str]) -> Response:
+        """A read-only HTML page: what this pixel's requests carried (pixel_page.py)."""
+        pixel_id = match.group(1)
+        with self.world.lock:
+            received = [r for r in self.world.received if r["pixel_id"] == pixel_id]
+        requests = self.world.conversion_requests(pixel_id)
+        conversion_id = call.query.get("conversion_id") or None
+        page = pixel_page.render(pixel_id, requests, received, conversion_id)
+        return Response(200, raw=page, content_type=oauth_flow.HTML)
+
 
 # The route table. Versioned paths take any numeric version; X's current one is 12.
 ROUTES: tuple[Route, ...] = (
@@ -650,4 +660,10 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", re.compile(r"/_emulator/stats"), XAdsApi.inspect_stats, emulator_only=True),
     Route("GET", re.compile(r"/_emulator/requests"), XAdsApi.inspect_requests, emulator_only=True),
     Route("POST", re.compile(r"/_emulator/reset"), XAdsApi.inspect_reset, emulator_only=True),
+    Route(
+        "GET",
+        re.compile(r"/_emulator/pixels/([^/]+)"),
+        XAdsApi.inspect_pixel_page,
+        emulator_only=True,
+    ),
 )

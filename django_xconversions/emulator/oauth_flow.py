@@ -6,6 +6,11 @@ localhost); the user approves on X's authorize page, which redirects to the call
 ``oauth_token`` and ``oauth_verifier`` (or shows a PIN); ``oauth/access_token``, signed with
 the request token, trades the verifier for the user's access token. Emulator choices are
 marked "inferred".
+
+Demo mode (local development only, never X's behaviour): an app given
+``allow_loopback_callbacks`` also accepts any callback on a loopback host (127.0.0.1,
+localhost, [::1]) at any port and path, so a project's ``runserver`` on whatever port can
+connect an account. Everything else is checked as X checks it.
 """
 
 from __future__ import annotations
@@ -39,6 +44,8 @@ INVALID_VERIFIER = "Error processing your OAuth request: Invalid oauth_verifier 
 DISALLOWED_SCHEMES = frozenset(
     {"javascript", "vbscript", "vbs", "data", "mocha", "keyword", "livescript", "ldap"}
 )
+# Demo mode's loopback hosts, as urlsplit() reports them ("[::1]" -> "::1").
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 
 
 class Request(Protocol):
@@ -89,6 +96,16 @@ def _without_query(url: str) -> str:
     return urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
 
 
+def is_loopback_callback(url: str) -> bool:
+    """An http(s) URL on 127.0.0.1, localhost or [::1], any port (demo mode's rule)."""
+    parts = urlsplit(url)
+    try:
+        _ = parts.port  # a port that is not a number raises ValueError
+    except ValueError:
+        return False
+    return parts.scheme.lower() in ("http", "https") and parts.hostname in LOOPBACK_HOSTS
+
+
 def _with_params(url: str, params: Mapping[str, str]) -> str:
     parts = urlsplit(url)
     query = parse_qsl(parts.query, keep_blank_values=True) + list(params.items())
@@ -111,6 +128,8 @@ class OAuthFlow:
         self.world = world
         self.request_token_ttl: float = REQUEST_TOKEN_TTL
         self.callback_urls: dict[str, list[str]] = {}  # consumer key -> allowlist
+        # Apps in demo mode: any loopback callback is approved (see the module docstring).
+        self.loopback_callbacks: set[str] = set()
         self.request_tokens: dict[str, RequestToken] = {}
         # X hands the same access token to a user who authorizes the same app again.
         self.granted: dict[tuple[str, str], User] = {}
@@ -135,6 +154,20 @@ class OAuthFlow:
                     raise ValueError(f"X allows at most {MAX_CALLBACK_URLS} callback URLs")
                 allowed.append(url)
 
+    def allow_loopback_callbacks(self, consumer_key: str) -> None:
+        """Demo mode for the app: approve any loopback callback besides its allowlist."""
+        with self.world.lock:
+            if consumer_key not in self.world.apps:
+                raise KeyError(f"unknown app {consumer_key}")
+            self.loopback_callbacks.add(consumer_key)
+
+    def _approved(self, consumer_key: str, callback: str) -> bool:
+        if callback == "oob" or _without_query(callback) in self.callback_urls.get(
+            consumer_key, []
+        ):
+            return True
+        return consumer_key in self.loopback_callbacks and is_loopback_callback(callback)
+
     # -- POST oauth/request_token --------------------------------------------------------
 
     def request_token(self, call: Request) -> Answer:
@@ -150,8 +183,7 @@ class OAuthFlow:
         if not callback:
             # Required for OAuth 1.0a (X's docs); the answer is inferred.
             return _errors(401, COULD_NOT_AUTHENTICATE)
-        allowed = self.callback_urls.get(signed.consumer_key, [])
-        if callback != "oob" and _without_query(callback) not in allowed:
+        if not self._approved(signed.consumer_key, callback):
             return _errors(403, CALLBACK_NOT_APPROVED)
         token = RequestToken(
             token=secrets.token_urlsafe(24),

@@ -267,6 +267,11 @@ class EmulatorServer:
         localhost); request tokens for other callbacks are refused with X's 403."""
         self.api.oauth_flow.allow_callback(consumer_key, url)
 
+    def allow_loopback_callbacks(self, consumer_key: str) -> None:
+        """Demo mode (local development, not X's behaviour): the app also accepts any
+        callback on 127.0.0.1, localhost or [::1], at any port and path."""
+        self.api.oauth_flow.allow_loopback_callbacks(consumer_key)
+
     def authorize(self, request_token: str, user_id: str) -> str:
         """Approve a request token as ``user_id``, as the authorize page does; returns the
         oauth_verifier (a 7-digit PIN for an oob token)."""
