@@ -142,3 +142,82 @@ def test_inactive_superuser_is_refused_and_active_one_has_everything(
     boss.save()
     client.force_authenticate(boss)
     assert client.get(HEALTH).status_code == 403
+
+
+# -- anonymous callers: 401 with a challenge when one can be answered --------------------
+
+SESSION = "rest_framework.authentication.SessionAuthentication"
+BASIC = "rest_framework.authentication.BasicAuthentication"
+TOKEN = "rest_framework.authentication.TokenAuthentication"
+METRICS = reverse("xconversions_api:metrics")
+
+
+def authenticating_with(settings: Any, classes: list[str] | None) -> None:
+    settings.XCONVERSIONS = {**settings.XCONVERSIONS, "API_AUTHENTICATION_CLASSES": classes}
+
+
+def anonymous_answers(stored: Conversion) -> dict[str, tuple[int, str | None]]:
+    """Every endpoint's status and WWW-Authenticate header for a caller without credentials."""
+    client = APIClient()
+    responses = {
+        name: client.get(url) for name, url in {**reads(stored), "metrics": METRICS}.items()
+    }
+    responses["post"] = post(client, ITEM)
+    return {
+        name: (r.status_code, r.headers.get("WWW-Authenticate")) for name, r in responses.items()
+    }
+
+
+@pytest.mark.parametrize(
+    ("classes", "challenge"),
+    [
+        (None, 'Basic realm="api"'),  # DRF's defaults: session, then basic
+        ([SESSION, BASIC], 'Basic realm="api"'),
+        ([BASIC], 'Basic realm="api"'),
+        ([SESSION, TOKEN], "Token"),
+        ([TOKEN, BASIC], "Token"),  # the first class with a challenge decides
+    ],
+)
+def test_anonymous_calls_are_401_with_the_challenge_when_basic_or_token_is_enabled(
+    settings: Any, stored: Conversion, classes: list[str] | None, challenge: str
+) -> None:
+    authenticating_with(settings, classes)
+    answers = anonymous_answers(stored)
+    assert answers == dict.fromkeys(answers, (401, challenge))
+    assert Conversion.objects.count() == 1
+
+
+def test_with_session_authentication_alone_anonymous_calls_stay_403(
+    settings: Any, stored: Conversion
+) -> None:
+    """A session has no challenge to send (401 must carry one): 403, as DRF answers."""
+    authenticating_with(settings, [SESSION])
+    answers = anonymous_answers(stored)
+    assert answers == dict.fromkeys(answers, (403, None))
+
+
+@pytest.mark.parametrize("classes", [None, [SESSION]])
+def test_a_signed_in_user_without_the_permission_is_403_without_a_challenge(
+    settings: Any, django_user_model: Any, stored: Conversion, classes: list[str] | None
+) -> None:
+    """401 asks for credentials; a known user who may not read gets 403 whatever the auth."""
+    authenticating_with(settings, classes)
+    django_user_model.objects.create_user("clerk", password="pw")
+    client = APIClient()
+    client.login(username="clerk", password="pw")
+    response = client.get(HEALTH)
+    assert (response.status_code, response.headers.get("WWW-Authenticate")) == (403, None)
+
+
+def test_wrong_basic_credentials_are_401_with_the_challenge(
+    settings: Any, django_user_model: Any, stored: Conversion
+) -> None:
+    django_user_model.objects.create_superuser("boss", password="right")
+    authenticating_with(settings, None)
+    guesser = APIClient()
+    guesser.credentials(HTTP_AUTHORIZATION="Basic Ym9zczp3cm9uZw==")  # boss:wrong
+    response = guesser.get(HEALTH)
+    assert (response.status_code, response["WWW-Authenticate"]) == (401, 'Basic realm="api"')
+    right = APIClient()
+    right.credentials(HTTP_AUTHORIZATION="Basic Ym9zczpyaWdodA==")  # boss:right
+    assert right.get(HEALTH).status_code == 200

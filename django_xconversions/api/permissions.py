@@ -77,6 +77,20 @@ class SettingsAccessMixin:
     def get_permissions(self) -> list[BasePermission]:
         return permissions()
 
+    def get_authenticate_header(self, request: Request) -> str:
+        """The challenge of the first authentication class that has one (basic, token...).
+
+        DRF asks only the first class, so its default order (session, then basic) answers
+        an anonymous call 403 though basic auth would let it in. A challenge turns it into
+        401 with ``WWW-Authenticate``; with session authentication alone there is none and
+        403 stays, as in DRF.
+        """
+        for authenticator in self.get_authenticators():
+            challenge = authenticator.authenticate_header(request)
+            if challenge:
+                return str(challenge)
+        return ""  # no challenge: DRF answers 403
+
     def perform_authentication(self, request: Request) -> None:
         try:
             super().perform_authentication(request)  # type: ignore[misc]
