@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import time
 from collections import Counter
 from typing import Any
 
@@ -15,6 +14,7 @@ from django.utils import timezone
 from django_xconversions import actions, budget, delivery
 from django_xconversions.emulator import EmulatorServer
 from django_xconversions.models import AdAccount, Conversion, DeliveryAttempt, EventTag
+from tests.helpers import ShiftedClock
 
 from .conftest import ACCESS_TOKEN, ACCESS_TOKEN_SECRET, configure, make_conversions, received_ids
 
@@ -130,7 +130,7 @@ def test_401_pauses_account_keeps_events_pending_until_credentials_fixed(
 
 
 def test_429_waits_for_reset_without_counting_an_attempt(
-    emulator: EmulatorServer, account: AdAccount, purchase_tag: EventTag
+    emulator: EmulatorServer, account: AdAccount, purchase_tag: EventTag, clock: ShiftedClock
 ) -> None:
     emulator.faults.rate_limit_reset_seconds = 2
     emulator.faults.script(["429"])
@@ -144,8 +144,7 @@ def test_429_waits_for_reset_without_counting_an_attempt(
     assert len(emulator.requests) == before, "nothing may be sent before the reset"
     account.refresh_from_db()
     assert account.rate_limited_until is not None
-    wait = (account.rate_limited_until - timezone.now()).total_seconds()
-    time.sleep(max(0.0, wait) + 0.1)
+    clock.advance_past(account.rate_limited_until)
     assert delivery.send_pending().sent == 30
     assert len(received_ids(emulator)) == 30
 
