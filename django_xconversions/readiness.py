@@ -12,14 +12,18 @@ page. Emails and phones are counted from their hashed columns (raw ones are neve
 stored). Small tables (and SQLite) are counted exactly. On a large PostgreSQL table each
 local day's counts are memoised in a ReadinessTally row, moved forward as it is read over
 the rows created since (the ``(created_at, id)`` index): a read costs a few statements
-over a few minutes of rows, whatever the table holds. The first read of a large table
-counts the past month once. Tallied days assume rows are not deleted within 30 days
-(RETENTION_DAYS is 90 by default) and that a row commits within SETTLE of its created_at.
+over a few minutes of rows, whatever the table holds. Past days never counted (the first
+reads of a large table) are counted newest first, one statement per day, for about
+BACKFILL_SECONDS per read; until they all are, the result says how many days are left
+and holds back the warnings that need them. Tallied days assume rows are not deleted
+within 30 days (RETENTION_DAYS is 90 by default) and that a row commits within SETTLE of
+its created_at.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import time
 from dataclasses import asdict, dataclass, field, fields
 from fractions import Fraction
 from typing import Any
@@ -44,6 +48,8 @@ MIN_DEVICE_ONLY = 20
 SETTLE = dt.timedelta(minutes=15)
 # The tally moves forward in steps of at least this much (one small write per step).
 TALLY_STEP = dt.timedelta(minutes=5)
+# A read counts past days never counted for about this long (at least one day per read).
+BACKFILL_SECONDS = 0.5
 
 # Shown and served as shares of the window's conversions.
 IDENTIFIERS = ("twclid", "email", "phone", "ip_user_agent")
@@ -74,15 +80,34 @@ class Counts:
     # Skipped because the visitor refused tracking: stored without identifiers.
     refused: int = 0
 
+    def values(self) -> tuple[int, ...]:
+        return (
+            self.conversions,
+            self.twclid,
+            self.email,
+            self.phone,
+            self.ip_user_agent,
+            self.strong,
+            self.refused,
+        )
+
     def __add__(self, other: Counts) -> Counts:
-        return Counts(**{f.name: getattr(self, f.name) + getattr(other, f.name) for f in FIELDS})
+        return Counts.total([self, other])
+
+    @classmethod
+    def total(cls, many: list[Counts]) -> Counts:
+        """The sum of ``many`` (column by column: a window adds up to 30 days)."""
+        if not many:
+            return cls()
+        return cls(*map(sum, zip(*(counts.values() for counts in many), strict=True)))
 
     @classmethod
     def of(cls, values: dict[str, Any]) -> Counts:
-        return cls(**{f.name: int(values.get(f.name) or 0) for f in FIELDS})
+        return cls(*(int(values.get(name) or 0) for name in NAMES))
 
 
 FIELDS = fields(Counts)
+NAMES = tuple(f.name for f in FIELDS)
 
 
 @dataclass(frozen=True)
@@ -121,6 +146,9 @@ class MatchReadiness:
     first_day: dt.date
     last_day: dt.date
     tags: list[TagReadiness]
+    # Past days not counted yet (a large table's first reads): their conversions are
+    # missing from the windows, and warnings that need them wait.
+    uncounted_days: int = 0
 
     @property
     def warnings(self) -> list[ReadinessWarning]:
@@ -190,8 +218,30 @@ def _merge(stored: dict[str, Any], added: dict[str, Counts]) -> dict[str, Any]:
     return {name: asdict(counts) for name, counts in merged.items()}
 
 
-def _tallies(days: list[dt.date], now: dt.datetime) -> dict[dt.date, ReadinessTally]:
-    """The tally of each day, moved forward to ``now - SETTLE`` (in TALLY_STEP steps)."""
+def _move(tallies: dict[dt.date, ReadinessTally], moving: dict[dt.date, dt.datetime]) -> None:
+    """Count the rows of each day in ``moving`` from its tally's counted_until up to the
+    given moment, in one statement (each day its own range of the created_at index)."""
+    ranges = Q(pk__in=[])
+    for day, upto in moving.items():
+        ranges |= Q(created_at__gte=tallies[day].counted_until, created_at__lt=upto)
+    added = _count(Conversion.objects.filter(ranges))
+    for day, upto in moving.items():
+        tally = tallies[day]
+        counts = _merge(tally.counts, added.get(day, {}))
+        moved = ReadinessTally.objects.filter(
+            pk=tally.pk, counted_until=tally.counted_until
+        ).update(counts=counts, counted_until=upto)
+        if moved:  # else another reader moved it meanwhile; read it back
+            tally.counts, tally.counted_until = counts, upto
+        else:
+            tally.refresh_from_db()
+
+
+def _tallies(
+    days: list[dt.date], now: dt.datetime
+) -> tuple[dict[dt.date, ReadinessTally], list[dt.date]]:
+    """The tally of each day, moved forward to ``now - SETTLE`` (in TALLY_STEP steps),
+    and the past days left uncounted for a later read (see BACKFILL_SECONDS)."""
     zone = timezone.get_current_timezone_name()
     tallies = {t.day: t for t in ReadinessTally.objects.filter(time_zone=zone, day__in=days)}
     missing = [day for day in days if day not in tallies]
@@ -210,36 +260,32 @@ def _tallies(days: list[dt.date], now: dt.datetime) -> dict[dt.date, ReadinessTa
         tallies = {t.day: t for t in ReadinessTally.objects.filter(time_zone=zone, day__in=days)}
     settled = now - SETTLE
     moving: dict[dt.date, dt.datetime] = {}
-    for day, tally in tallies.items():
+    past: list[dt.date] = []  # closed days never counted, newest first
+    for day in sorted(tallies, reverse=True):
+        tally = tallies[day]
         day_end = _day_start(day + dt.timedelta(days=1))
         upto = min(day_end, settled)
         gap = upto - tally.counted_until
         if gap <= dt.timedelta(0) or (gap < TALLY_STEP and upto < day_end):
             continue  # up to date, or too little to count yet
-        moving[day] = upto
-    if not moving:
-        return tallies
-    # One statement for every day that moves: each its own range of the created_at index.
-    ranges = Q(pk__in=[])
-    for day, upto in moving.items():
-        ranges |= Q(created_at__gte=tallies[day].counted_until, created_at__lt=upto)
-    added = _count(Conversion.objects.filter(ranges))
-    for day, upto in moving.items():
-        tally = tallies[day]
-        counts = _merge(tally.counts, added.get(day, {}))
-        moved = ReadinessTally.objects.filter(
-            pk=tally.pk, counted_until=tally.counted_until
-        ).update(counts=counts, counted_until=upto)
-        if moved:  # else another reader moved it meanwhile; read it back
-            tally.counts, tally.counted_until = counts, upto
+        if upto == day_end and tally.counted_until == _day_start(day):
+            past.append(day)
         else:
-            tally.refresh_from_db()
-    return tallies
+            moving[day] = upto
+    if moving:
+        _move(tallies, moving)
+    started = time.monotonic()
+    for done, day in enumerate(past):
+        if done and time.monotonic() - started > BACKFILL_SECONDS:
+            return tallies, past[done:]
+        _move(tallies, {day: _day_start(day + dt.timedelta(days=1))})
+    return tallies, []
 
 
-def _tallied_per_day(days: list[dt.date], now: dt.datetime) -> PerDay:
-    """Per day from the tallies plus the rows created since each was counted."""
-    tallies = _tallies(days, now)
+def _tallied_per_day(days: list[dt.date], now: dt.datetime) -> tuple[PerDay, list[dt.date]]:
+    """Per day from the tallies plus the rows created since each was counted; and the
+    past days not counted yet."""
+    tallies, uncounted = _tallies(days, now)
     per_day: PerDay = {
         day: {name: Counts.of(values) for name, values in tally.counts.items()}
         for day, tally in tallies.items()
@@ -247,7 +293,7 @@ def _tallied_per_day(days: list[dt.date], now: dt.datetime) -> PerDay:
     open_days = [
         tally
         for day, tally in tallies.items()
-        if tally.counted_until < _day_start(day + dt.timedelta(days=1))
+        if tally.counted_until < _day_start(day + dt.timedelta(days=1)) and day not in uncounted
     ]
     if open_days:
         recent = Q(pk__in=[])
@@ -260,14 +306,17 @@ def _tallied_per_day(days: list[dt.date], now: dt.datetime) -> PerDay:
             totals = per_day.setdefault(day, {})
             for name, counts in buckets.items():
                 totals[name] = totals.get(name, Counts()) + counts
-    return per_day
+    return per_day, uncounted
 
 
-def per_day_counts(days: list[dt.date], now: dt.datetime, *, large: bool) -> PerDay:
-    """Counts per local day and bucket for ``days`` (consecutive, oldest first)."""
+def per_day_counts(
+    days: list[dt.date], now: dt.datetime, *, large: bool
+) -> tuple[PerDay, list[dt.date]]:
+    """Counts per local day and bucket for ``days`` (consecutive, oldest first), and the
+    days not counted yet (only ever on a large table's first reads)."""
     if large:
         return _tallied_per_day(days, now)
-    return _count(Conversion.objects.filter(created_at__gte=_day_start(days[0])))
+    return _count(Conversion.objects.filter(created_at__gte=_day_start(days[0]))), []
 
 
 # -- windows and warnings -----------------------------------------------------------------
@@ -278,9 +327,7 @@ def _share(part: int, whole: int) -> float | None:
 
 
 def _window(per_day: PerDay, name: str, days: list[dt.date]) -> Window:
-    counts = Counts()
-    for day in days:
-        counts += per_day.get(day, {}).get(name, Counts())
+    counts = Counts.total([c for day in days if (c := per_day.get(day, {}).get(name)) is not None])
     whole = counts.conversions
     return Window(
         days=len(days),
@@ -313,9 +360,13 @@ def device_only(month: Counts) -> bool:
     return month.strong == 0 and month.ip_user_agent >= MIN_DEVICE_ONLY
 
 
-def _warnings(label: str, last: Window, previous: Window, month: Window) -> list[ReadinessWarning]:
+def _warnings(
+    label: str, last: Window, previous: Window, month: Window, uncounted: list[dt.date]
+) -> list[ReadinessWarning]:
+    """The warnings of one key; none that needs a day not counted yet."""
     warnings = []
-    if twclid_dropped(last.counts, previous.counts):
+    fortnight_counted = not any(day >= previous.first_day for day in uncounted)
+    if fortnight_counted and twclid_dropped(last.counts, previous.counts):
         message = (
             f"{label}: twclid on {percent(last.shares['twclid'])} of conversions in the last "
             f"7 days ({last.counts.twclid:,} of {last.counts.conversions:,}), down from "
@@ -330,7 +381,7 @@ def _warnings(label: str, last: Window, previous: Window, month: Window) -> list
                 f"{percent(refused_now)}."
             )
         warnings.append(ReadinessWarning("twclid_drop", message, MIDDLEWARE_FIX))
-    if device_only(month.counts):
+    if not uncounted and device_only(month.counts):
         warnings.append(
             ReadinessWarning(
                 "device_only",
@@ -361,7 +412,7 @@ def match_readiness(now: dt.datetime | None = None, *, large: bool = False) -> M
     now = now or timezone.now()
     today = timezone.localdate(now)
     days = [today - dt.timedelta(days=n) for n in range(DAYS - 1, -1, -1)]
-    per_day = per_day_counts(days, now, large=large)
+    per_day, uncounted = per_day_counts(days, now, large=large)
     names = sorted({name for buckets in per_day.values() for name in buckets})
     tags = _tags_of(names)
     result = []
@@ -382,8 +433,10 @@ def match_readiness(now: dt.datetime | None = None, *, large: bool = False) -> M
                 last_7_days=last,
                 previous_7_days=previous,
                 last_30_days=month,
-                warnings=_warnings(label, last, previous, month),
+                warnings=_warnings(label, last, previous, month, uncounted),
             )
         )
     result.sort(key=lambda t: (not t.warnings, -t.last_30_days.counts.conversions, t.key))
-    return MatchReadiness(first_day=days[0], last_day=days[-1], tags=result)
+    return MatchReadiness(
+        first_day=days[0], last_day=days[-1], tags=result, uncounted_days=len(uncounted)
+    )

@@ -285,6 +285,42 @@ def test_a_reader_racing_another_counts_nothing_twice(
     assert readiness.match_readiness(now, large=True) == exact(now)
 
 
+def test_a_large_tables_past_is_counted_a_day_per_read_newest_first(
+    tag: EventTag, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With no time to spare, each read counts one more past day, newest first; until
+    every day is, the result says how many are left and holds back the warnings that need
+    them; then it equals the exact count."""
+    monkeypatch.setattr(readiness, "BACKFILL_SECONDS", 0.0)
+    other = EventTag.objects.create(
+        account=tag.account, pixel=tag.pixel, remote_id="t2", website_tag_id="w2",
+        key="sign_up", name="Sign up", type="SIGN_UP",
+    )  # fmt: skip
+    weeks(tag, (100, 40), (100, 10))  # a drop: needs the 14 last days
+    record(other, noon(28), 25, device=True, key="sign_up")  # IP + UA only: needs all 30
+    now = noon(0)
+    seen = []
+    for _ in range(readiness.DAYS):
+        result = readiness.match_readiness(now, large=True)
+        seen.append((result.uncounted_days, sorted(w.code for w in result.warnings)))
+    assert [left for left, _ in seen] == [*range(28, -1, -1), 0]
+    # Days 1 to 13 before today are counted by the 13th read: the drop shows from then.
+    assert seen[11] == (17, []) and seen[12] == (16, ["twclid_drop"])
+    assert seen[27] == (1, ["twclid_drop"]) and seen[28] == (0, ["device_only", "twclid_drop"])
+    assert readiness.match_readiness(now, large=True) == exact(now)
+
+
+def test_the_page_says_when_past_days_are_still_counted(
+    tag: EventTag, admin_client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(readiness, "BACKFILL_SECONDS", 0.0)
+    monkeypatch.setattr(health, "EXACT_BELOW", 0)  # every table counts as large
+    record(tag, noon(3), 5, twclid=True)
+    html = admin_client.get(READINESS).content.decode()
+    assert 'data-uncounted="28"' in html and "Still counting: 28 past days" in html
+    assert 'data-uncounted="27"' in admin_client.get(READINESS).content.decode()
+
+
 def test_tallies_outside_the_month_are_dropped(tag: EventTag) -> None:
     now = timezone.now()
     old = timezone.localdate(now) - dt.timedelta(days=45)
