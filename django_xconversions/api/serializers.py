@@ -259,6 +259,65 @@ def held_reasons(**kwargs: Any) -> Any:
     )
 
 
+class ReadinessCountsSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    conversions = serializers.IntegerField(help_text="Conversions recorded.")
+    twclid = serializers.IntegerField(help_text="Of them, with a twclid.")
+    email = serializers.IntegerField(help_text="With a hashed email.")
+    phone = serializers.IntegerField(help_text="With a hashed phone number.")
+    ip_user_agent = serializers.IntegerField(help_text="With an IP address and a user agent.")
+    strong = serializers.IntegerField(help_text="With a twclid, an email or a phone.")
+    refused = serializers.IntegerField(
+        help_text="Skipped because the visitor refused tracking (stored without identifiers)."
+    )
+
+
+class ReadinessWindowSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    days = serializers.IntegerField()
+    first_day = serializers.DateField()
+    last_day = serializers.DateField()
+    counts = ReadinessCountsSerializer()
+    shares = serializers.DictField(
+        child=serializers.FloatField(allow_null=True),
+        help_text=(
+            "Share of the conversions carrying twclid, email, phone and ip_user_agent, "
+            "0 to 1; null without conversions."
+        ),
+    )
+
+
+class ReadinessWarningSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    # Plain text: a second "code" enum would collide with Problem's in the schema.
+    code = serializers.CharField(help_text='"twclid_drop" or "device_only".')
+    message = serializers.CharField()
+    fix = serializers.CharField(help_text="What to do.")
+
+
+class TagReadinessSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    key = serializers.CharField(help_text="The event key the conversions were recorded with.")
+    tag_id = serializers.IntegerField(
+        allow_null=True, help_text="The event tag with that key; null while none has it."
+    )
+    tag_name = serializers.CharField()
+    last_7_days = ReadinessWindowSerializer()
+    previous_7_days = ReadinessWindowSerializer()
+    last_30_days = ReadinessWindowSerializer()
+    warnings = ReadinessWarningSerializer(many=True)
+
+
+class MatchReadinessSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    first_day = serializers.DateField()
+    last_day = serializers.DateField()
+    tags = TagReadinessSerializer(
+        many=True, help_text="Event keys with conversions in the 30 days, warnings first."
+    )
+    uncounted_days = serializers.IntegerField(
+        help_text=(
+            "Past days not counted yet (the first reads of a large table count a few each): "
+            "their conversions are missing and warnings that need them wait."
+        )
+    )
+
+
 class HealthSerializer(serializers.Serializer):  # type: ignore[type-arg]
     """Schema of ``django_xconversions.health.Health.as_dict()``."""
 
@@ -289,5 +348,13 @@ class HealthSerializer(serializers.Serializer):  # type: ignore[type-arg]
             "Statuses (keys of by_status) whose count is an estimate: on PostgreSQL, when "
             "the table is large, sent and any status past 10,000 rows (counting them would "
             "read millions of rows). Empty when every count is exact."
+        ),
+    )
+    match_readiness = MatchReadinessSerializer(
+        allow_null=True,
+        help_text=(
+            "Per event key over the last 7 and 30 local days, the share of conversions "
+            "carrying each identifier X matches on, with warnings (twclid share halved from "
+            "one week to the next; nothing beyond IP address and user agent)."
         ),
     )
