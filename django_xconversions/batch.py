@@ -246,7 +246,8 @@ class BatchSender:
         def fail(item: _Item, refusal: errors.BadRequest) -> None:
             self._fail([item.row.pk], Reason.REJECTED, "; ".join(refusal.messages))
 
-        isolation.isolate(items, rejection, send, fail)
+        # X's messages name the rejected value: matched to the events, they narrow the search.
+        isolation.isolate(items, rejection, send, fail, event_of=lambda item: item.event)
 
     def _reserve(self, events: int) -> bool:
         grant = budget.reserve(self.account.pk, events)

@@ -156,7 +156,9 @@ def claim(
     token = new_claim_token()
     due_by = due_by or timezone.now()
     wait_until = None
-    with transaction.atomic():
+    # Within the turn's transaction (rounds.py locks the account it picked) no savepoint:
+    # the pick, the reservation and the claim commit or roll back together.
+    with transaction.atomic(savepoint=False):
         if within_budget:
             grant = budget.reserve(pixel.account_id, count)
             wanted, count = count, grant.events
