@@ -12,8 +12,12 @@ from typing import Any
 
 import pytest
 
-from django_xconversions import isolation
+from django_xconversions import delivery, isolation
+from django_xconversions.emulator import EmulatorServer
 from django_xconversions.errors import APIErrorDetail, BadRequest
+from django_xconversions.models import Conversion, EventTag
+
+from .conftest import configure, make_conversions, received_ids
 
 
 class ModelX:
@@ -290,3 +294,64 @@ def test_suspects_and_an_unnamed_bad_event_in_the_rest() -> None:
     )
     x = NamingX(events, {50: bad_hash(events, 50), 60: silent}, names="first")
     assert x.run() <= 1 + 1 + 13 + 1
+
+
+# -- through the engine and X's own messages (the emulator over HTTP) -----------------------
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("bad_count", [1, 3])
+def test_rows_routed_to_the_pixels_base_id_cost_two_requests_and_a_search_of_them(
+    settings: Any, emulator: EmulatorServer, purchase_tag: EventTag, bad_count: int
+) -> None:
+    # A tag mapped by hand to the pixel's base id passes our checks; X refuses the batch
+    # with "event_id (<pixel id>) is not a single event tag (SET)", naming that id.
+    configure(settings, BATCH_SIZE=500)
+    pixel = purchase_tag.pixel
+    assert pixel is not None
+    misrouted = EventTag.objects.create(
+        account=pixel.account,
+        pixel=pixel,
+        remote_id="o3bkx",
+        website_tag_id=pixel.pixel_id,
+        key="purchase_misrouted",
+        name="Purchase",
+        type=EventTag.Type.PURCHASE,
+    )
+    make_conversions(purchase_tag, 200)
+    bad = random.Random(bad_count).sample(range(200), bad_count)
+    Conversion.objects.filter(conversion_id__in=[f"order:{n}" for n in bad]).update(
+        event_tag=misrouted
+    )
+
+    summary = delivery.send_pending()
+
+    # One refusal, the rest sent, then (several suspects) a search among them only.
+    assert summary.requests == (2 if bad_count == 1 else 2 + 4)
+    assert summary.sent == 200 - bad_count
+    failed = Conversion.objects.filter(status="failed")
+    assert sorted(failed.values_list("conversion_id", flat=True)) == sorted(
+        f"order:{n}" for n in bad
+    )
+    expected = f"event_id ({pixel.pixel_id}) is not a single event tag (SET)"
+    assert set(failed.values_list("last_error", flat=True)) == {expected}
+    assert Counter(received_ids(emulator)) == Counter(
+        {f"order:{n}": 1 for n in range(200) if n not in bad}
+    )
+
+
+@pytest.mark.django_db
+def test_a_message_naming_no_value_of_the_batch_still_finds_the_event(
+    settings: Any, emulator: EmulatorServer, purchase_tag: EventTag
+) -> None:
+    configure(settings, BATCH_SIZE=500)
+    make_conversions(purchase_tag, 200)
+    emulator.reject_event_ids("order:77")  # its message names "rejected", no value of ours
+
+    summary = delivery.send_pending()
+
+    assert summary.sent == 199 and summary.requests <= 1 + 8 + 2
+    assert list(
+        Conversion.objects.filter(status="failed").values_list("conversion_id", flat=True)
+    ) == ["order:77"]
+    assert Counter(received_ids(emulator)).most_common(1)[0][1] == 1
