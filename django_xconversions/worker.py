@@ -23,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from django.db import connections
+from django.utils.translation import ngettext
 
 from django_xconversions import delivery, routing
 from django_xconversions.conf import xsettings
@@ -211,10 +212,12 @@ class Worker:
     def _database_back(self) -> None:
         if self.outage is None:
             return
+        attempts = self.outage.attempts
         logger.warning(
-            "Database available again after %.1f s (%d failed attempts).",
+            "Database available again after %.1f s (%d failed %s).",
             time.monotonic() - self.outage.started,
-            self.outage.attempts,
+            attempts,
+            ngettext("attempt", "attempts", attempts),
         )
         self.outage = None
         self.backoff.reset()

@@ -36,7 +36,7 @@ def test_purges_finished_rows_older_than_the_cutoff_only(shop_tags: dict[str, Ev
     )
     out = StringIO()
     call_command("purge_conversions", "--older-than", "30", stdout=out)
-    assert "Deleted 3 conversions and 1 delivery attempts" in out.getvalue()
+    assert "Deleted 3 conversions and 1 delivery attempt created" in out.getvalue()
     left = dict(Conversion.objects.values_list("pk", "status"))
     assert set(left) == {old[0], old[1], *recent}
     assert left[old[0]] == "pending" and left[old[1]] == "sending"

@@ -120,7 +120,7 @@ def test_new_key_first_moves_everything_and_says_which_key(
         f"Re-encrypted 3 secrets with key #1 ({fp(NEW)}): every secret (3) is now under "
         f"key #1 ({fp(NEW)})." in run.out
     )
-    assert f"key #2 ({fp(OLD)}) now open(s) no stored secret and can be removed" in run.out
+    assert f"key #2 ({fp(OLD)}) now opens no stored secret and can be removed" in run.out
     assert opened_by(NEW) == [True, True, True] and opened_by(OLD) == [False] * 3
     assert readable_with(settings, NEW) == SECRETS  # the old key can go
     assert AdAccount.objects.get().updated_at == updated_at  # a re-encryption is no edit
@@ -144,7 +144,7 @@ def test_old_key_first_is_not_reported_as_success(
     run = rotate()
     assert "Re-encrypted" not in run.out
     assert f"Nothing to rotate: every secret is already under key #1 ({fp(OLD)})." in run.out
-    assert f"key #2 ({fp(NEW)}) open(s) no stored secret" in run.out
+    assert f"key #2 ({fp(NEW)}) opens no stored secret" in run.out
     assert "the keys are in the wrong order" in run.out and "Put the new key first" in run.out
     assert f"Do not remove key #1 ({fp(OLD)})" in run.out and "3 secrets open only" in run.out
     assert raw() == before and opened_by(OLD) == [True] * 3
@@ -161,7 +161,7 @@ def test_a_later_key_that_wrote_more_recently_stops_the_rotation(
     run = rotate()
     assert run.returncode == 2 and "wrong order" in run.error and "nothing was changed" in run.error
     assert f"key #2 ({fp(NEW)}) encrypted secrets more recently than key #1 ({fp(OLD)})" in run.out
-    assert "Nothing changed: 1 secret left as they are." in run.out
+    assert "Nothing changed: 1 secret left as it is." in run.out
     assert f"Do not remove key #2 ({fp(NEW)})" in run.out
     assert raw() == before
 

@@ -20,6 +20,7 @@ from django.utils import timezone
 
 from django_xconversions import tasks
 from django_xconversions.emulator import EmulatorServer
+from django_xconversions.management.guidance import RESUME_FIX
 from django_xconversions.models import AdAccount, Conversion, EventTag, WorkerHeartbeat
 from tests.helpers import wait_until
 
@@ -50,7 +51,7 @@ def test_summary_lists_sent_failed_by_reason_and_pending(
     make_conversions(purchase_tag, 12)
     Conversion.objects.filter(conversion_id="order:3").update(twclid="")
     output = run()
-    assert "Sent: 11 in 1 requests" in output
+    assert "Sent: 11 in 1 request\n" in output
     assert "Failed: 1 (invalid: 1)" in output
     assert "Pending left: 0" in output
 
@@ -77,7 +78,7 @@ def test_dry_run_prints_payloads_and_sends_nothing(
 
 
 def test_unknown_account_is_a_clear_error(emulator: EmulatorServer, purchase_tag: EventTag) -> None:
-    with pytest.raises(CommandError, match="--account nope: no such ad account"):
+    with pytest.raises(CommandError, match="--account nope: no ad account has this id"):
         run("--account", "nope")
 
 
@@ -201,9 +202,9 @@ def test_paused_account_is_named_in_the_summary_with_exit_status_3(
     with pytest.raises(CommandError) as info:
         call_command("send_conversions", stdout=out, stderr=err)
     assert info.value.returncode == 3
-    assert str(info.value) == f"1 account(s) paused: {account.account_id}."
-    assert "Paused accounts: 1 (nothing more is sent for them" in out.getvalue()
-    assert f"  account {account.account_id}: " in out.getvalue()
+    assert str(info.value) == f"1 account paused: {account.account_id}."
+    assert f"Account {account.account_id} (Shop) was paused by this run: " in out.getvalue()
+    assert f"2 conversions wait. {RESUME_FIX}" in out.getvalue()
     assert f"Account {account.account_id} paused: " in err.getvalue()
 
 
@@ -215,10 +216,10 @@ def test_a_paused_account_exits_3_from_the_shell(
     account = refused
     done = manage(emulator, "send_conversions")
     assert done.returncode == 3, done.stderr
-    assert "Paused accounts: 1 (nothing more is sent for them" in done.stdout
-    assert f"  account {account.account_id}: " in done.stdout
+    assert f"Account {account.account_id} (Shop) was paused by this run: " in done.stdout
+    assert f"2 conversions wait. {RESUME_FIX}" in done.stdout
     assert f"Account {account.account_id} paused: " in done.stderr
-    assert f"CommandError: 1 account(s) paused: {account.account_id}." in done.stderr
+    assert f"CommandError: 1 account paused: {account.account_id}." in done.stderr
 
 
 @pytest.mark.django_db(transaction=True)
@@ -244,7 +245,7 @@ def test_loop_stopped_by_sigterm_exits_0_and_still_names_the_paused_account(
     out, err = io.StringIO(), io.StringIO()
     call_command("send_conversions", "--loop", stdout=out, stderr=err)  # no CommandError
     watcher.join()
-    assert f"  account {account.account_id}: " in out.getvalue()
+    assert f"Account {account.account_id} (Shop) was paused by this run: " in out.getvalue()
     assert "stopping after the current batch" in err.getvalue()
 
 

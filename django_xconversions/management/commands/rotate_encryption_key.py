@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 
 from django_xconversions.conf import CHECKS, CHECKS_ENCRYPTION, setting_path
 from django_xconversions.errors import EncryptionKeyError
+from django_xconversions.management.guidance import XConversionsCommand, plural
 from django_xconversions.stored_secrets import Census, census, rotate_all
 
 EXIT_UNREADABLE = 1
@@ -22,10 +23,15 @@ SETTING = setting_path("ENCRYPTION_KEY")
 
 
 def _secrets(count: int) -> str:
-    return f"{count} secret{'' if count == 1 else 's'}"
+    return plural(count, "secret")
 
 
-class Command(BaseCommand):
+def _open(names: list[str], *, now: bool = False) -> str:
+    """The keys named, with "open" agreeing: "key #2 opens", "key #2, key #3 now open"."""
+    return f"{', '.join(names)}{' now' if now else ''} {'opens' if len(names) == 1 else 'open'}"
+
+
+class Command(XConversionsCommand):
     requires_system_checks = [CHECKS, CHECKS_ENCRYPTION]
     help = (
         f"Re-encrypt every stored token with the first key of {SETTING} (set it to "
@@ -85,7 +91,9 @@ class Command(BaseCommand):
     def _table(self, found: Census, title: str) -> None:
         write = self.stdout.write
         write(title)
-        write(f"{SETTING}: {len(found.keys)} key(s); the first encrypts, every key decrypts.")
+        write(
+            f"{SETTING}: {plural(len(found.keys), 'key')}; the first encrypts, every key decrypts."
+        )
         for position in range(len(found.keys)):
             write(f"  {found.name(position)}: opens {_secrets(found.opened[position])}")
         write(f"  no configured key: opens {_secrets(len(found.unreadable))}")
@@ -94,7 +102,8 @@ class Command(BaseCommand):
         for position in positions:
             self.stdout.write(
                 f"Do not remove {found.name(position)} from {SETTING}: "
-                f"{_secrets(found.opened[position])} open only with it."
+                f"{_secrets(found.opened[position])} "
+                f"{'opens' if found.opened[position] == 1 else 'open'} only with it."
             )
 
     def _misordered(self, found: Census, later: list[int], *, stopped: bool) -> None:
@@ -109,7 +118,10 @@ class Command(BaseCommand):
             )
         )
         if stopped:
-            self.stdout.write(f"Nothing changed: {_secrets(found.to_rotate)} left as they are.")
+            self.stdout.write(
+                f"Nothing changed: {_secrets(found.to_rotate)} left as "
+                f"{'it is' if found.to_rotate == 1 else 'they are'}."
+            )
         self._only_under(found, [0, *later])
 
     def _dry_run_outcome(self, found: Census) -> None:
@@ -140,8 +152,7 @@ class Command(BaseCommand):
         unused = [found.name(p) for p in range(1, len(found.keys))]
         if unused:
             self.stdout.write(
-                f"{', '.join(unused)} now open(s) no stored secret and can be removed from "
-                f"{SETTING}."
+                f"{_open(unused, now=True)} no stored secret and can be removed from {SETTING}."
             )
 
     def _nothing_to_rotate(self, found: Census) -> None:
@@ -152,12 +163,15 @@ class Command(BaseCommand):
         )
         others = [found.name(p) for p in range(1, len(found.keys))]
         if others:
+            one = len(others) == 1
             self.stdout.write(
                 self.style.WARNING(
-                    f"{', '.join(others)} open(s) no stored secret. If one of them is the new "
-                    "key you meant to rotate to, the keys are in the wrong order: the first "
-                    "key is the one that encrypts. Put the new key first and run this "
-                    "command again. If they are old keys, they can be removed."
+                    f"{_open(others)} no stored secret. If "
+                    f"{'it' if one else 'one of them'} is the new key you meant to rotate to, "
+                    "the keys are in the wrong order: the first key is the one that "
+                    "encrypts. Put the new key first and run this command again. If "
+                    f"{'it is an old key, it' if one else 'they are old keys, they'} can be "
+                    "removed."
                 )
             )
             self._only_under(found, [0])

@@ -9,16 +9,26 @@ import threading
 from types import FrameType
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 
 from django_xconversions import alerts, delivery, health
 from django_xconversions.conf import CHECKS, CHECKS_ENCRYPTION, CHECKS_X_CREDENTIALS
 from django_xconversions.delivery import SendSummary
 from django_xconversions.heartbeat import Heartbeat
+from django_xconversions.management.guidance import (
+    WaitingAccount,
+    XConversionsCommand,
+    find,
+    plural,
+    setup_hints,
+    waiting_accounts,
+)
 from django_xconversions.models import AdAccount, Pixel
 from django_xconversions.worker import Worker
 from django_xconversions.worker import logger as worker_logger
 
+# An account was paused by this run, or a paused account holds pending conversions
+# (nothing is sent for it until a person resumes it).
 EXIT_ACCOUNT_PAUSED = 3
 # --check: something needs a person (as a monitoring plugin's CRITICAL).
 EXIT_UNHEALTHY = 2
@@ -45,7 +55,7 @@ class ProgressBar:
         self.stream.write("")
 
 
-class Command(BaseCommand):
+class Command(XConversionsCommand):
     requires_system_checks = [CHECKS, CHECKS_ENCRYPTION, CHECKS_X_CREDENTIALS]
     help = "Send pending conversions to X in batches, within each account's rate limit."
 
@@ -85,13 +95,14 @@ class Command(BaseCommand):
                 "--dry-run and --loop cannot be combined: a dry run sends nothing, so it "
                 "would repeat the same payloads forever. Use --dry-run alone."
             )
-        account = self._lookup(AdAccount, "account_id", options["account"], "--account")
-        pixel = self._lookup(Pixel, "pixel_id", options["pixel"], "--pixel")
+        account = find(AdAccount, "account_id", options["account"], "--account")
+        pixel = find(Pixel, "pixel_id", options["pixel"], "--pixel")
         if options["limit"] is not None and options["limit"] < 1:
             raise CommandError("--limit must be a positive number.")
         if options["dry_run"]:
             self._print_dry_run(
-                delivery.dry_run(account=account, pixel=pixel, limit=options["limit"])
+                delivery.dry_run(account=account, pixel=pixel, limit=options["limit"]),
+                waiting_accounts(account, pixel),
             )
             return
         self.signalled = False
@@ -99,24 +110,16 @@ class Command(BaseCommand):
             totals = self._loop(account, pixel, options["limit"])
         else:
             totals = self._once(account, pixel, options["limit"])
-        self._print_summary(totals, as_json=options["json"])
+        waiting = waiting_accounts(account, pixel)
+        self._print_summary(totals, waiting, as_json=options["json"])
         # A loop stopped by SIGTERM/SIGINT stopped cleanly (a service manager must not see
         # a failure); its summary still names the paused accounts, as --check does.
-        if totals.paused and not self.signalled:
-            paused = ", ".join(sorted(totals.paused))
+        paused = sorted({*totals.paused, *(w.account_id for w in waiting if w.state == "paused")})
+        if paused and not self.signalled:
             raise CommandError(
-                f"{len(totals.paused)} account(s) paused: {paused}.",
+                f"{plural(len(paused), 'account')} paused: {', '.join(paused)}.",
                 returncode=EXIT_ACCOUNT_PAUSED,
             )
-
-    @staticmethod
-    def _lookup(model: Any, field: str, value: str | None, flag: str) -> Any:
-        if value is None:
-            return None
-        try:
-            return model.objects.get(**{field: value})
-        except model.DoesNotExist:
-            raise CommandError(f"{flag} {value}: no such {model._meta.verbose_name}.") from None
 
     def _once(
         self,
@@ -182,41 +185,60 @@ class Command(BaseCommand):
             codes = ", ".join(problem.code for problem in report.problems)
             raise CommandError(f"Unhealthy: {codes}.", returncode=EXIT_UNHEALTHY)
 
-    def _print_dry_run(self, summary: SendSummary) -> None:
+    def _print_dry_run(self, summary: SendSummary, waiting: list[WaitingAccount]) -> None:
         for entry in summary.payloads:
             self.stdout.write(json.dumps(entry, sort_keys=True))
         invalid = summary.failed.get("invalid", 0)
         self.stdout.write(
-            f"Dry run: {len(summary.payloads)} conversions would be sent"
+            f"Dry run: {plural(len(summary.payloads), 'conversion')} would be sent"
             f" ({invalid} invalid, would fail). Nothing was sent."
         )
+        self._print_guidance(waiting, SendSummary())
 
-    def _print_summary(self, summary: SendSummary, *, as_json: bool) -> None:
+    def _print_summary(
+        self, summary: SendSummary, waiting: list[WaitingAccount], *, as_json: bool
+    ) -> None:
         held = health.held_summary()
         if as_json:
             held_json = [{"reason": h.reason, "count": h.count, "keys": h.keys} for h in held]
-            self.stdout.write(json.dumps({**summary.as_dict(), "held": held_json}, sort_keys=True))
+            self.stdout.write(
+                json.dumps(
+                    {
+                        **summary.as_dict(),
+                        "held": held_json,
+                        "waiting": {w.account_id: w.as_dict() for w in waiting},
+                        "setup": setup_hints(),
+                    },
+                    sort_keys=True,
+                )
+            )
             return
         write = self.stdout.write
-        write(f"Sent: {summary.sent} in {summary.requests} requests")
+        write(f"Sent: {summary.sent} in {plural(summary.requests, 'request')}")
         failed = ", ".join(f"{reason}: {n}" for reason, n in sorted(summary.failed.items()))
         write(f"Failed: {sum(summary.failed.values())}" + (f" ({failed})" if failed else ""))
         write(f"Retrying later: {summary.retrying}")
+        listed = {w.account_id for w in waiting}
         for account_id, until in sorted(summary.rate_limited.items()):
-            write(f"Waiting on X's rate limit: account {account_id} until {until.isoformat()}")
+            if account_id not in listed:
+                write(f"Waiting on X's rate limit: account {account_id} until {until.isoformat()}")
         for account_id, until in sorted(summary.budget_exhausted.items()):
             write(f"Budget used up: account {account_id} until {until.isoformat()}")
         write(f"Pending left: {summary.pending_left}")
-        if summary.paused:
-            write(
-                f"Paused accounts: {len(summary.paused)} (nothing more is sent for them "
-                "until they are resumed in the admin)"
-            )
         for account_id, reason in sorted(summary.paused.items()):
-            write(f"  account {account_id}: {reason}")
             self.stderr.write(f"Account {account_id} paused: {reason}")
+            if account_id not in listed:  # nothing left pending: named here all the same
+                write(f"Account {account_id} was paused by this run: {reason}")
         if held:
             write(f"Held (not routable yet): {sum(h.count for h in held)}")
         for group in held:
             keys = ", ".join(group.keys)
             write(f"  {group.label}: {group.count} (keys: {keys}). {group.fix}")
+        self._print_guidance(waiting, summary)
+
+    def _print_guidance(self, waiting: list[WaitingAccount], summary: SendSummary) -> None:
+        """The accounts holding conversions nothing sends now, and what is not set up."""
+        for account in waiting:
+            self.stdout.write(account.line(paused_now=account.account_id in summary.paused))
+        for hint in setup_hints():
+            self.stdout.write(hint)

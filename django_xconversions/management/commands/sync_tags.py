@@ -4,16 +4,21 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
-from django.db.models import QuerySet
+from django.core.management.base import CommandError, CommandParser
 
 from django_xconversions.conf import CHECKS, CHECKS_ENCRYPTION, CHECKS_X_CREDENTIALS
 from django_xconversions.errors import XConversionsError
+from django_xconversions.management.guidance import (
+    NO_ACCOUNT,
+    XConversionsCommand,
+    find,
+    plural,
+)
 from django_xconversions.models import AdAccount
 from django_xconversions.tags import SyncResult, sync_account_tags
 
 
-class Command(BaseCommand):
+class Command(XConversionsCommand):
     requires_system_checks = [CHECKS, CHECKS_ENCRYPTION, CHECKS_X_CREDENTIALS]
     help = (
         "Page through the web event tags of each active account on X (deleted ones "
@@ -27,7 +32,7 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         accounts = self._accounts(options["account"])
         if not accounts:
-            self.stdout.write("No active accounts to sync.")
+            self.stdout.write(self._nothing_to_sync())
             return
         total = SyncResult()
         failures: list[str] = []
@@ -45,9 +50,10 @@ class Command(BaseCommand):
             if result.without_pixel:
                 self.stderr.write(
                     self.style.WARNING(
-                        f"{account.account_id}: {result.without_pixel} event tag(s) have no "
-                        "pixel: choose one on each in the admin (Event tags); their "
-                        "conversions are held until then."
+                        f"{account.account_id}: {plural(result.without_pixel, 'event tag')} "
+                        f"{'has' if result.without_pixel == 1 else 'have'} no pixel: choose "
+                        "one on each in the admin (Event tags); their conversions are held "
+                        "until then."
                     )
                 )
             total.add(result)
@@ -55,18 +61,25 @@ class Command(BaseCommand):
             self.stdout.write(f"Total: {self._counts(total)}")
         if failures:
             raise CommandError(
-                f"Tag sync failed for {len(failures)} account(s): " + "; ".join(failures)
+                f"Tag sync failed for {plural(len(failures), 'account')}: " + "; ".join(failures)
             )
 
     @staticmethod
     def _accounts(account_id: str | None) -> list[AdAccount]:
-        queryset: QuerySet[AdAccount] = AdAccount.objects.order_by("account_id")
-        if account_id is None:
-            return list(queryset.filter(status=AdAccount.Status.ACTIVE))
-        accounts = list(queryset.filter(account_id=account_id))
-        if not accounts:
-            raise CommandError(f"No AdAccount with account_id {account_id!r}.")
-        return accounts
+        named = find(AdAccount, "account_id", account_id, "--account")
+        if named is not None:
+            return [named]
+        return list(AdAccount.objects.filter(status=AdAccount.Status.ACTIVE).order_by("account_id"))
+
+    @staticmethod
+    def _nothing_to_sync() -> str:
+        paused = list(AdAccount.objects.order_by("account_id").values_list("account_id", flat=True))
+        if not paused:
+            return NO_ACCOUNT
+        return (
+            f"No active account to sync: {', '.join(paused)} "
+            f"{'is' if len(paused) == 1 else 'are'} paused. Sync one anyway with --account ID."
+        )
 
     @staticmethod
     def _counts(result: SyncResult) -> str:
