@@ -3,12 +3,17 @@ panel and send pending conversions, against the emulator over loopback."""
 
 from __future__ import annotations
 
+import datetime as dt
+import uuid
+from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
+from django.utils import timezone
 
 from django_xconversions.emulator import EmulatorServer
-from django_xconversions.models import AdAccount, Conversion, EventTag, Pixel
+from django_xconversions.models import AdAccount, Conversion, DeliveryAttempt, EventTag, Pixel
 from tests.browser import log_in_as_superuser, screenshot
 
 from .conftest import ACCOUNT_ID, make_conversions, received_ids
@@ -45,7 +50,7 @@ def test_admin_end_to_end(
     page.goto(f"{admin}xconversions/eventtag/")
     page.click("button.xconv-sync-button")
     page.wait_for_selector("ul.messagelist")
-    assert "3 tag(s) created" in messages(page)
+    assert "3 tags created" in messages(page)
     assert EventTag.objects.count() == 3
 
     # Create a tag: it exists on X, bound to the pixel.
@@ -76,3 +81,192 @@ def test_admin_end_to_end(
     assert panel.locator("td[data-status=sent]").inner_text() == "4"
     screenshot(page, "admin-health")
     assert page.dialogs == []
+
+
+# -- the admin at a glance, at 1366 px -----------------------------------------------------
+
+SCREENSHOTS = Path(__file__).resolve().parent.parent / "docs" / "screenshots"
+WIDTH = 1366
+LONG_ERROR = (
+    "X refused: Event ID tw-o8z6j-ny3od was not found for the pixel; the conversion_id "
+    "is kept for 48 hours for deduplication and its contents were "
+    + "content_id sku-42 content_price 19.99 "
+    * 6
+)
+
+
+def shop_outbox(pixel: Pixel) -> tuple[EventTag, EventTag, Conversion]:
+    """A shop's outbox as it looks after a week: UUID conversion ids, every status, long
+    errors from X, debug ids; a live purchase tag and a sign-up tag deleted on X."""
+    purchase = EventTag.objects.create(
+        account=pixel.account, pixel=pixel, remote_id="o3bk1", website_tag_id="ny3od",
+        key="purchase", name="Purchase", type="PURCHASE", click_window=7,
+        view_through_window=1, status="TRACKING",
+        raw={"id": "o3bk1", "name": "Purchase", "website_tag_id": "ny3od"},
+    )  # fmt: skip
+    sign_up = EventTag.objects.create(
+        account=pixel.account, pixel=pixel, remote_id="o3bk2", website_tag_id="ny3oe",
+        key="sign_up", name="Sign up", type="SIGN_UP", click_window=1,
+        view_through_window=1, deleted=True,
+    )  # fmt: skip
+    now = timezone.now()
+    statuses = ["sent", "sent", "failed", "pending", "sent", "skipped", "held", "sending"]
+    rows = []
+    for n in range(40):
+        status = statuses[n % len(statuses)]
+        tag = None if status == "held" else purchase
+        rows.append(
+            Conversion(
+                event_tag=tag,
+                pixel=pixel if tag else None,
+                event_key="newsletter" if tag is None else "purchase",
+                conversion_time=now - dt.timedelta(hours=n, seconds=n * 7),
+                conversion_id=str(uuid.uuid5(uuid.NAMESPACE_URL, f"https://shop.example/o/{n}")),
+                hashed_email=f"{n:02d}"
+                + "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15"[:62],
+                ip_address="203.0.113.9",
+                user_agent="Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/131.0",
+                value=Decimal("129.90"),
+                currency="EUR",
+                number_items=2,
+                contents=[{"content_id": "sku-42", "content_price": "64.95", "num_items": 2}],
+                status=status,
+                attempts=2 if status in ("failed", "pending") else 0,
+                error_reason={
+                    "failed": "rejected",
+                    "pending": "transient",
+                    "held": "no_tag",
+                    "skipped": "consent",
+                }.get(status, ""),
+                last_error={
+                    "failed": LONG_ERROR,
+                    "pending": "X answered 503 Service Unavailable; retrying in 4 min",
+                    "held": "No event tag with the key 'newsletter': create it or sync tags.",
+                }.get(status, ""),
+                debug_id=f"{uuid.uuid5(uuid.NAMESPACE_DNS, str(n)).hex}"
+                if status == "sent"
+                else "",
+                sent_at=now - dt.timedelta(hours=n) if status == "sent" else None,
+                failed_at=now - dt.timedelta(hours=n) if status == "failed" else None,
+            )
+        )
+    Conversion.objects.bulk_create(rows)
+    for row in Conversion.objects.all():  # recorded seconds before their conversion time
+        Conversion.objects.filter(pk=row.pk).update(created_at=row.conversion_time)
+    for n in range(12):
+        at = now - dt.timedelta(hours=n, seconds=2)  # the request that decided row n
+        kind = statuses[n % len(statuses)]
+        if kind == "failed":  # two 503s, then X's refusal
+            for seconds in (5, 4):
+                DeliveryAttempt.objects.create(
+                    account=pixel.account, pixel=pixel, event_count=3, http_status=503,
+                    outcome="server_error", error_body="Service Unavailable",
+                    duration_ms=30_000, created_at=at - dt.timedelta(seconds=seconds),
+                )  # fmt: skip
+        DeliveryAttempt.objects.create(
+            account=pixel.account, pixel=pixel, event_count=n + 1,
+            http_status=400 if kind == "failed" else 200,
+            outcome="bad_request" if kind == "failed" else "sent",
+            error_code="INVALID_PARAMETER" if kind == "failed" else "",
+            error_body=LONG_ERROR if kind == "failed" else "",
+            debug_id=uuid.uuid5(uuid.NAMESPACE_DNS, str(n)).hex, duration_ms=120 + n,
+            created_at=at,
+        )  # fmt: skip
+    failed_row = Conversion.objects.filter(status="failed").first()
+    assert failed_row is not None
+    return purchase, sign_up, failed_row
+
+
+def watch_console(page: Any) -> list[str]:
+    """Console errors and uncaught exceptions (the browser's own /favicon.ico request,
+    which the test server answers 404, is not the page's)."""
+    errors: list[str] = []
+
+    def console(message: Any) -> None:
+        if message.type == "error" and not message.location.get("url", "").endswith("/favicon.ico"):
+            errors.append(f"{message.text} ({message.location.get('url')})")
+
+    page.on("console", console)
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    return errors
+
+
+def overflow(page: Any, selector: str = "html") -> int:
+    """How many pixels ``selector``'s content is wider than its box (0: no horizontal
+    scroll); for html, the page against the window."""
+    return int(page.evaluate("(s) => { const e = document.querySelector(s); "
+                             "return e.scrollWidth - e.clientWidth; }", selector))  # fmt: skip
+
+
+def keep(page: Any, name: str, *, start: str = "body", height: int = 900, end: str = "") -> None:
+    """The page as checked, for the README: the whole width, from the top of ``start`` to
+    the bottom of ``end`` or ``height`` pixels."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    top = max(0, page.locator(start).first.bounding_box()["y"] - 16)
+    if end:
+        box = page.locator(end).first.bounding_box()
+        height = int(box["y"] + box["height"] + 16 - top)
+    clip = {"x": 0, "y": top, "width": WIDTH, "height": height}
+    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True, clip=clip)
+
+
+def test_admin_pages_read_at_a_glance_at_1366_px(page: Any, live_server: Any, pixel: Pixel) -> None:
+    _purchase, sign_up, failed_row = shop_outbox(pixel)
+    page.set_viewport_size({"width": WIDTH, "height": 900})
+    errors = watch_console(page)
+    site = live_server.url
+    log_in_as_superuser(page, site)
+
+    # The conversion list, filter sidebar open: every column in view, one line a row.
+    page.goto(f"{site}/admin/xconversions/conversion/")
+    page.wait_for_selector("#changelist-filter")
+    screenshot(page, "admin-conversions")
+    assert overflow(page) == 0
+    assert overflow(page, "#changelist-form .results") == 0
+    headers = page.locator("#result_list thead th")
+    names = [headers.nth(n).inner_text().strip() for n in range(headers.count())][1:]
+    assert [n.upper() for n in names] == [n.upper() for n in [
+        "Conversion ID", "Event", "Status", "Conversion time", "Attempts", "Error", "Debug ID",
+    ]], names  # fmt: skip
+    right = page.evaluate("document.documentElement.clientWidth")
+    for n in range(headers.count()):
+        box = headers.nth(n).bounding_box()
+        assert box["x"] >= 0 and box["x"] + box["width"] <= right, (n, box)
+    heights = page.eval_on_selector_all(
+        "#result_list tbody tr", "rows => rows.map(r => r.offsetHeight)"
+    )
+    assert len(heights) == 40 and max(heights) < 40, heights
+    row = page.locator("#result_list tbody tr", has_text=failed_row.conversion_id[:8])
+    badge = row.locator(".xconv-status")
+    assert badge.inner_text() == "Failed"
+    assert badge.evaluate("e => getComputedStyle(e).backgroundColor") != "rgba(0, 0, 0, 0)"
+    keep(page, "admin-conversions", start="#changelist", height=760)
+
+    # One conversion: its fieldsets and the attempts of its pixel.
+    page.goto(f"{site}/admin/xconversions/conversion/{failed_row.pk}/change/")
+    titles = page.locator("fieldset.module h2").all_inner_texts()
+    assert titles[:4] == [
+        "Event", "Identifiers (hashed)", "Values and contents", "Delivery and errors",
+    ], titles  # fmt: skip
+    assert overflow(page) == 0
+    attempts = page.locator("#xconv-attempts-group tbody tr")
+    assert attempts.count() == 3  # two 503s, then the 400
+    assert page.locator("#xconv-attempts-group").inner_text().count(":") >= 6  # seconds
+    assert page.locator(".field-attempts_display .readonly").inner_text() == "3"
+    keep(page, "admin-conversion", start="#content", end="#xconv-attempts-group")
+
+    # The tag deleted on X says so, in words; windows in proper plurals.
+    page.goto(f"{site}/admin/xconversions/eventtag/{sign_up.pk}/change/")
+    text = page.inner_text("#content-main")
+    assert "Deleted on X" in text and "1 day" in text and "1 days" not in text, text
+    assert overflow(page) == 0
+    keep(page, "admin-tag")
+
+    # Connect with X in the admin's own form style: labels beside their fields.
+    page.goto(f"{site}/admin/xconversions/adaccount/connect/")
+    label = page.locator("label[for=id_account]").bounding_box()
+    field = page.locator("#id_account").bounding_box()
+    assert abs(label["y"] - field["y"]) < 12 and field["x"] >= label["x"] + 150, (label, field)
+    assert overflow(page) == 0
+    keep(page, "admin-connect")
+    assert errors == [], errors

@@ -230,7 +230,7 @@ def test_the_admin_action_routes_the_chosen_held_conversions(
         follow=True,
     )
     text = answer.content.decode()
-    assert "2 held conversion(s) routed" in text
+    assert "2 held conversions routed" in text
     assert "1 still held" in text and "nothing_yet" in text
     assert Conversion.objects.filter(status="pending").count() == 2
     assert Conversion.objects.get(pk=other.pk).status == "held"

@@ -11,7 +11,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.urls import NoReverseMatch, URLPattern, path, reverse
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy
+from django.utils.translation import gettext_lazy, ngettext
 from django.views.decorators.http import require_POST
 
 from django_xconversions import actions
@@ -110,15 +110,15 @@ class AdAccountAdmin(
     ]
     actions = ["check_access_action", "resume_action", "sync_tags_action"]
 
-    @admin.display(description=gettext_lazy("tokens stored"), boolean=True)
+    @admin.display(description=gettext_lazy("Tokens stored"), boolean=True)
     def has_tokens_display(self, obj: AdAccount) -> bool:
         return obj.has_tokens
 
-    @admin.display(description=gettext_lazy("secrets readable"))
+    @admin.display(description=gettext_lazy("Secrets readable"))
     def secrets_display(self, obj: AdAccount) -> str:
         return unreadable_display(lambda: unreadable_of_account(obj)) if obj.pk else "-"
 
-    @admin.display(description=gettext_lazy("permissions on X"))
+    @admin.display(description=gettext_lazy("Permissions on X"))
     def permissions_display(self, obj: AdAccount) -> str:
         return ", ".join(obj.permissions or []) or "-"
 
@@ -134,7 +134,11 @@ class AdAccountAdmin(
         paused = list(queryset.filter(status=AdAccount.Status.PAUSED))
         for account in paused:
             account.resume()
-        messages.success(request, _("%(n)d account(s) resumed.") % {"n": len(paused)})
+        messages.success(
+            request,
+            ngettext("%(n)d account resumed.", "%(n)d accounts resumed.", len(paused))
+            % {"n": len(paused)},
+        )
 
     @admin.action(description=gettext_lazy("Sync event tags from X"), permissions=["manage_tags"])
     def sync_tags_action(self, request: HttpRequest, queryset: QuerySet[AdAccount]) -> None:

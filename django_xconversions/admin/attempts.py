@@ -6,7 +6,11 @@ from typing import Any
 
 from django.contrib import admin
 from django.http import HttpRequest
+from django.utils.safestring import SafeString
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
+from django_xconversions.admin import display
 from django_xconversions.admin.conversions import EstimatedCountPaginator
 from django_xconversions.models import DeliveryAttempt
 
@@ -14,16 +18,17 @@ from django_xconversions.models import DeliveryAttempt
 @admin.register(DeliveryAttempt)
 class DeliveryAttemptAdmin(admin.ModelAdmin[DeliveryAttempt]):
     list_display = [
-        "created_at",
+        "time",
         "account",
         "pixel",
         "event_count",
         "http_status",
         "outcome",
         "error_code",
-        "debug_id",
+        "debug_id_display",
         "duration_ms",
     ]
+    list_display_links = ["time"]
     list_filter = [
         "outcome",
         "http_status",
@@ -37,9 +42,33 @@ class DeliveryAttemptAdmin(admin.ModelAdmin[DeliveryAttempt]):
     list_select_related = ["account", "pixel"]
     show_full_result_count = False
     paginator = EstimatedCountPaginator
+    fields = [
+        "time",
+        "account",
+        "pixel",
+        "event_count",
+        "http_status",
+        "outcome",
+        "error_code",
+        "error_body",
+        "debug_id",
+        "duration_ms",
+    ]
+
+    class Media:
+        css = display.MEDIA_CSS
+        js = display.MEDIA_JS
+
+    @admin.display(description=gettext_lazy("Time"), ordering="created_at")
+    def time(self, obj: DeliveryAttempt) -> SafeString | str:
+        return display.timestamp(obj.created_at)
+
+    @admin.display(description=gettext_lazy("Debug ID"))
+    def debug_id_display(self, obj: DeliveryAttempt) -> SafeString | str:
+        return display.copyable(obj.debug_id, label=_("Copy the debug ID"))
 
     def get_readonly_fields(self, request: HttpRequest, obj: DeliveryAttempt | None = None) -> Any:
-        return [f.name for f in self.opts.concrete_fields]
+        return self.fields
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

@@ -22,7 +22,7 @@ from typing import Any, cast
 
 from django import forms
 from django.contrib import messages
-from django.contrib.admin import ModelAdmin
+from django.contrib.admin import ModelAdmin, widgets
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
@@ -55,17 +55,24 @@ class ConnectForm(forms.Form):
         max_length=32,
         required=False,
         validators=[base36_validator],
-        label=gettext_lazy("New account: X account id"),
-        help_text=gettext_lazy("Only when connecting an account not listed above."),
+        label=gettext_lazy("New account ID"),
+        help_text=gettext_lazy("The X ad account's ID, only for an account not listed above."),
+        widget=widgets.AdminTextInputWidget,
     )
-    new_name = forms.CharField(max_length=200, required=False, label=gettext_lazy("Name"))
+    new_name = forms.CharField(
+        max_length=200,
+        required=False,
+        label=gettext_lazy("New account name"),
+        widget=widgets.AdminTextInputWidget,
+    )
     method = forms.ChoiceField(
         choices=[
             (WEB, gettext_lazy("Authorize on X and come back here")),
             (PIN, gettext_lazy("Authorize on X and type the PIN it shows")),
         ],
         initial=WEB,
-        widget=forms.RadioSelect,
+        widget=widgets.AdminRadioSelect,
+        label=gettext_lazy("Method"),
     )
 
     def __init__(self, *args: Any, accounts: Any, can_add: bool, **kwargs: Any) -> None:

@@ -9,6 +9,7 @@ from django.utils.text import format_lazy
 from django.utils.translation import gettext_lazy as _
 
 from django_xconversions import crypto, tags
+from django_xconversions.admin.display import days
 from django_xconversions.conf import setting_path
 from django_xconversions.errors import EncryptionKeyError, XAdsError, XConversionsError
 from django_xconversions.models import AdAccount, EventTag, Pixel
@@ -32,8 +33,8 @@ KEEP_HELP = _("Write-only. Leave blank to keep the stored value.")
 
 
 class AdAccountForm(forms.ModelForm[AdAccount]):
-    access_token = _secret(_("access token"), KEEP_HELP)
-    access_token_secret = _secret(_("access token secret"), KEEP_HELP)
+    access_token = _secret(_("Access token"), KEEP_HELP)
+    access_token_secret = _secret(_("Access token secret"), KEEP_HELP)
 
     class Meta:
         model = AdAccount
@@ -92,7 +93,7 @@ def _stored(encrypted: str) -> str:
 
 class PixelForm(forms.ModelForm[Pixel]):
     pixel_token = _secret(
-        _("pixel token"),
+        _("Pixel token"),
         format_lazy(
             "{} {}", _("Conversions API token of the pixel (sent as X-Pixel-Token)."), KEEP_HELP
         ),
@@ -141,6 +142,17 @@ class EventTagForm(forms.ModelForm[EventTag]):
             "view_through_window",
             "retargeting_enabled",
         ]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # "1 day", not the model's "1 days" (its choices are part of the migrations).
+        for name, values in (
+            ("click_window", EventTag.CLICK_WINDOWS),
+            ("view_through_window", EventTag.VIEW_THROUGH_WINDOWS),
+        ):
+            field = self.fields.get(name)
+            if isinstance(field, forms.TypedChoiceField):
+                field.choices = [(value, days(value)) for value in values]
 
     def clean(self) -> dict[str, Any] | None:
         cleaned = super().clean() or {}

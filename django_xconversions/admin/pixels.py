@@ -35,11 +35,11 @@ class PixelAdmin(SecretsKeptFromErrorReports, admin.ModelAdmin[Pixel]):
         "created_at",
     ]
 
-    @admin.display(description=gettext_lazy("pixel token stored"), boolean=True)
+    @admin.display(description=gettext_lazy("Pixel token stored"), boolean=True)
     def has_pixel_token_display(self, obj: Pixel) -> bool:
         return obj.has_pixel_token
 
-    @admin.display(description=gettext_lazy("secrets readable"))
+    @admin.display(description=gettext_lazy("Secrets readable"))
     def secrets_display(self, obj: Pixel) -> str:
         return unreadable_display(lambda: unreadable_of_pixel(obj)) if obj.pk else "-"
 

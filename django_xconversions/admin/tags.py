@@ -22,13 +22,25 @@ from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_POST
 
 from django_xconversions import tags
-from django_xconversions.admin import perms
+from django_xconversions.admin import display, perms
 from django_xconversions.admin.forms import EventTagForm
 from django_xconversions.admin.sync import report_sync
 from django_xconversions.errors import XAdsError, XConversionsError
 from django_xconversions.models import AdAccount, EventTag
 
-REMOTE_READONLY = ["remote_id", "website_tag_id", "status", "last_tracked_at", "deleted"]
+REMOTE_READONLY = [
+    "remote_id",
+    "website_tag_id",
+    "status",
+    "state_on_x",
+    "last_tracked_at_display",
+    "synced_at_display",
+]
+# Read-only windows in words ("1 day"): the model's choices read "1 days".
+WINDOW_DISPLAYS = {
+    "click_window": "click_window_display",
+    "view_through_window": "view_through_window_display",
+}
 
 
 class PixelChosenFilter(admin.SimpleListFilter):
@@ -46,24 +58,39 @@ class PixelChosenFilter(admin.SimpleListFilter):
         return queryset
 
 
+def _shown(field: Any) -> Any:
+    return WINDOW_DISPLAYS.get(field, field) if isinstance(field, str) else field
+
+
+class StateOnXFilter(admin.SimpleListFilter):
+    title = gettext_lazy("state on X")
+    parameter_name = "state_on_x"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, Any]]:
+        return [("live", gettext_lazy("Live")), ("deleted", gettext_lazy("Deleted on X"))]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[EventTag]) -> QuerySet[EventTag]:
+        if self.value() in ("live", "deleted"):
+            return queryset.filter(deleted=self.value() == "deleted")
+        return queryset
+
+
 @admin.register(EventTag)
 class EventTagAdmin(perms.DedicatedPermissions, admin.ModelAdmin[EventTag]):
     form = EventTagForm
+    # Ids on X, the account and the raw JSON are on each tag's page.
     list_display = [
         "name",
         "key",
         "type",
-        "account",
         "pixel_or_warning",
-        "website_tag_id",
-        "remote_id",
-        "click_window",
-        "view_through_window",
+        "click_window_display",
+        "view_through_window_display",
         "status",
-        "deleted",
-        "synced_at",
+        "state_on_x",
+        "synced_at_display",
     ]
-    list_filter = ["account", PixelChosenFilter, "type", "status", "deleted", "pixel"]
+    list_filter = ["account", PixelChosenFilter, "type", "status", StateOnXFilter, "pixel"]
     search_fields = ["name", "key", "remote_id", "website_tag_id"]
     list_select_related = ["account", "pixel"]
     actions = ["sync_from_x"]
@@ -74,11 +101,14 @@ class EventTagAdmin(perms.DedicatedPermissions, admin.ModelAdmin[EventTag]):
         ),
         (
             gettext_lazy("On X"),
-            {"fields": [*REMOTE_READONLY, "synced_at", "raw_json"]},
+            {"fields": [*REMOTE_READONLY, "raw_json"]},
         ),
     ]
 
-    @admin.display(description=gettext_lazy("pixel"), ordering="pixel__pixel_id")
+    class Media:
+        css = display.MEDIA_CSS
+
+    @admin.display(description=gettext_lazy("Pixel"), ordering="pixel__pixel_id")
     def pixel_or_warning(self, obj: EventTag) -> str | SafeString:
         if obj.pixel is not None:
             return str(obj.pixel)
@@ -89,17 +119,49 @@ class EventTagAdmin(perms.DedicatedPermissions, admin.ModelAdmin[EventTag]):
             _("None: choose one (conversions held)"),
         )
 
-    @admin.display(description=gettext_lazy("raw JSON from X"))
+    @admin.display(description=gettext_lazy("State on X"), ordering="deleted")
+    def state_on_x(self, obj: EventTag) -> SafeString:
+        if obj.deleted:
+            return format_html('<span class="xconv-state-deleted">{}</span>', _("Deleted on X"))
+        return format_html('<span class="xconv-state-live">{}</span>', _("Live"))
+
+    @admin.display(description=gettext_lazy("Click window"), ordering="click_window")
+    def click_window_display(self, obj: EventTag) -> str:
+        return display.days(obj.click_window)
+
+    @admin.display(description=gettext_lazy("View-through window"), ordering="view_through_window")
+    def view_through_window_display(self, obj: EventTag) -> str:
+        return display.days(obj.view_through_window)
+
+    @admin.display(description=gettext_lazy("Synced at"), ordering="synced_at")
+    def synced_at_display(self, obj: EventTag) -> SafeString | str:
+        return display.timestamp(obj.synced_at)
+
+    @admin.display(description=gettext_lazy("Last tracked at"), ordering="last_tracked_at")
+    def last_tracked_at_display(self, obj: EventTag) -> SafeString | str:
+        return display.timestamp(obj.last_tracked_at)
+
+    @admin.display(description=gettext_lazy("Raw JSON from X"))
     def raw_json(self, obj: EventTag) -> SafeString:
         return format_html("<pre>{}</pre>", json.dumps(obj.raw, indent=2, sort_keys=True))
 
     def get_readonly_fields(self, request: HttpRequest, obj: EventTag | None = None) -> Any:
-        readonly = [*REMOTE_READONLY, "synced_at", "raw_json"]
+        readonly = [*REMOTE_READONLY, "raw_json", *WINDOW_DISPLAYS.values()]
         if obj is not None:
             readonly.append("account")  # a tag belongs to one account on X
             if obj.deleted:
                 readonly.extend(tags.EDITABLE_FIELDS)  # X 404s on deleted tags
         return readonly
+
+    def get_fieldsets(self, request: HttpRequest, obj: EventTag | None = None) -> Any:
+        fieldsets = super().get_fieldsets(request, obj)
+        if obj is None or (not obj.deleted and self.has_change_permission(request, obj)):
+            return fieldsets
+        # Read-only: the windows in words rather than the model's choices.
+        return [
+            (title, {**options, "fields": [_shown(f) for f in options["fields"]]})
+            for title, options in fieldsets
+        ]
 
     # -- permissions: Django's model permission AND manage_tags ------------------------
 

@@ -46,7 +46,7 @@ class WorkerHeartbeatAdmin(admin.ModelAdmin[WorkerHeartbeat]):
     list_filter = [LiveFilter, "host"]
     search_fields = ["host", "pid", "current_pixel"]
 
-    @admin.display(description=_("state"))
+    @admin.display(description=_("State"))
     def state(self, obj: WorkerHeartbeat) -> str:
         """live: beat within 3x the beat interval and not stopped; else gone."""
         return str(_("live") if heartbeat.is_live(obj, timezone.now()) else _("gone"))
