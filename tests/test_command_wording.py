@@ -429,3 +429,17 @@ def test_no_count_is_written_with_s_in_parentheses() -> None:
             if isinstance(text, str) and "(s)" in text:
                 found.append(f"{source.name}:{node.lineno}: {node.value!r}")
     assert found == []
+
+
+def test_a_database_away_at_start_up_is_not_taken_for_missing_tables(
+    monkeypatch: pytest.MonkeyPatch, purchase_tag: EventTag
+) -> None:
+    """A --loop worker started while the database restarts waits the outage out: the
+    table check lets a connection error through to the command rather than say migrate."""
+
+    def away(*args: Any, **kwargs: Any) -> list[str]:
+        raise OperationalError("server closed the connection unexpectedly")
+
+    monkeypatch.setattr(connection.introspection, "table_names", away)
+    done = run("purge_conversions", "--dry-run")
+    assert done.returncode == 0 and done.out.startswith("Would delete 0 conversions")

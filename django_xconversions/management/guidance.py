@@ -18,6 +18,7 @@ from django.utils.translation import ngettext
 from django_xconversions import clock
 from django_xconversions.alerts import at_least, bounded_count
 from django_xconversions.models import AdAccount, Conversion, EventTag, Pixel
+from django_xconversions.outages import TRANSIENT_ERRORS
 
 __all__ = [
     "MIGRATE_FIRST",
@@ -72,8 +73,13 @@ def require_tables() -> None:
         models_by_alias.setdefault(alias, []).append(model)
     for alias, app_models in models_by_alias.items():
         connection = connections[alias]
-        with connection.cursor() as cursor:
-            existing = set(connection.introspection.table_names(cursor))
+        try:
+            with connection.cursor() as cursor:
+                existing = set(connection.introspection.table_names(cursor))
+        except TRANSIENT_ERRORS:
+            # The database is away, not unmigrated: the command meets the outage its own
+            # way (a --loop worker waits it out).
+            continue
         missing = sorted(m._meta.db_table for m in app_models if m._meta.db_table not in existing)
         if len(missing) == len(app_models):
             raise CommandError(MIGRATE_FIRST)
