@@ -10,6 +10,7 @@ leaves this machine.
 from __future__ import annotations
 
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -27,6 +28,11 @@ OUTPUT = ROOT / "docs" / "screenshots"
 def main() -> int:
     from playwright.sync_api import sync_playwright
 
+    if not shutil.which(CHROMIUM):
+        print(f"{CHROMIUM} is not installed (apt-get install chromium).", file=sys.stderr)
+        return 1
+    # SIGTERM unwinds like Ctrl-C, so the servers this started are stopped either way.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     started = time.monotonic()
     with tempfile.TemporaryDirectory() as scratch:
         # Taken into a scratch directory first: a failed run leaves the pictures as they were.

@@ -103,8 +103,13 @@ def running_shop(workdir: Path | None = None) -> Iterator[Shop]:
         stack.callback(stop, server)
         worker = _spawn(env, log, "send_conversions", "--loop")
         stack.callback(stop, worker)
-        wait_listening(port, server)
-        yield Shop(f"http://127.0.0.1:{port}", emulator)
+        try:
+            wait_listening(port, server)
+            yield Shop(f"http://127.0.0.1:{port}", emulator)
+        except Exception:
+            # What the web server and the worker said, before their directory goes.
+            print(f"{log}:\n{log.read_text(errors='replace')[-4000:]}", file=sys.stderr)
+            raise
 
 
 def offline(page: Any) -> None:
