@@ -33,7 +33,10 @@ TOO_WIDE = """() => {
     if (hidden <= 1 || el.clientWidth <= 1) continue;  // 1 px: text for screen readers only
     const style = getComputedStyle(el);
     let problem;
-    if (["auto", "scroll"].includes(style.overflowX)) problem = "scrolls sideways, hiding";
+    if (["auto", "scroll"].includes(style.overflowX)) {
+      if (el.tagName === "PRE") continue;  // a block of code may scroll
+      problem = "scrolls sideways, hiding";
+    }
     else if (style.textOverflow === "ellipsis" || !el.innerText.trim()) continue;
     else if (["hidden", "clip"].includes(style.overflowX)) problem = "cuts off text of";
     else if (["TD", "TH"].includes(el.tagName)) problem = "spills into the next column by";
