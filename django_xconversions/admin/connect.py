@@ -71,7 +71,7 @@ class ConnectForm(forms.Form):
             (PIN, gettext_lazy("Authorize on X and type the PIN it shows")),
         ],
         initial=WEB,
-        widget=widgets.AdminRadioSelect,
+        widget=widgets.AdminRadioSelect(attrs={"class": "radiolist"}),
         label=gettext_lazy("Method"),
     )
 
