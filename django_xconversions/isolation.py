@@ -6,11 +6,12 @@ hash``, ``Expected Time in ..., got "2022-06-16T01:14:00.603" for conversion_tim
 ``event_id (o6dkt) is not a single event tag (SET)``. When a message's value (or, failing
 that, its field) is carried by some events of the refused group only, those are the
 suspects: the rest is sent. If X takes the rest, the refusal came from the suspects: a
-lone suspect is failed with X's message (two requests in all), several are searched
-among themselves. A message is a hint, never proof: if X refuses the rest too, the rest
-is searched in turn and the suspects are sent on their own, and whatever X accepts of
-them is sent. Messages that name nothing of the group (X's table writes "Hashed_email is
-not a valid SHA-256 hash", with no value) leave the search below.
+lone suspect is failed with X's message (two requests in all), a few are sent one by one
+(most are bad: X named them), many are searched among themselves. A message is a hint,
+never proof: if X refuses the rest too, the rest is searched in turn and the suspects
+are sent on their own, and whatever X accepts of them is sent. Messages that name nothing
+of the group (X's table writes "Hashed_email is not a valid SHA-256 hash", with no value)
+leave the search below.
 
 Without a usable message, X says nothing of how many events are bad. Every
 request that X accepts delivers its events, so the search is group testing where a
@@ -40,6 +41,9 @@ from django_xconversions.errors import APIErrorDetail, BadRequest
 
 PRIOR_BAD = 3
 PRIOR_EVENTS = 500
+# Up to this many suspects (each carrying what X named) are sent one by one: X names
+# bad values, so most of them are bad and halving would cost more.
+ONE_BY_ONE = 8
 
 T = TypeVar("T")
 
@@ -107,6 +111,8 @@ def _resolve(
         # The rest is clean, so the refusal came from the suspects.
         if len(suspects) == 1:
             fail(suspects[0], about(rejection, suspects[0], event_of))
+        elif len(suspects) <= ONE_BY_ONE:
+            _one_by_one(suspects, rejection, send, fail, event_of)
         else:
             _search(suspects, rejection, send, fail)
         return
@@ -116,6 +122,27 @@ def _resolve(
     verdict = send(suspects)
     if isinstance(verdict, BadRequest):
         _resolve(suspects, verdict, send, fail, event_of)
+
+
+def _one_by_one(
+    suspects: list[T],
+    rejection: BadRequest,
+    send: Send[T],
+    fail: Fail[T],
+    event_of: EventOf[T] | None,
+) -> None:
+    """A few suspects known to hold a bad event, each named by X: most likely all bad,
+    so each is sent alone (the last one is not if every other one was accepted)."""
+    every_other_accepted = True
+    for n, item in enumerate(suspects):
+        if n == len(suspects) - 1 and every_other_accepted:
+            fail(item, about(rejection, item, event_of))
+            return
+        verdict = send([item])
+        if isinstance(verdict, BadRequest):
+            fail(item, verdict)
+        if verdict is not True:
+            every_other_accepted = False
 
 
 def suspected(rejection: BadRequest, group: Sequence[T], event_of: EventOf[T]) -> list[T]:
