@@ -40,6 +40,8 @@ from .conftest import ACCESS_TOKEN, ACCOUNT_ID, PIXEL_ID, make_conversions
 pytestmark = pytest.mark.django_db
 ROOT = Path(__file__).resolve().parent.parent
 OUR_COMMANDS = ["send_conversions", "sync_tags", "purge_conversions", "rotate_encryption_key"]
+# As the README recommends (no xconversions.W020 in the output).
+SQLITE_OPTIONS = {"transaction_mode": "IMMEDIATE", "timeout": 20}
 PAUSED_AT = dt.datetime(2026, 11, 30, 4, 12, 5, tzinfo=dt.UTC)
 REASON = "X refused the credentials: Invalid or expired token (HTTP 401, UNAUTHORIZED_ACCESS)"
 
@@ -258,7 +260,7 @@ def test_before_migrate_every_command_says_run_migrate(tmp_path: Path, command: 
     (tmp_path / "never_migrated_settings.py").write_text(
         "from tests.settings import *  # noqa: F403\n"
         f"DATABASES = {{'default': {{'ENGINE': 'django.db.backends.sqlite3', "
-        f"'NAME': {str(database)!r}}}}}\n"
+        f"'NAME': {str(database)!r}, 'OPTIONS': {SQLITE_OPTIONS!r}}}}}\n"
     )
     env = {
         **os.environ,

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from django.apps import apps
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 from django.db import connections, models, router
 from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
@@ -25,7 +25,6 @@ __all__ = [
     "NO_ACCOUNT",
     "RESUME_FIX",
     "WaitingAccount",
-    "XConversionsCommand",
     "find",
     "plural",
     "require_tables",
@@ -65,6 +64,8 @@ def plural(count: int, singular: str, plural_form: str | None = None) -> str:
 def require_tables() -> None:
     """Raise a CommandError naming ``migrate`` when any table of the app is missing.
 
+    Called first by the ``handle()`` of each command of ours (after the system checks,
+    so a settings error is still reported as such): exit status 1, one line, no traceback.
     One catalogue query per database the app's models are written to; nothing is created.
     """
     models_by_alias: dict[str, list[type[models.Model]]] = {}
@@ -88,15 +89,6 @@ def require_tables() -> None:
                 f"Some django-xconversions tables do not exist yet ({', '.join(missing)}): "
                 "run `manage.py migrate`."
             )
-
-
-class XConversionsCommand(BaseCommand):
-    """Base of our commands that read the app's tables: before ``migrate`` they stop with
-    one clear line (exit status 1) instead of a database traceback."""
-
-    def execute(self, *args: Any, **options: Any) -> str | None:
-        require_tables()
-        return super().execute(*args, **options)
 
 
 # -- options naming rows -----------------------------------------------------------------

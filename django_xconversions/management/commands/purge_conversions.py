@@ -5,14 +5,14 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from django.core.management.base import CommandError, CommandParser
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from django_xconversions import retention
 from django_xconversions.conf import CHECKS, setting_path
-from django_xconversions.management.guidance import XConversionsCommand, plural
+from django_xconversions.management.guidance import plural, require_tables
 
 
-class Command(XConversionsCommand):
+class Command(BaseCommand):
     # Uses neither the encryption key nor X's credentials: their warnings are not its own.
     requires_system_checks = [CHECKS]
     help = (
@@ -30,6 +30,7 @@ class Command(XConversionsCommand):
         parser.add_argument("--dry-run", action="store_true", help="Count, delete nothing.")
 
     def handle(self, *args: Any, **options: Any) -> None:
+        require_tables()
         days = options["older_than"]
         # NaN and infinity parse as floats too; neither is an age.
         if days is not None and not (math.isfinite(days) and days >= 0):

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.core.management.base import CommandError, CommandParser
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from django_xconversions.conf import CHECKS, CHECKS_ENCRYPTION, setting_path
 from django_xconversions.errors import EncryptionKeyError
-from django_xconversions.management.guidance import XConversionsCommand, plural
+from django_xconversions.management.guidance import plural, require_tables
 from django_xconversions.stored_secrets import Census, census, rotate_all
 
 EXIT_UNREADABLE = 1
@@ -31,7 +31,7 @@ def _open(names: list[str], *, now: bool = False) -> str:
     return f"{', '.join(names)}{' now' if now else ''} {'opens' if len(names) == 1 else 'open'}"
 
 
-class Command(XConversionsCommand):
+class Command(BaseCommand):
     requires_system_checks = [CHECKS, CHECKS_ENCRYPTION]
     help = (
         f"Re-encrypt every stored token with the first key of {SETTING} (set it to "
@@ -55,6 +55,7 @@ class Command(XConversionsCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        require_tables()
         dry_run = bool(options["dry_run"])
         try:
             if dry_run:

@@ -9,7 +9,7 @@ import threading
 from types import FrameType
 from typing import Any
 
-from django.core.management.base import CommandError, CommandParser
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from django_xconversions import alerts, delivery, health
 from django_xconversions.conf import CHECKS, CHECKS_ENCRYPTION, CHECKS_X_CREDENTIALS
@@ -17,9 +17,9 @@ from django_xconversions.delivery import SendSummary
 from django_xconversions.heartbeat import Heartbeat
 from django_xconversions.management.guidance import (
     WaitingAccount,
-    XConversionsCommand,
     find,
     plural,
+    require_tables,
     setup_hints,
     waiting_accounts,
 )
@@ -55,7 +55,7 @@ class ProgressBar:
         self.stream.write("")
 
 
-class Command(XConversionsCommand):
+class Command(BaseCommand):
     requires_system_checks = [CHECKS, CHECKS_ENCRYPTION, CHECKS_X_CREDENTIALS]
     help = "Send pending conversions to X in batches, within each account's rate limit."
 
@@ -83,6 +83,7 @@ class Command(XConversionsCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        require_tables()
         if options["check"]:
             for other in ("loop", "dry_run"):
                 if options[other]:

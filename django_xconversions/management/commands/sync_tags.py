@@ -4,21 +4,21 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.core.management.base import CommandError, CommandParser
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from django_xconversions.conf import CHECKS, CHECKS_ENCRYPTION, CHECKS_X_CREDENTIALS
 from django_xconversions.errors import XConversionsError
 from django_xconversions.management.guidance import (
     NO_ACCOUNT,
-    XConversionsCommand,
     find,
     plural,
+    require_tables,
 )
 from django_xconversions.models import AdAccount
 from django_xconversions.tags import SyncResult, sync_account_tags
 
 
-class Command(XConversionsCommand):
+class Command(BaseCommand):
     requires_system_checks = [CHECKS, CHECKS_ENCRYPTION, CHECKS_X_CREDENTIALS]
     help = (
         "Page through the web event tags of each active account on X (deleted ones "
@@ -30,6 +30,7 @@ class Command(XConversionsCommand):
         parser.add_argument("--account", help="Only this X account id (synced even when paused).")
 
     def handle(self, *args: Any, **options: Any) -> None:
+        require_tables()
         accounts = self._accounts(options["account"])
         if not accounts:
             self.stdout.write(self._nothing_to_sync())
