@@ -13,11 +13,11 @@ stored). Small tables (and SQLite) are counted exactly. On a large PostgreSQL ta
 local day's counts are memoised in a ReadinessTally row, moved forward as it is read over
 the rows created since (the ``(created_at, id)`` index): a read costs a few statements
 over a few minutes of rows, whatever the table holds. Past days never counted (the first
-reads of a large table) are counted newest first, one statement per day, for about
-BACKFILL_SECONDS per read; until they all are, the result says how many days are left
-and holds back the warnings that need them. Tallied days assume rows are not deleted
-within 30 days (RETENTION_DAYS is 90 by default) and that a row commits within SETTLE of
-its created_at.
+reads of a large table) are counted newest first, one day, then as many per statement as
+the time left allows, for about BACKFILL_SECONDS per read; until they all are, the result
+says how many days are left and holds back the warnings that need them. Tallied days
+assume rows are not deleted within 30 days (RETENTION_DAYS is 90 by default) and that a
+row commits within SETTLE of its created_at.
 """
 
 from __future__ import annotations
@@ -274,12 +274,19 @@ def _tallies(
             moving[day] = upto
     if moving:
         _move(tallies, moving)
-    started = time.monotonic()
-    for done, day in enumerate(past):
-        if done and time.monotonic() - started > BACKFILL_SECONDS:
-            return tallies, past[done:]
-        _move(tallies, {day: _day_start(day + dt.timedelta(days=1))})
-    return tallies, []
+    # Newest first, one day, then as many as the time left allows at the pace seen.
+    started, size = time.monotonic(), 1
+    while past:
+        chunk, past = past[:size], past[size:]
+        counting = time.monotonic()
+        _move(tallies, {day: _day_start(day + dt.timedelta(days=1)) for day in chunk})
+        now_spent = time.monotonic()
+        left = BACKFILL_SECONDS - (now_spent - started)
+        if left <= 0:
+            break
+        per_day = (now_spent - counting) / len(chunk)
+        size = max(1, int(left / per_day)) if per_day > 0 else len(past)
+    return tallies, past
 
 
 def _tallied_per_day(days: list[dt.date], now: dt.datetime) -> tuple[PerDay, list[dt.date]]:

@@ -448,6 +448,45 @@ def test_panel_warns_with_the_fix_of_each_problem(tag: EventTag, admin_client: C
     assert "?status__exact=paused" in panel
 
 
+def in_flight(tag: EventTag, lease_left: dt.timedelta) -> None:
+    """One conversion sending, its lease ending in ``lease_left``."""
+    record(tag, timezone.now() - dt.timedelta(minutes=1), 1, twclid=True)
+    Conversion.objects.update(status="sending", lease_expires_at=timezone.now() + lease_left)
+
+
+def test_panel_warns_as_soon_as_the_worker_is_gone_with_a_row_sending(
+    tag: EventTag, admin_client: Client
+) -> None:
+    """The worker died while a row was sending: nothing is due and the lease runs for
+    minutes yet, so alerts see nothing; the panel says the worker is gone and what to do."""
+    in_flight(tag, dt.timedelta(minutes=9))
+    now = timezone.now()
+    WorkerHeartbeat.objects.create(
+        worker_id="w", host="web1", pid=42, started_at=now - dt.timedelta(hours=1),
+        last_beat_at=now - dt.timedelta(seconds=40),
+    )  # fmt: skip
+    panel = panel_of(admin_client)
+    assert re.findall(r'data-warning="(\w+)"', panel) == ["workers_gone"]
+    gone = panel.split('data-warning="workers_gone"')[1].split("</li>")[0]
+    assert re.search(r"the last, web1:42, beat 4\d s ago", gone), gone
+    assert "1 conversion(s) wait" in gone and "send_conversions --loop" in gone
+
+
+@pytest.mark.parametrize("worker", ["live", "never seen"])
+def test_no_workers_gone_warning_with_a_live_worker_or_none_ever(
+    tag: EventTag, admin_client: Client, worker: str
+) -> None:
+    """A live worker is sending it; with no worker ever seen sends may run elsewhere (in
+    the web process, a task queue)."""
+    in_flight(tag, dt.timedelta(minutes=9))
+    if worker == "live":
+        now = timezone.now()
+        WorkerHeartbeat.objects.create(
+            worker_id="w", host="web1", pid=42, started_at=now, last_beat_at=now
+        )
+    assert "data-warning=" not in panel_of(admin_client)
+
+
 def test_panel_links_readiness_and_repeats_its_warnings(
     tag: EventTag, admin_client: Client
 ) -> None:

@@ -20,6 +20,7 @@ from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest
 from django.template.response import TemplateResponse
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from django_xconversions import health as health_module
@@ -77,7 +78,7 @@ class Tick:
 
 
 @dataclass(frozen=True)
-class Warning:
+class PanelWarning:
     """Something that needs a person, and how to fix it: a link, a command, or both."""
 
     code: str
@@ -202,11 +203,40 @@ def _changelist(model: str, **filters: str) -> str:
     return f"{url}?{urlencode(filters)}" if filters else url
 
 
-def warnings(state: Health) -> list[Warning]:
+def _workers_gone(state: Health, now: dt.datetime) -> PanelWarning | None:
+    """Workers ran here, none is live now, and conversions wait: said before alerts'
+    "no_worker" (due rows unsent for minutes) or "stuck" (a lease long over) fire. Nothing
+    when no worker was ever seen: sends may run in the web process or a task queue."""
+    waiting = state.by_status.get("pending", 0) + state.by_status.get("sending", 0)
+    if not state.workers or any(w.live for w in state.workers) or not waiting:
+        return None
+    if any(p.code == "no_worker" for p in state.problems):
+        return None
+    last = state.workers[0]
+    return PanelWarning(
+        "workers_gone",
+        _(
+            "No send_conversions --loop worker is live (the last, %(host)s:%(pid)s, beat "
+            "%(since)s ago) while %(n)s conversion(s) wait to be sent."
+        )
+        % {
+            "host": last.host,
+            "pid": last.pid,
+            "since": duration((now - last.last_beat_at).total_seconds()),
+            "n": f"{waiting:,}",
+        },
+        _("Start a worker again, or check why it stopped (its logs, the process manager)."),
+        _changelist("workerheartbeat"),
+        _("Workers"),
+        WORKER_COMMAND,
+    )
+
+
+def warnings(state: Health, now: dt.datetime | None = None) -> list[PanelWarning]:
     """What needs a person, from what health() found (nothing is counted again here)."""
-    found: list[Warning] = []
+    found: list[PanelWarning] = []
     fixes = {
-        "stuck": Warning(
+        "stuck": PanelWarning(
             "stuck",
             "",
             _(
@@ -217,7 +247,7 @@ def warnings(state: Health) -> list[Warning]:
             _("Conversions sending"),
             WORKER_COMMAND,
         ),
-        "no_worker": Warning(
+        "no_worker": PanelWarning(
             "no_worker",
             "",
             _(
@@ -228,7 +258,7 @@ def warnings(state: Health) -> list[Warning]:
             _("Workers"),
             WORKER_COMMAND,
         ),
-        "paused_with_pending": Warning(
+        "paused_with_pending": PanelWarning(
             "paused_with_pending",
             "",
             resume_fix(),
@@ -237,9 +267,9 @@ def warnings(state: Health) -> list[Warning]:
         ),
     }
     for problem in state.problems:
-        fix = fixes.get(problem.code, Warning(problem.code, "", ""))
+        fix = fixes.get(problem.code, PanelWarning(problem.code, "", ""))
         found.append(
-            Warning(
+            PanelWarning(
                 problem.code,
                 problem.message,
                 fix.fix,
@@ -249,9 +279,12 @@ def warnings(state: Health) -> list[Warning]:
                 problem=True,
             )
         )
+    gone = _workers_gone(state, now or timezone.now())
+    if gone is not None:
+        found.append(gone)
     for held in state.held:
         found.append(
-            Warning(
+            PanelWarning(
                 "held",
                 held.label,
                 held.fix
@@ -268,7 +301,7 @@ def warnings(state: Health) -> list[Warning]:
     if state.match_readiness is not None:
         for warning in state.match_readiness.warnings:
             found.append(
-                Warning(
+                PanelWarning(
                     warning.code,
                     warning.message,
                     warning.fix,
@@ -295,7 +328,7 @@ def panel_context(now: dt.datetime | None = None) -> dict[str, Any]:
         ],
         "oldest_pending": duration(state.oldest_pending_seconds),
         "chart": _chart(state.daily),
-        "warnings": warnings(state),
+        "warnings": warnings(state, now),
         "paused_fix": {
             "text": resume_fix(),
             "link": _changelist("adaccount", status__exact="paused"),
