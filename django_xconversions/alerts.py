@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from django_xconversions import heartbeat
 from django_xconversions.models import AdAccount, Conversion, WorkerHeartbeat
+from django_xconversions.wording import plural
 
 # A row this long past its lease is stuck: a live worker would have taken it back.
 STUCK_GRACE = dt.timedelta(minutes=1)
@@ -31,6 +32,11 @@ def bounded_count(queryset: QuerySet[Any]) -> int:
 def at_least(count: int) -> str:
     """A bounded count as text: "10000 or more" once it reached COUNT_BOUND."""
     return f"{count} or more" if count >= COUNT_BOUND else str(count)
+
+
+def counted(count: int, noun: str) -> str:
+    """A bounded count with its noun: "1 conversion", "10000 or more conversions"."""
+    return plural(count, noun, shown=at_least(count))
 
 
 @dataclass(frozen=True)
@@ -65,8 +71,9 @@ class Report:
         """One line for a monitor: OK or PROBLEM, then what it saw."""
         if self.healthy:
             return (
-                f"OK: {self.live_workers} live worker(s), {at_least(self.due)} conversion(s) due, "
-                "none stuck, no paused account holding conversions"
+                f"OK: {plural(self.live_workers, 'live worker')}, "
+                f"{counted(self.due, 'conversion')} due, none stuck, "
+                "no paused account holding conversions"
             )
         return "PROBLEM: " + "; ".join(p.message for p in self.problems)
 
@@ -84,7 +91,7 @@ def stuck(now: dt.datetime) -> Problem | None:
     late = _minutes(now - rows["oldest"])
     return Problem(
         "stuck",
-        f"{rows['n']} conversion(s) sending past their lease (the oldest by {late} min): "
+        f"{plural(rows['n'], 'conversion')} sending past their lease (the oldest by {late} min): "
         "their worker died and no live worker has taken them back",
     )
 
@@ -110,7 +117,9 @@ def no_worker(now: dt.datetime, due: int) -> Problem | None:
     last = WorkerHeartbeat.objects.aggregate(last=Max("last_beat_at"))["last"]
     seen = f"for {_minutes(now - last)} minutes" if last else "yet"
     return Problem(
-        "no_worker", f"no worker seen {seen} while {at_least(due)} conversion(s) are due"
+        "no_worker",
+        f"no worker seen {seen} while {counted(due, 'conversion')} "
+        f"{'is' if due == 1 else 'are'} due",
     )
 
 
@@ -134,8 +143,8 @@ def paused_with_pending() -> list[Problem]:
         problems.append(
             Problem(
                 "paused_with_pending",
-                f"account {account.account_id} is paused holding {at_least(pending)} pending "
-                f"conversion(s) ({reason})",
+                f"account {account.account_id} is paused holding "
+                f"{counted(pending, 'pending conversion')} ({reason})",
             )
         )
     return problems

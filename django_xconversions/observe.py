@@ -21,6 +21,7 @@ from django.db.models import Q
 
 from django_xconversions import metrics, signals
 from django_xconversions.models import AdAccount, Conversion, Pixel
+from django_xconversions.wording import plural
 
 logger = logging.getLogger("django_xconversions.delivery")
 
@@ -113,8 +114,8 @@ def request(
     )
     if logger.isEnabledFor(logging.DEBUG):
         logger.debug(
-            "POST %d event(s) for pixel %s: %s in %.3f s.",
-            events,
+            "POST %s for pixel %s: %s in %.3f s.",
+            plural(events, "event"),
             pixel.pixel_id,
             status,
             seconds,
@@ -149,8 +150,8 @@ def sent(pixel: Pixel, pks: list[int], *, debug_id: str, written: int, at: dt.da
     def report() -> None:
         metrics.count_sent(written)
         logger.info(
-            "Sent %d conversion(s) for pixel %s (debug_id %s).",
-            written,
+            "Sent %s for pixel %s (debug_id %s).",
+            plural(written, "conversion"),
             pixel.pixel_id,
             debug_id or "-",
             extra={
@@ -181,8 +182,8 @@ def failed(
     def report() -> None:
         metrics.count_failed(reason, written)
         logger.warning(
-            "Failed %d conversion(s) for pixel %s (%s): %s",
-            written,
+            "Failed %s for pixel %s (%s): %s",
+            plural(written, "conversion"),
             pixel.pixel_id,
             reason,
             message,

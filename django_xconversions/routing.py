@@ -26,6 +26,7 @@ from django.utils import timezone
 
 from django_xconversions.conf import setting_path
 from django_xconversions.models import Conversion, EventTag
+from django_xconversions.wording import plural
 
 logger = logging.getLogger(__name__)
 
@@ -232,9 +233,9 @@ def route_held(keys: Iterable[str] | None = None) -> Routed:
         immediate.schedule_send(pixel_pk)
     if result.routed or result.duplicates:
         logger.info(
-            "Routed %d held conversion(s); %d repeat(s) of stored ones deleted.",
-            result.routed,
-            result.duplicates,
+            "Routed %s; %s of stored ones deleted.",
+            plural(result.routed, "held conversion"),
+            plural(result.duplicates, "repeat"),
             extra={"events": result.routed, "duplicates": result.duplicates},
         )
     return result

@@ -269,7 +269,7 @@ def test_check_is_quiet_when_healthy(purchase_tag: EventTag) -> None:
     code, out = check()
     assert code == 0
     assert out.strip() == (
-        "OK: 1 live worker(s), 4 conversion(s) due, none stuck, "
+        "OK: 1 live worker, 4 conversions due, none stuck, "
         "no paused account holding conversions"
     )
 
@@ -281,7 +281,7 @@ def test_check_flags_rows_sending_past_their_lease(purchase_tag: EventTag) -> No
     )
     code, out = check()
     assert code == 2 and len(out.strip().splitlines()) == 1
-    assert out.startswith("PROBLEM: 3 conversion(s) sending past their lease (the oldest by 10 ")
+    assert out.startswith("PROBLEM: 3 conversions sending past their lease (the oldest by 10 ")
 
 
 @pytest.mark.postgres
@@ -290,13 +290,13 @@ def test_check_exit_status_from_the_shell(emulator: EmulatorServer, purchase_tag
     rows = make_conversions(purchase_tag, 3)
     healthy = manage(emulator, "send_conversions", "--check")
     assert (healthy.returncode, healthy.stderr) == (0, "")
-    assert healthy.stdout.startswith("OK: 0 live worker(s), 3 conversion(s) due")
+    assert healthy.stdout.startswith("OK: 0 live workers, 3 conversions due")
     Conversion.objects.filter(pk__in=[r.pk for r in rows]).update(
         status="sending", lease_expires_at=timezone.now() - dt.timedelta(minutes=10)
     )
     stuck = manage(emulator, "send_conversions", "--check")
     assert stuck.returncode == 2, stuck.stderr
-    assert stuck.stdout.startswith("PROBLEM: 3 conversion(s) sending past their lease")
+    assert stuck.stdout.startswith("PROBLEM: 3 conversions sending past their lease")
     assert len(stuck.stdout.strip().splitlines()) == 1
     assert stuck.stderr == "CommandError: Unhealthy: stuck.\n"
 
@@ -313,7 +313,7 @@ def test_check_flags_no_worker_while_conversions_are_due(purchase_tag: EventTag)
     make_conversions(purchase_tag, 5)
     Conversion.objects.update(next_attempt_at=timezone.now() - dt.timedelta(minutes=20))
     code, out = check()
-    assert (code, out.strip()) == (2, "PROBLEM: no worker seen yet while 5 conversion(s) are due")
+    assert (code, out.strip()) == (2, "PROBLEM: no worker seen yet while 5 conversions are due")
     beat = timezone.now() - dt.timedelta(minutes=7, seconds=5)
     WorkerHeartbeat.objects.create(
         worker_id="w1", host="h", pid=1, started_at=beat, last_beat_at=beat
@@ -321,7 +321,7 @@ def test_check_flags_no_worker_while_conversions_are_due(purchase_tag: EventTag)
     code, out = check()
     assert (code, out.strip()) == (
         2,
-        "PROBLEM: no worker seen for 7 minutes while 5 conversion(s) are due",
+        "PROBLEM: no worker seen for 7 minutes while 5 conversions are due",
     )
     WorkerHeartbeat.objects.update(last_beat_at=timezone.now())
     assert check()[0] == 0
@@ -340,7 +340,7 @@ def test_check_flags_a_paused_account_holding_pending_rows(
     code, out = check()
     assert (code, out.strip()) == (
         2,
-        f"PROBLEM: account {account.account_id} is paused holding 2 pending conversion(s) "
+        f"PROBLEM: account {account.account_id} is paused holding 2 pending conversions "
         "(X refused the credentials (401).)",
     )
 

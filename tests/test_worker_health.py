@@ -78,7 +78,7 @@ def test_health_panel_shows_problems_and_workers(
     worker("silent", 600)
     html = admin_client.get(reverse("admin:xconversions_conversion_changelist")).content.decode()
     panel = html.split('id="xconv-health"')[1].split("</section>")[0]
-    assert 'data-problem="stuck">2 conversion(s) sending past their lease' in panel
+    assert 'data-problem="stuck">2 conversions sending past their lease' in panel
     assert (
         'data-problem="paused_with_pending">account 18ce54d4x5t is paused holding 3 pending'
         in panel
@@ -106,7 +106,7 @@ def test_api_health_lists_problems_and_workers(purchase_tag: EventTag) -> None:
     data = api.get(reverse("xconversions_api:health")).json()
     assert [p["code"] for p in data["problems"]] == ["stuck", "no_worker"]
     assert data["problems"][1]["message"] == (
-        "no worker seen for 60 minutes while 3 conversion(s) are due"
+        "no worker seen for 60 minutes while 3 conversions are due"
     )
     assert [(w["host"], w["live"]) for w in data["workers"]] == [("host-old", False)]
 

@@ -22,6 +22,7 @@ from rest_framework.settings import api_settings
 from django_xconversions import context, routing, tracking
 from django_xconversions.api.serializers import ConversionInputSerializer
 from django_xconversions.models import Conversion
+from django_xconversions.wording import plural
 
 logger = logging.getLogger("django_xconversions.api")
 
@@ -124,8 +125,8 @@ def store_all(conversions: Sequence[Conversion]) -> list[Stored]:
         )
     new = sum(s.created for s in stored)
     logger.info(
-        "API stored %d conversion(s), %d new.",
-        len(stored),
+        "API stored %s, %d new.",
+        plural(len(stored), "conversion"),
         new,
         extra={"events": len(stored), "new": new},
     )

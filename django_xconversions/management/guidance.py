@@ -19,6 +19,7 @@ from django_xconversions import clock
 from django_xconversions.alerts import at_least, bounded_count
 from django_xconversions.models import AdAccount, Conversion, EventTag, Pixel
 from django_xconversions.outages import TRANSIENT_ERRORS
+from django_xconversions.wording import plural
 
 __all__ = [
     "MIGRATE_FIRST",
@@ -51,11 +52,6 @@ RATE_LIMIT_FIX = "Nothing to do: sending resumes by itself then."
 KNOWN_SHOWN = 5
 
 M = TypeVar("M", bound=models.Model)
-
-
-def plural(count: int, singular: str, plural_form: str | None = None) -> str:
-    """``1 request``, ``2 requests``: the count with its noun in the right number."""
-    return f"{count} {ngettext(singular, plural_form or singular + 's', count)}"
 
 
 # -- before migrate ----------------------------------------------------------------------
