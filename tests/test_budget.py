@@ -7,6 +7,7 @@ import datetime as dt
 from typing import Any
 
 import pytest
+from django.db import DEFAULT_DB_ALIAS, connection, connections
 from django.utils import timezone
 from hypothesis import HealthCheck, given, seed
 from hypothesis import settings as hypothesis_settings
@@ -175,3 +176,42 @@ def test_reserve_grants_as_the_rule_says(
     granted, wait_until, expected = reserved_in_python(state, wanted, now, 1_000, 60)
     assert (grant.events, grant.wait_until) == (granted, wait_until)
     assert AdAccount.objects.values(*state).get(pk=account.pk) == expected
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_reservation_says_whether_another_worker_waits_to_send_for_the_account(
+    settings: Any, account: AdAccount
+) -> None:
+    configure(settings, RATE_LIMIT_EVENTS=60_000)
+    other = AdAccount.objects.create(account_id="18ce54d4x6u", name="Other")
+    budget.reserve(account.pk, 0)  # the window is open: reservations take one statement
+    budget.reserve(other.pk, 0)
+    assert budget.reserve(account.pk, 10).events == 10
+    assert budget.others_waiting(account.pk) is False
+    waiting = connections.create_connection(DEFAULT_DB_ALIAS)  # another worker's session
+    try:
+        with waiting.cursor() as cursor:
+            cursor.execute(
+                "SELECT pg_try_advisory_lock_shared(%s::int4, %s::int4)",
+                [budget.WAITING_LOCK, budget.lock_key(account.pk)],
+            )
+            assert cursor.fetchone()[0]
+        assert budget.reserve(account.pk, 10).events == 10
+        assert budget.others_waiting(account.pk) is True
+        assert budget.others_waiting(account.pk) is False  # read once
+        assert budget.reserve(other.pk, 10).events == 10
+        assert budget.others_waiting(other.pk) is False  # that account has no waiter
+        with waiting.cursor() as cursor:  # its turn came
+            cursor.execute(
+                "SELECT pg_advisory_unlock_shared(%s::int4, %s::int4)",
+                [budget.WAITING_LOCK, budget.lock_key(account.pk)],
+            )
+        assert budget.reserve(account.pk, 10).events == 10
+        assert budget.others_waiting(account.pk) is False
+    finally:
+        waiting.close()
+    # Taking the waiting lock to test it does not keep it.
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'")
+        assert cursor.fetchone()[0] == 0
