@@ -436,7 +436,7 @@ def test_panel_warns_with_the_fix_of_each_problem(tag: EventTag, admin_client: C
     warnings = re.findall(r'data-warning="(\w+)"', panel)
     assert warnings == ["stuck", "no_worker", "held"]
     stuck = panel.split('data-warning="stuck"')[1].split("</li>")[0]
-    assert "2 conversion(s) sending past their lease" in stuck
+    assert "2 conversions sending past their lease" in stuck
     assert "python manage.py send_conversions --loop" in stuck
     assert "?status__exact=sending" in stuck
     worker = panel.split('data-warning="no_worker"')[1].split("</li>")[0]

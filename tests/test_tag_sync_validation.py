@@ -269,7 +269,7 @@ def test_with_several_pixels_sync_leaves_the_choice_and_says_so(
     assert any("2 event tags have no pixel: choose one" in m for m in messages_of(response))
     out, err = io.StringIO(), io.StringIO()
     call_command("sync_tags", stdout=out, stderr=err)
-    assert "2 event tag(s) have no pixel" in err.getvalue()
+    assert "2 event tags have no pixel" in err.getvalue()
 
 
 def test_the_event_tag_list_flags_tags_without_a_pixel(
@@ -282,7 +282,7 @@ def test_the_event_tag_list_flags_tags_without_a_pixel(
     EventTag.objects.filter(name="Purchase").update(pixel=pixel)
     page = superuser_client.get(admin_url("eventtag_changelist")).content.decode()
     assert page.count('class="xconv-no-pixel"') == 1
-    assert "None: choose one (conversions held)" in page
+    assert "None: choose one<" in page
     held_only = superuser_client.get(admin_url("eventtag_changelist") + "?has_pixel=no")
     assert held_only.context["cl"].result_count == 1
     assert [t.name for t in held_only.context["cl"].result_list] == ["Sign up"]
