@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test lint typecheck check demo run bench clean
+.PHONY: install test lint typecheck check demo run screenshots bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -46,8 +46,14 @@ demo: $(STAMP)
 	$(BIN)/python example_project/manage.py demo
 
 # The example shop on http://127.0.0.1:8000/ with the local X emulator; Ctrl-C stops it all.
+# Other ports: make run PORT=8001 EMULATOR_PORT=8766 (the emulator's default is 8765).
 run: $(STAMP)
-	$(BIN)/python example_project/manage.py run_shop
+	$(BIN)/python example_project/manage.py run_shop$(if $(PORT), --port $(PORT))$(if $(EMULATOR_PORT), --emulator-port $(EMULATOR_PORT))
+
+# docs/screenshots/*.png, the README's pictures: the example shop with two weeks of history
+# and the emulator, a purchase and the admin in Debian's Chromium at 1366 px (no network).
+screenshots: $(STAMP)
+	$(BIN)/python docs/screenshots.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build dist *.egg-info

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -63,6 +64,12 @@ def shop(tmp_path: Path) -> Iterator[Shop]:
         database = tmp_path / "shop.sqlite3"
         env = example_env(database, X_API_BASE_URL=emulator.url)
         manage(env, "run_shop", "--no-serve", "--no-emulator")  # account, pixel, tags
+        # Shop data is untrusted: a product named with markup, sold and sent as text.
+        with sqlite3.connect(database) as connection:
+            connection.execute(
+                "INSERT INTO shop_product (sku, name, price, description) VALUES (?, ?, ?, '')",
+                ("script-test", EVIL, "4.00"),
+            )
         port = free_port()
         server = subprocess.Popen(  # noqa: S603
             [sys.executable, str(MANAGE_PY), "runserver", f"127.0.0.1:{port}", "--noreload"],
@@ -146,12 +153,18 @@ def test_visitor_from_an_ad_signs_up_and_buys(shop: Shop, page: Any) -> None:
     }
     # Shop data never runs as code: in the page or in the pixel script.
     assert page.locator("td.item-name", has_text=EVIL).inner_text() == EVIL
-    # Scripts: the pixel's base code, the uwt.js it loads, the event; none from shop data.
+    # Scripts: the pixel's base code, the uwt.js it loads, the event, and the shop's own
+    # conversion panel; none from shop data.
     scripts = page.evaluate("() => Array.from(document.scripts, (s) => s.src || 'inline')")
-    assert sorted(scripts) == ["https://static.ads-twitter.com/uwt.js", "inline", "inline"]
+    assert sorted(scripts) == [
+        f"{shop.url}/static/shop/conversion-panel.js",
+        "https://static.ads-twitter.com/uwt.js",
+        "inline",
+        "inline",
+    ]
     assert page.dialogs == []
 
-    assert "Sent: 2 in 1 requests" in manage(shop.env, "send_conversions")
+    assert "Sent: 2 in 1 request\n" in manage(shop.env, "send_conversions")
     received = {
         bare_event_id(r["event_id"], PIXEL_ID): r["conversion"] for r in shop.emulator.received
     }

@@ -14,7 +14,8 @@ from urllib.parse import quote
 
 STYLE = (
     "body{font-family:system-ui,sans-serif;margin:2em auto;max-width:60em;padding:0 1em;"
-    "color:#1f2328}table{border-collapse:collapse;width:100%;margin-bottom:2em}"
+    "color:#1f2328}.scroll{overflow-x:auto;margin-bottom:2em}"
+    "table{border-collapse:collapse;width:100%}"
     "th,td{text-align:left;padding:.35em .6em;border-bottom:1px solid #d8dee4;"
     "vertical-align:top}pre{margin:0;white-space:pre-wrap;word-break:break-all;"
     "font-size:.85em}.refused{color:#b42318}.note{color:#59636e}"
@@ -87,15 +88,16 @@ def render(
         "<p class='note'>A page of the local X Ads API emulator (X has no such page).</p>"
         f"{scope}<h2>Accepted conversions, newest first</h2>"
         + (
-            "<table><tr><th>Received</th><th>conversion_id</th><th>event_id</th>"
-            f"<th>debug_id</th><th>Payload</th></tr>{received_rows}</table>"
+            "<div class='scroll'><table><tr><th>Received</th><th>conversion_id</th>"
+            "<th>event_id</th><th>debug_id</th><th>Payload</th></tr>"
+            f"{received_rows}</table></div>"
             if received_rows
             else nothing
         )
         + "<h2>Requests, newest first</h2>"
         + (
-            "<table><tr><th>Arrived</th><th>Answer</th><th>Events</th>"
-            f"<th>conversion_ids</th></tr>{request_rows}</table>"
+            "<div class='scroll'><table><tr><th>Arrived</th><th>Answer</th><th>Events</th>"
+            f"<th>conversion_ids</th></tr>{request_rows}</table></div>"
             if request_rows
             else "<p class='note'>No request yet.</p>"
         )

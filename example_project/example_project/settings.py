@@ -17,8 +17,11 @@ env = environ.Env(
     DATABASE_URL=(str, f"sqlite:///{BASE_DIR / 'db.sqlite3'}"),
     ALLOWED_HOSTS=(list, ["127.0.0.1", "localhost"]),
     X_API_BASE_URL=(str, "http://127.0.0.1:8765"),
+    # Connect with X's host; empty: the same as X_API_BASE_URL (the emulator serves both).
+    X_OAUTH_BASE_URL=(str, ""),
     # The emulator's demo app (see django_xconversions.emulator.DEMO_WORLD); set your own
-    # X app's values (and X_API_BASE_URL=https://ads-api.x.com) to talk to X.
+    # X app's values (and X_API_BASE_URL=https://ads-api.x.com,
+    # X_OAUTH_BASE_URL=https://api.x.com) to talk to X.
     X_CONSUMER_KEY=(str, "demo-consumer-key"),
     X_CONSUMER_SECRET=(str, "demo-consumer-secret"),
     # A fixed key for local use only; generate your own for anything real.
@@ -91,6 +94,7 @@ TEMPLATES = [
 
 XCONVERSIONS = {
     "API_BASE_URL": env("X_API_BASE_URL"),
+    "OAUTH_BASE_URL": env("X_OAUTH_BASE_URL") or env("X_API_BASE_URL"),
     "CONSUMER_KEY": env("X_CONSUMER_KEY"),
     "CONSUMER_SECRET": env("X_CONSUMER_SECRET"),
     "ENCRYPTION_KEY": env("XCONVERSIONS_ENCRYPTION_KEY"),

@@ -6,7 +6,7 @@ from shop.models import Customer, Order, OrderItem, Product
 
 @admin.register(Product)
 class ProductAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
-    list_display = ["name", "sku", "price"]
+    list_display = ["name", "sku", "price", "description"]
 
 
 @admin.register(Customer)

@@ -25,11 +25,13 @@ def use_api(url: str) -> None:
     settings.XCONVERSIONS = {
         **settings.XCONVERSIONS,
         "API_BASE_URL": url,
+        "OAUTH_BASE_URL": url,
         "CONSUMER_KEY": app["consumer_key"],
         "CONSUMER_SECRET": app["consumer_secret"],
     }
     os.environ.update(
         X_API_BASE_URL=url,
+        X_OAUTH_BASE_URL=url,
         X_CONSUMER_KEY=app["consumer_key"],
         X_CONSUMER_SECRET=app["consumer_secret"],
     )

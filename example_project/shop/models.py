@@ -15,6 +15,7 @@ class Product(models.Model):
     # Shop data, typed by staff: templates and the pixel tag must escape it.
     name = models.CharField(max_length=200)
     price = models.DecimalField(max_digits=10, decimal_places=2)
+    description = models.CharField(max_length=200, blank=True)
 
     class Meta:
         ordering = ["name"]

@@ -1,5 +1,4 @@
-"""The demo catalogue. One product name is markup on purpose: shop data is untrusted, and
-the pages and the pixel event must show it as text, never run it."""
+"""The demo catalogue."""
 
 from typing import Any
 
@@ -9,7 +8,6 @@ PRODUCTS = [
     ("blanket", "Blanket", "12.50"),
     ("collar", "Collar", "8.00"),
     ("bowl", "Bowl", "4.25"),
-    ("script-test", "</script><script>alert(1)</script>", "4.00"),
 ]
 
 

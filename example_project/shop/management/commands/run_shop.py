@@ -1,5 +1,6 @@
-"""manage.py run_shop (``make run``): the example shop on 127.0.0.1:8000 against the local
-X emulator, ready to click through.
+"""manage.py run_shop (``make run``): the example shop on 127.0.0.1:8000 (``--port``; ``make
+run PORT=...``) against the local X emulator (``--emulator-port``; ``EMULATOR_PORT=...``),
+ready to click through.
 
 Migrates, starts the emulator with its demo world, connects the demo account, pixel and
 tags, creates an admin user, then runs the web server and a ``send_conversions --loop``
@@ -89,7 +90,7 @@ class Command(BaseCommand):
                 url = stack.enter_context(emulator_process(demo_world(), "--port", str(port)))
             self.stdout.write(f"X Ads API emulator: {url}")
             use_api(url)
-            self._set_up()
+            pixel_id = self._set_up()
             login = self._admin(options["admin_username"], options["admin_password"])
             self.stdout.write(f"Admin login: {login}")
             if options["no_serve"]:
@@ -105,7 +106,7 @@ class Command(BaseCommand):
                 reload = ["--noreload"] if options["noreload"] else []
                 server = stack.enter_context(child("runserver", f"{addr}:{port}", *reload))
                 _wait_until_listening(addr, port, server)
-                self._summary(f"http://{addr}:{port}", url, login)
+                self._summary(f"http://{addr}:{port}", url, login, pixel_id)
                 while not _exited(server, WATCH_SECONDS):
                     sender.watch()
             except KeyboardInterrupt:
@@ -114,7 +115,8 @@ class Command(BaseCommand):
                 raise CommandError(f"runserver exited with status {server.returncode}.")
         self.stdout.write("Stopped.")
 
-    def _set_up(self) -> None:
+    def _set_up(self) -> str:
+        """The demo account, pixel and tags; the pixel's id."""
         account = connect_demo_account()
         result = sync_demo_tags(account)
         pixel = account.pixels.get()
@@ -131,6 +133,7 @@ class Command(BaseCommand):
         missing = set(KEYS) - {tag.key for tag in tags}
         if missing:
             raise CommandError(f"No event tag with the key(s) {', '.join(sorted(missing))}.")
+        return pixel.pixel_id
 
     def _admin(self, username: str, password: str) -> str:
         User = get_user_model()
@@ -141,7 +144,7 @@ class Command(BaseCommand):
         # An existing user keeps the password someone may have changed.
         return f"{username} (existing user, password unchanged)"
 
-    def _summary(self, site: str, api: str, login: str) -> None:
+    def _summary(self, site: str, api: str, login: str, pixel_id: str) -> None:
         lines = [
             "",
             f"Shop:          {site}/",
@@ -152,7 +155,8 @@ class Command(BaseCommand):
         if find_spec("django_xconversions.api.urls") is not None:  # as urls.py mounts it
             lines.append(f"REST API:      {site}/x/conversions/  (staff; schema: {site}/x/schema/)")
         lines += [
-            f"X emulator:    {api}  (what X received: {api}/_emulator/received)",
+            f"X emulator:    {api}",
+            f"  what X received: {api}/_emulator/pixels/{pixel_id}",
             "Conversions are sent by a send_conversions --loop worker. Ctrl-C stops everything.",
             "",
         ]
