@@ -4,12 +4,14 @@ what ``--demo`` prints; the read-only page of what a pixel's requests carried.""
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import re
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -18,9 +20,14 @@ import requests
 from requests_oauthlib import OAuth1
 
 from django_xconversions.emulator import EmulatorServer, demo_world, seed
-from django_xconversions.emulator.demo import demo_settings
+from django_xconversions.emulator import faults as faults_module
+from django_xconversions.emulator.demo import demo_settings, demo_summary
+from django_xconversions.emulator.faults import RATE_NAMES
 from django_xconversions.emulator.oauth_flow import CALLBACK_NOT_APPROVED, is_loopback_callback
+from django_xconversions.emulator.world import World
 from tests.helpers.emulated_x import event
+
+ROOT = Path(__file__).resolve().parent.parent
 
 WORLD = demo_world()
 APP, USER = WORLD["apps"][0], WORLD["users"][0]
@@ -260,3 +267,88 @@ def test_pixel_page_shows_what_x_received_escaped(demo: EmulatorServer) -> None:
 
     other = requests.get(f"{demo.url}/_emulator/pixels/nope", timeout=5).text
     assert "Nothing yet" in other and "No request yet." in other
+
+
+# -- README: "Developing against the local emulator" ----------------------------------
+
+
+def readme_section() -> str:
+    readme = (ROOT / "README.md").read_text()
+    start = readme.index("## Developing against the local emulator\n")
+    return readme[start : readme.index("\n## ", start + 1)]
+
+
+def fenced(section: str, language: str) -> list[str]:
+    """The bodies of the section's fenced blocks written in ``language`` ("" for none)."""
+    blocks: list[str] = []
+    body: list[str] | None = None
+    opened = ""
+    for line in section.splitlines():
+        if body is None and line.startswith("```"):
+            body, opened = [], line[3:].strip()
+        elif body is not None and line == "```":
+            if opened == language:
+                blocks.append("\n".join(body) + "\n")
+            body = None
+        elif body is not None:
+            body.append(line)
+    return blocks
+
+
+def test_readme_settings_are_what_demo_prints() -> None:
+    [python] = fenced(readme_section(), "python")
+    assert python.rstrip("\n") == demo_settings("http://127.0.0.1:8765")
+
+
+def test_readme_demo_block_is_what_demo_prints() -> None:
+    [printed, *_] = [block for block in fenced(readme_section(), "") if "Demo world" in block]
+    summary = demo_summary("http://127.0.0.1:8765")
+    expected = ["X Ads API emulator listening on http://127.0.0.1:8765", *summary.splitlines()]
+    shown = printed.rstrip("\n").splitlines()
+    assert shown == expected[: len(shown)]
+    assert any("consumer secret" in line for line in shown) and any(
+        "pixel id" in line for line in shown
+    )
+
+
+def test_readme_config_example_is_the_example_file_and_seeds() -> None:
+    [shown] = fenced(readme_section(), "json")
+    path = ROOT / "example_project" / "emulator-world.json"
+    assert json.loads(shown) == json.loads(path.read_text())
+    emu = EmulatorServer(host="127.0.0.1", port=0)
+    seed(emu, json.loads(shown))  # a valid world
+    assert "p1q2r" in emu.world.pixels
+    assert f"--config {path.relative_to(ROOT)}" in readme_section()
+
+
+def test_readme_describes_every_config_key() -> None:
+    section = readme_section()
+    table = section[section.index("| Key |") :]
+    rows = {line.split("|")[1].strip(): line for line in table.splitlines()[2:] if "|" in line}
+    top = {"apps", "users", "accounts", "pixels", "tags", "budget", "faults", "record"}
+    assert {"reject_conversion_ids", *top} <= {
+        key.strip("`") for row in rows for key in row.split(", ")
+    }
+    described = {
+        "`apps`": ["consumer_key", "consumer_secret", "callback_urls", "loopback_callbacks"],
+        "`users`": ["user_id", "screen_name", "access_token", "access_token_secret"],
+        "`accounts`": ["account_id", "name", "users", "pixels", "tags"],
+        "`accounts[].pixels`": ["pixel_id", "pixel_token"],
+        "`accounts[].tags`": [
+            name
+            for name in inspect.signature(World.add_tag).parameters
+            if name not in ("self", "account_id")
+        ],
+        "`faults`": [
+            "script",
+            "only_pixels",
+            "not_found_wording",
+            "seed",
+            *RATE_NAMES,
+            *faults_module._NUMBERS,
+            *faults_module._FLAGS,
+        ],
+    }
+    for row, keys in described.items():
+        missing = [key for key in keys if f"`{key}`" not in rows[row]]
+        assert not missing, (row, missing)
