@@ -18,8 +18,10 @@ class Command(BaseCommand):
     # A separate program: the product's checks (X credentials, the key) are not its own.
     requires_system_checks: list[str] = []
     help = (
-        "Run the local X Ads API emulator (conversions, web event tags, accounts) until\n"
-        "Ctrl-C. Point XCONVERSIONS['API_BASE_URL'] at the URL it prints."
+        "Run the local X Ads API emulator (conversions, web event tags, accounts, Connect\n"
+        "with X) until Ctrl-C. Point XCONVERSIONS['API_BASE_URL'] and ['OAUTH_BASE_URL'] at\n"
+        "the URL it prints; with --demo it prints the demo credentials, ids and the\n"
+        "settings to paste."
     )
 
     def create_parser(self, prog_name: str, subcommand: str, **kwargs: Any) -> CommandParser:
