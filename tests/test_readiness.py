@@ -470,7 +470,7 @@ def test_panel_warns_as_soon_as_the_worker_is_gone_with_a_row_sending(
     assert re.findall(r'data-warning="(\w+)"', panel) == ["workers_gone"]
     gone = panel.split('data-warning="workers_gone"')[1].split("</li>")[0]
     assert re.search(r"the last, web1:42, beat 4\d s ago", gone), gone
-    assert "1 conversion(s) wait" in gone and "send_conversions --loop" in gone
+    assert "while 1 conversion waits to be sent" in gone and "send_conversions --loop" in gone
 
 
 @pytest.mark.parametrize("worker", ["live", "never seen"])

@@ -27,6 +27,7 @@ from django_xconversions import health as health_module
 from django_xconversions import readiness
 from django_xconversions.health import DayOutcome, Health, HeldReason, health
 from django_xconversions.models import Conversion, ReadinessTally
+from django_xconversions.wording import plural
 
 if TYPE_CHECKING:
     _ReadinessModelAdmin = admin.ModelAdmin[ReadinessTally]
@@ -217,13 +218,15 @@ def _workers_gone(state: Health, now: dt.datetime) -> PanelWarning | None:
         "workers_gone",
         _(
             "No send_conversions --loop worker is live (the last, %(host)s:%(pid)s, beat "
-            "%(since)s ago) while %(n)s conversion(s) wait to be sent."
+            "%(since)s ago) while %(waiting)s to be sent."
         )
         % {
             "host": last.host,
             "pid": last.pid,
             "since": duration((now - last.last_beat_at).total_seconds()),
-            "n": f"{waiting:,}",
+            "waiting": plural(
+                waiting, _("conversion waits"), _("conversions wait"), shown=f"{waiting:,}"
+            ),
         },
         _("Start a worker again, or check why it stopped (its logs, the process manager)."),
         _changelist("workerheartbeat"),
