@@ -19,6 +19,7 @@ overwritten, and are counted as lost claims.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import random
 import re
 import time
@@ -27,10 +28,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from django.db import transaction
+from django.db import connection, transaction
+from django.db.models import BooleanField, Q
+from django.db.models.expressions import RawSQL
 
 from django_xconversions import budget, clock, errors, isolation, observe
 from django_xconversions.claimed import ClaimedRow, build_event
+from django_xconversions.claiming import qualified_column
 from django_xconversions.conf import xsettings
 from django_xconversions.engine_types import Claim, SendSummary
 from django_xconversions.models import AdAccount, Conversion, DeliveryAttempt, Pixel
@@ -125,6 +129,20 @@ class Transmission:
         return self.error is None
 
 
+def pk_in(ids: list[int]) -> Q | RawSQL:
+    """``pk IN ids`` for conversions, the ids passed as one parameter where the database
+    takes a list as one: Django's 500 placeholders cost more than the rest of an outcome
+    UPDATE on the sending thread. (The SQL names come from the model, the ids are a
+    parameter.)"""
+    pk = qualified_column("id")
+    if connection.vendor == "postgresql":
+        return RawSQL(f"{pk} = ANY(%s)", [ids], output_field=BooleanField())  # noqa: S611
+    if connection.vendor == "sqlite":  # JSONField needs JSON1, so json_each is there
+        sql = f"{pk} IN (SELECT value FROM json_each(%s))"  # noqa: S608
+        return RawSQL(sql, [json.dumps(ids)], output_field=BooleanField())  # noqa: S611
+    return Q(pk__in=ids)
+
+
 def _transmit(client: XAdsClient, pixel_id: str, items: list[_Item]) -> Transmission:
     started = time.monotonic()
     try:
@@ -152,6 +170,7 @@ class BatchSender:
         self._attempt_log: list[DeliveryAttempt] = []
         self._decided: set[int] = set()
         self._items: list[_Item] = []
+        self._prepared = False
         self._rate_limit: Any = None
 
     # -- running ---------------------------------------------------------------------------
@@ -162,8 +181,10 @@ class BatchSender:
         self.complete(self.transmit())
 
     def prepare(self) -> None:
-        """Build and validate the events; locally invalid ones fail at once."""
+        """Build and validate the events; locally invalid ones fail at once (written with
+        the outcomes). No database: ``transmit`` runs it on the helper thread."""
         self._items = []
+        self._prepared = True
         for row in self.rows:
             event, surely_valid = build_event(row)
             problems = [] if surely_valid else validate(event)
@@ -171,12 +192,13 @@ class BatchSender:
                 self._fail([row.pk], Reason.INVALID, "; ".join(p.message for p in problems))
             else:
                 self._items.append(_Item(row, event))
-        # Events failed locally were reserved but will not be sent.
-        budget.give_back(self.account.pk, len(self.rows) - len(self._items))
 
     def transmit(self) -> Transmission | None:
-        """The batch's first request: HTTP only, no database, so it may run on another
-        thread while the next batch is claimed."""
+        """Build the events and send the batch's first request: no database, so it runs
+        on a helper thread while this thread writes outcomes and claims the next batch
+        (the build, most of a batch's own work, overlaps those statements)."""
+        if not self._prepared:
+            self.prepare()
         if not self._items:
             return None
         return _transmit(self.client, self.pixel.pixel_id, self._items)
@@ -184,7 +206,6 @@ class BatchSender:
     def release(self) -> None:
         """Send nothing after all (the account was stopped before this batch's turn): the
         rows go back to pending, their events back to the budget."""
-        budget.give_back(self.account.pk, len(self._items))
         self._items = []
         self._write()
 
@@ -358,10 +379,10 @@ class BatchSender:
     # -- writing ---------------------------------------------------------------------------
 
     def _mine(self, ids: list[int]) -> Any:
-        # The claim token guard: a row re-claimed by another worker after our lease
-        # expired is theirs now, and our late outcome must not overwrite it.
-        mine = Conversion.objects.filter(claim_token=self.token)
-        return mine if len(ids) == len(self.rows) else mine.filter(pk__in=ids)
+        # Found by primary key (the claim token has no index: each index costs an entry
+        # on every send). The token guards: a row re-claimed by another worker after our
+        # lease expired is theirs now, and our late outcome must not overwrite it.
+        return Conversion.objects.filter(pk_in(ids), claim_token=self.token)
 
     def _update(self, ids: list[int], **values: Any) -> int:
         """Write ``values`` to the rows of ``ids`` still under this claim; count the rest
@@ -373,6 +394,9 @@ class BatchSender:
     def _write(self) -> None:
         # One transaction for every outcome of the batch, its attempt log and the budget.
         with transaction.atomic():
+            # Reserved events no request carried: rows failed locally, or every row of a
+            # batch released unsent.
+            budget.give_back(self.account.pk, len(self.rows) - len(self._items))
             self._write_outcomes()
             if self._attempt_log:
                 DeliveryAttempt.objects.bulk_create(self._attempt_log)

@@ -62,6 +62,11 @@ def _column(name: str) -> str:
     return _q(str(_field(Conversion, name).column))
 
 
+def qualified_column(name: str) -> str:
+    """The conversion table's column for the field ``name``, quoted, with its table."""
+    return f"{_q(Conversion._meta.db_table)}.{_column(name)}"
+
+
 @cache
 def _statement(vendor: str) -> tuple[str, list[Any]]:
     """The claim's SQL for ``vendor`` and the parameters its select list needs.

@@ -191,7 +191,9 @@ def _claim_then_read(
     )
     if not claimed:
         return []
-    mine = Conversion.objects.filter(claim_token=token).order_by("next_attempt_at", "pk")
+    # Through the index of rows in flight (the claim token has none of its own).
+    mine = Conversion.objects.filter(status=Conversion.Status.SENDING, claim_token=token)
+    mine = mine.order_by("next_attempt_at", "pk")
     return claimed_rows.fetch(mine)
 
 
@@ -288,9 +290,8 @@ def send_pending(
         if not claimed.rows:
             return None
         leases.hold(claimed.token)
-        sender = BatchSender(client, target, claimed, summary)
-        sender.prepare()
-        return sender
+        # Built on the helper thread that sends it (BatchSender.transmit).
+        return BatchSender(client, target, claimed, summary)
 
     try:
         with LeaseKeeper(renewing=renewing) as leases:

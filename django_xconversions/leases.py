@@ -92,7 +92,8 @@ class LeaseKeeper:
             tokens = list(self._held)
         if not tokens:
             return 0
-        # Rows whose claim moved on carry another token and are left alone.
+        # Rows whose claim moved on carry another token and are left alone. The status
+        # reads them through the index of rows in flight (the token has no index).
         return Conversion.objects.filter(
             claim_token__in=tokens, status=Conversion.Status.SENDING
         ).update(lease_expires_at=lease_from_now())

@@ -85,3 +85,109 @@ def test_claim_walks_the_due_index_in_order_without_sorting_the_backlog(
     # It hands up the rows it claims, not the backlog. (The first claim's rows, taken
     # earlier in this transaction, are passed over as no longer pending.)
     assert picking["Actual Rows"] * picking["Actual Loops"] == BATCH, picking
+
+
+# -- what a send writes ------------------------------------------------------------------
+
+
+def indexes_holding(pk: int) -> set[str]:
+    """The conversion table's indexes with an entry for the current version of row ``pk``
+    (every index without a condition, and those whose condition the row meets)."""
+    table = Conversion._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT c.relname, pg_get_expr(i.indpred, i.indrelid) FROM pg_index i "
+            "JOIN pg_class c ON c.oid = i.indexrelid WHERE i.indrelid = %s::regclass",
+            [table],
+        )
+        indexes = cursor.fetchall()
+        holding = set()
+        for name, condition in indexes:
+            if condition is None:
+                holding.add(name)
+                continue
+            # The condition is the catalogue's own text for the index.
+            exists = f"SELECT EXISTS (SELECT 1 FROM {table} WHERE id = %s AND ({condition}))"  # noqa: S608
+            cursor.execute(exists, [pk])
+            if cursor.fetchone()[0]:
+                holding.add(name)
+    return holding
+
+
+def test_each_write_of_a_send_adds_entries_to_five_indexes(purchase_tag: EventTag) -> None:
+    """A status change writes a new row version, with an entry in every index that holds
+    it: the claim's and the outcome's versions are each held by five (were eight and
+    seven: the pixel's own index, the claim token's and (status, created_at) for every
+    row took entries that no claim, outcome or page reads)."""
+    seed_one_due_time(purchase_tag, 1)
+    (pk,) = Conversion.objects.values_list("pk", flat=True)
+    table = Conversion._meta.db_table
+    everywhere = {
+        f"{table}_pkey",
+        "xconv_unique_tag_conversion_id",
+        "xconv_source",
+        "xconv_created",
+    }
+    claimed = delivery.claim(purchase_tag.pixel, 1)  # type: ignore[arg-type]
+    assert [row.pk for row in claimed.rows] == [pk]
+    assert indexes_holding(pk) == everywhere | {"xconv_sending_lease"}
+    Conversion.objects.filter(pk=pk).update(
+        status="sent", sent_at=timezone.now(), claim_token=None, lease_expires_at=None
+    )
+    assert indexes_holding(pk) == everywhere | {"xconv_sent_at"}
+    # At rest before a send, for the admin's status filter and the due claims.
+    Conversion.objects.filter(pk=pk).update(status="pending")
+    assert indexes_holding(pk) == everywhere | {"xconv_unsent_created", "xconv_due_pending_pk"}
+
+
+def index_plan(sql: str, params: Any) -> list[dict[str, Any]]:
+    """The plan's nodes, with sequential scans ruled out unless nothing else can run it."""
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_seqscan = off")
+        cursor.execute(f"EXPLAIN (FORMAT JSON) {sql}", params)
+        (plan,) = cursor.fetchone()[0]
+        cursor.execute("SET LOCAL enable_seqscan = on")
+    return list(plan_nodes(plan["Plan"]))
+
+
+def indexes_read(nodes: list[dict[str, Any]]) -> set[str]:
+    """The indexes a plan reads; it fails if the conversion table is scanned whole."""
+    table = Conversion._meta.db_table
+    whole = [n for n in nodes if n["Node Type"] == "Seq Scan" and n["Relation Name"] == table]
+    assert not whole, nodes
+    return {n["Index Name"] for n in nodes if "Index Name" in n}
+
+
+def test_outcomes_renewals_and_read_backs_find_claimed_rows_through_an_index(
+    purchase_tag: EventTag, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without an index of the claim token: outcomes are written by primary key (the token
+    still guards them), leases renewed and claims read back through the index of rows in
+    flight. None of them scans the table."""
+    from django_xconversions.batch import BatchSender
+    from django_xconversions.leases import LeaseKeeper
+
+    seed_one_due_time(purchase_tag, 2 * BATCH)
+    claimed = delivery.claim(purchase_tag.pixel, BATCH)  # type: ignore[arg-type]
+    statements: list[tuple[str, Any]] = []
+
+    def capture(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
+        statements.append((sql, params))
+        return execute(sql, params, many, context)
+
+    sender = BatchSender(None, purchase_tag.pixel, claimed, delivery.SendSummary())  # type: ignore[arg-type]
+    keeper = LeaseKeeper(renewing=False)
+    keeper.hold(claimed.token)
+    with connection.execute_wrapper(capture):
+        assert keeper.renew() == BATCH
+        assert sender._update([row.pk for row in claimed.rows], status="sent") == BATCH
+    renewal, outcome = (s for s in statements if s[0].startswith("UPDATE"))
+    assert indexes_read(index_plan(*renewal)) == {"xconv_sending_lease"}
+    assert indexes_read(index_plan(*outcome)) == {f"{Conversion._meta.db_table}_pkey"}
+
+    monkeypatch.setattr(delivery.claiming, "returns_rows", lambda: False)
+    with CaptureQueriesContext(connection) as captured:
+        again = delivery.claim(purchase_tag.pixel, BATCH)  # type: ignore[arg-type]
+    assert len(again.rows) == BATCH
+    (read_back,) = [q["sql"] for q in captured if q["sql"].startswith("SELECT")]
+    assert "xconv_sending_lease" in indexes_read(index_plan(read_back, None))

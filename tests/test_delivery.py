@@ -483,3 +483,70 @@ def test_a_batch_costs_five_statements_and_two_commits(
     # log and X's rate-limit headers (another).
     assert (statements_6 - statements_2) / 4 <= 5
     assert (commits_6 - commits_2) / 4 == 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_events_are_built_on_the_sending_threads_not_the_writing_one(
+    monkeypatch: pytest.MonkeyPatch, settings: Any, emulator: EmulatorServer, purchase_tag: EventTag
+) -> None:
+    """The build, most of a batch's own work, runs with its request on a helper thread,
+    while this thread writes the previous outcomes and claims the next batch."""
+    import threading
+
+    from django_xconversions import batch
+
+    configure(settings, BATCH_SIZE=50)
+    make_conversions(purchase_tag, 200)
+    building: set[str] = set()
+    build_event = batch.build_event
+
+    def recording(row: Any) -> Any:
+        building.add(threading.current_thread().name)
+        return build_event(row)
+
+    monkeypatch.setattr(batch, "build_event", recording)
+    assert delivery.send_pending().sent == 200
+    assert building and threading.current_thread().name not in building, building
+
+
+@pytest.mark.django_db(transaction=True)
+def test_events_reserved_for_rows_failed_before_sending_go_back_to_the_budget(
+    settings: Any, emulator: EmulatorServer, purchase_tag: EventTag
+) -> None:
+    configure(settings, RATE_LIMIT_EVENTS=1000, RATE_LIMIT_WINDOW=900, BATCH_SIZE=10)
+    rows = make_conversions(purchase_tag, 10)
+    Conversion.objects.filter(pk__in=[r.pk for r in rows[:3]]).update(twclid="", currency="XYZ")
+    summary = delivery.send_pending()
+    assert summary.sent == 7 and summary.failed == Counter({"invalid": 3})
+    account = AdAccount.objects.get(pk=purchase_tag.account_id)
+    assert account.budget_used == 7  # the three failed rows took nothing from X's budget
+
+
+@pytest.mark.django_db(transaction=True)
+def test_outcomes_are_written_only_to_rows_still_under_the_claim(
+    settings: Any, emulator: EmulatorServer, purchase_tag: EventTag
+) -> None:
+    """Outcomes are found by primary key, guarded by the claim token: a row whose lease
+    ran out and that another claim took meanwhile keeps that claim's state."""
+    from django_xconversions.batch import BatchSender
+    from django_xconversions.connections import client_with
+
+    make_conversions(purchase_tag, 6)
+    claimed = delivery.claim(purchase_tag.pixel, 6)  # type: ignore[arg-type]
+    taken = [row.pk for row in claimed.rows[:2]]
+    Conversion.objects.filter(pk__in=taken).update(claim_token=None, status="pending")
+    other = delivery.claim(purchase_tag.pixel, 6)  # type: ignore[arg-type]
+    assert sorted(row.pk for row in other.rows) == sorted(taken)
+    pixel = purchase_tag.pixel
+    assert pixel is not None
+    summary = delivery.SendSummary()
+    client = client_with(pixel.account.credentials(pixel))
+    try:
+        BatchSender(client, pixel, claimed, summary).run()
+    finally:
+        client.close()
+    assert summary.sent == 4 and summary.lost_claims == 2
+    assert statuses() == {"sent": 4, "sending": 2}
+    assert set(
+        Conversion.objects.filter(status="sending").values_list("claim_token", flat=True)
+    ) == {other.token}
