@@ -4,9 +4,9 @@ panel and send pending conversions, against the emulator over loopback."""
 from __future__ import annotations
 
 import datetime as dt
+import re
 import uuid
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -85,8 +85,8 @@ def test_admin_end_to_end(
 
 # -- the admin at a glance, at 1366 px -----------------------------------------------------
 
-SCREENSHOTS = Path(__file__).resolve().parent.parent / "docs" / "screenshots"
 WIDTH = 1366
+SECONDS = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d"
 LONG_ERROR = (
     "X refused: Event ID tw-o8z6j-ny3od was not found for the pixel; the conversion_id "
     "is kept for 48 hours for deduplication and its contents were "
@@ -198,18 +198,6 @@ def overflow(page: Any, selector: str = "html") -> int:
                              "return e.scrollWidth - e.clientWidth; }", selector))  # fmt: skip
 
 
-def keep(page: Any, name: str, *, start: str = "body", height: int = 900, end: str = "") -> None:
-    """The page as checked, for the README: the whole width, from the top of ``start`` to
-    the bottom of ``end`` or ``height`` pixels."""
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    top = max(0, page.locator(start).first.bounding_box()["y"] - 16)
-    if end:
-        box = page.locator(end).first.bounding_box()
-        height = int(box["y"] + box["height"] + 16 - top)
-    clip = {"x": 0, "y": top, "width": WIDTH, "height": height}
-    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True, clip=clip)
-
-
 def test_admin_pages_read_at_a_glance_at_1366_px(page: Any, live_server: Any, pixel: Pixel) -> None:
     _purchase, sign_up, failed_row = shop_outbox(pixel)
     page.set_viewport_size({"width": WIDTH, "height": 900})
@@ -220,7 +208,6 @@ def test_admin_pages_read_at_a_glance_at_1366_px(page: Any, live_server: Any, pi
     # The conversion list, filter sidebar open: every column in view, one line a row.
     page.goto(f"{site}/admin/xconversions/conversion/")
     page.wait_for_selector("#changelist-filter")
-    screenshot(page, "admin-conversions")
     assert overflow(page) == 0
     assert overflow(page, "#changelist-form .results") == 0
     headers = page.locator("#result_list thead th")
@@ -228,6 +215,10 @@ def test_admin_pages_read_at_a_glance_at_1366_px(page: Any, live_server: Any, pi
     assert [n.upper() for n in names] == [n.upper() for n in [
         "Conversion ID", "Event", "Status", "Conversion time", "Attempts", "Error", "Debug ID",
     ]], names  # fmt: skip
+    widths = page.eval_on_selector_all(
+        "#result_list thead th", "ths => ths.map(t => [t.className, t.offsetWidth, t.scrollWidth])"
+    )
+    assert all(scroll <= width for _name, width, scroll in widths), str(widths)
     right = page.evaluate("document.documentElement.clientWidth")
     for n in range(headers.count()):
         box = headers.nth(n).bounding_box()
@@ -240,7 +231,7 @@ def test_admin_pages_read_at_a_glance_at_1366_px(page: Any, live_server: Any, pi
     badge = row.locator(".xconv-status")
     assert badge.inner_text() == "Failed"
     assert badge.evaluate("e => getComputedStyle(e).backgroundColor") != "rgba(0, 0, 0, 0)"
-    keep(page, "admin-conversions", start="#changelist", height=760)
+    screenshot(page, "admin-conversions")  # test-artifacts/ (README: make screenshots)
 
     # One conversion: its fieldsets and the attempts of its pixel.
     page.goto(f"{site}/admin/xconversions/conversion/{failed_row.pk}/change/")
@@ -253,14 +244,26 @@ def test_admin_pages_read_at_a_glance_at_1366_px(page: Any, live_server: Any, pi
     assert attempts.count() == 3  # two 503s, then the 400
     assert page.locator("#xconv-attempts-group").inner_text().count(":") >= 6  # seconds
     assert page.locator(".field-attempts_display .readonly").inner_text() == "3"
-    keep(page, "admin-conversion", start="#content", end="#xconv-attempts-group")
+    screenshot(page, "admin-conversion")  # test-artifacts/ (README: make screenshots)
+
+    # Delivery attempts and event tags: compact lists that fit, times to the second.
+    for listing in ("deliveryattempt", "eventtag", "adaccount"):
+        page.goto(f"{site}/admin/xconversions/{listing}/")
+        assert overflow(page) == 0 and overflow(page, "#changelist-form .results") == 0, listing
+    page.goto(f"{site}/admin/xconversions/deliveryattempt/")
+    times = page.locator("#result_list .field-time").all_inner_texts()
+    assert len(times) == 16 and all(re.fullmatch(SECONDS, t) for t in times), times
+    heights = page.eval_on_selector_all(
+        "#result_list tbody tr", "rows => rows.map(r => r.offsetHeight)"
+    )
+    assert max(heights) < 36, heights
 
     # The tag deleted on X says so, in words; windows in proper plurals.
     page.goto(f"{site}/admin/xconversions/eventtag/{sign_up.pk}/change/")
     text = page.inner_text("#content-main")
     assert "Deleted on X" in text and "1 day" in text and "1 days" not in text, text
     assert overflow(page) == 0
-    keep(page, "admin-tag")
+    screenshot(page, "admin-tag")  # test-artifacts/ (README: make screenshots)
 
     # Connect with X in the admin's own form style: labels beside their fields.
     page.goto(f"{site}/admin/xconversions/adaccount/connect/")
@@ -268,5 +271,5 @@ def test_admin_pages_read_at_a_glance_at_1366_px(page: Any, live_server: Any, pi
     field = page.locator("#id_account").bounding_box()
     assert abs(label["y"] - field["y"]) < 12 and field["x"] >= label["x"] + 150, (label, field)
     assert overflow(page) == 0
-    keep(page, "admin-connect")
+    screenshot(page, "admin-connect")  # test-artifacts/ (README: make screenshots)
     assert errors == [], errors

@@ -10,12 +10,13 @@ from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.urls import NoReverseMatch, URLPattern, path, reverse
+from django.utils.safestring import SafeString
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, ngettext
 from django.views.decorators.http import require_POST
 
 from django_xconversions import actions
-from django_xconversions.admin import perms
+from django_xconversions.admin import display, perms
 from django_xconversions.admin.connect import connect_urls
 from django_xconversions.admin.forms import AdAccountForm
 from django_xconversions.admin.secrets import (
@@ -51,12 +52,12 @@ class AdAccountAdmin(
     form = AdAccountForm
     list_display = [
         "__str__",
-        "status",
+        "status_badge",
         "has_tokens_display",
-        "access_check_ok",
+        "access_display",
         "permissions_display",
-        "access_checked_at",
-        "paused_reason",
+        "access_checked_at_display",
+        "paused_reason_display",
     ]
     list_filter = ["status", "access_check_ok"]
     search_fields = ["account_id", "name", "x_screen_name"]
@@ -110,9 +111,29 @@ class AdAccountAdmin(
     ]
     actions = ["check_access_action", "resume_action", "sync_tags_action"]
 
-    @admin.display(description=gettext_lazy("Tokens stored"), boolean=True)
+    class Media:
+        css = display.MEDIA_CSS
+
+    @admin.display(description=gettext_lazy("Status"), ordering="status")
+    def status_badge(self, obj: AdAccount) -> SafeString:
+        return display.status_badge(obj.status, obj.get_status_display())
+
+    @admin.display(description=gettext_lazy("Access checked at"), ordering="access_checked_at")
+    def access_checked_at_display(self, obj: AdAccount) -> SafeString | str:
+        return display.timestamp(obj.access_checked_at)
+
+    @admin.display(description=gettext_lazy("Paused because"))
+    def paused_reason_display(self, obj: AdAccount) -> SafeString | str:
+        return display.clipped(obj.paused_reason, css="xconv-clip-reason")
+
+    @admin.display(description=gettext_lazy("Tokens"), boolean=True)
     def has_tokens_display(self, obj: AdAccount) -> bool:
         return obj.has_tokens
+
+    @admin.display(description=gettext_lazy("Access"), boolean=True, ordering="access_check_ok")
+    def access_display(self, obj: AdAccount) -> bool | None:
+        """Whether X's last answer lets the token's user send (unknown until checked)."""
+        return obj.access_check_ok
 
     @admin.display(description=gettext_lazy("Secrets readable"))
     def secrets_display(self, obj: AdAccount) -> str:

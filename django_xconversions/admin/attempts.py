@@ -17,16 +17,15 @@ from django_xconversions.models import DeliveryAttempt
 
 @admin.register(DeliveryAttempt)
 class DeliveryAttemptAdmin(admin.ModelAdmin[DeliveryAttempt]):
+    # Six columns that fit beside the filter at 1366 px: the outcome names the HTTP
+    # status, the pixel its account (both are filters too); the duration is on the page.
     list_display = [
         "time",
-        "account",
-        "pixel",
-        "event_count",
-        "http_status",
+        "pixel_display",
         "outcome",
-        "error_code",
+        "events",
+        "error_code_display",
         "debug_id_display",
-        "duration_ms",
     ]
     list_display_links = ["time"]
     list_filter = [
@@ -62,6 +61,18 @@ class DeliveryAttemptAdmin(admin.ModelAdmin[DeliveryAttempt]):
     @admin.display(description=gettext_lazy("Time"), ordering="created_at")
     def time(self, obj: DeliveryAttempt) -> SafeString | str:
         return display.timestamp(obj.created_at)
+
+    @admin.display(description=gettext_lazy("Pixel"), ordering="pixel__pixel_id")
+    def pixel_display(self, obj: DeliveryAttempt) -> SafeString | str:
+        return display.clipped(str(obj.pixel) if obj.pixel else "", css="xconv-clip-name")
+
+    @admin.display(description=gettext_lazy("Events"), ordering="event_count")
+    def events(self, obj: DeliveryAttempt) -> int:
+        return obj.event_count
+
+    @admin.display(description=gettext_lazy("Error code"), ordering="error_code")
+    def error_code_display(self, obj: DeliveryAttempt) -> SafeString | str:
+        return display.clipped(obj.error_code, css="xconv-clip-code")
 
     @admin.display(description=gettext_lazy("Debug ID"))
     def debug_id_display(self, obj: DeliveryAttempt) -> SafeString | str:

@@ -116,8 +116,9 @@ def nice_step(peak: int, ticks: int = TICKS) -> int:
     steps reach ``peak``."""
     raw = max(peak, 1) / ticks
     magnitude = 10.0 ** math.floor(math.log10(raw))
-    step = next(m * magnitude for m in (1, 2, 2.5, 5, 10) if m * magnitude >= raw)
-    return max(1, math.ceil(step))
+    steps = [m * magnitude for m in (1, 2, 2.5, 5, 10)]
+    # Whole numbers only: 2.5 is skipped below 10 (a step of 2.5 conversions means nothing).
+    return max(1, int(next(s for s in steps if s >= raw and s.is_integer())))
 
 
 def _height(count: int, peak: int, full: float) -> float:

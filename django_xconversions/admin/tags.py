@@ -84,11 +84,8 @@ class EventTagAdmin(perms.DedicatedPermissions, admin.ModelAdmin[EventTag]):
         "key",
         "type",
         "pixel_or_warning",
-        "click_window_display",
-        "view_through_window_display",
-        "status",
-        "state_on_x",
-        "synced_at_display",
+        "windows",
+        "on_x",
     ]
     list_filter = ["account", PixelChosenFilter, "type", "status", StateOnXFilter, "pixel"]
     search_fields = ["name", "key", "remote_id", "website_tag_id"]
@@ -115,8 +112,9 @@ class EventTagAdmin(perms.DedicatedPermissions, admin.ModelAdmin[EventTag]):
         if obj.deleted:
             return "-"
         return format_html(
-            '<strong class="xconv-no-pixel" style="color: #ba2121;">{}</strong>',
-            _("None: choose one (conversions held)"),
+            '<strong class="xconv-no-pixel" style="color: #ba2121;" title="{}">{}</strong>',
+            _("Its conversions are held until a pixel is chosen."),
+            _("None: choose one"),
         )
 
     @admin.display(description=gettext_lazy("State on X"), ordering="deleted")
@@ -124,6 +122,24 @@ class EventTagAdmin(perms.DedicatedPermissions, admin.ModelAdmin[EventTag]):
         if obj.deleted:
             return format_html('<span class="xconv-state-deleted">{}</span>', _("Deleted on X"))
         return format_html('<span class="xconv-state-live">{}</span>', _("Live"))
+
+    @admin.display(description=gettext_lazy("On X"), ordering="deleted")
+    def on_x(self, obj: EventTag) -> SafeString:
+        """Deleted on X, or the status X gives a live tag (Unverified, Tracking)."""
+        if obj.deleted:
+            return self.state_on_x(obj)
+        return format_html("{}", obj.get_status_display())
+
+    @admin.display(description=gettext_lazy("Windows"))
+    def windows(self, obj: EventTag) -> SafeString:
+        click, view = display.days(obj.click_window), display.days(obj.view_through_window)
+        return format_html(
+            '<span title="{}">{} / {}</span>',
+            _("Click window: %(click)s; view-through window: %(view)s")
+            % {"click": click, "view": view},
+            click,
+            view,
+        )
 
     @admin.display(description=gettext_lazy("Click window"), ordering="click_window")
     def click_window_display(self, obj: EventTag) -> str:
