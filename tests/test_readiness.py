@@ -523,6 +523,8 @@ def test_failed_bars_stay_visible_beside_a_busy_day() -> None:
         (0, ["0", "1"]),
         (7, ["0", "2", "4", "6", "8"]),
         (250, ["0", "100", "200", "300"]),
+        (10, ["0", "5", "10"]),  # whole steps: not 2.5 (rounded up to 3, ending at 12)
+        (1_234_567, ["0", "500,000", "1,000,000", "1,500,000"]),
     ],
 )
 def test_axis_ticks_are_round(peak: int, labels: list[str]) -> None:
