@@ -42,9 +42,8 @@ from django.db.models import (
     QuerySet,
     Subquery,
 )
-from django.utils import timezone
 
-from django_xconversions import budget, claiming, errors
+from django_xconversions import budget, claiming, clock, errors
 from django_xconversions import claimed as claimed_rows
 from django_xconversions.batch import AccountStopped, BatchSender, pause_account
 from django_xconversions.claimed import ClaimedRow
@@ -82,7 +81,7 @@ def batch_size() -> int:
 def recover_expired_leases(now: dt.datetime | None = None) -> int:
     """Return rows whose worker died (lease passed) to ``pending``."""
     return Conversion.objects.filter(
-        status=Conversion.Status.SENDING, lease_expires_at__lt=now or timezone.now()
+        status=Conversion.Status.SENDING, lease_expires_at__lt=now or clock.now()
     ).update(status=Conversion.Status.PENDING, claim_token=None, lease_expires_at=None)
 
 
@@ -154,7 +153,7 @@ def claim(
     the backlog, held the claim short.
     """
     token = new_claim_token()
-    due_by = due_by or timezone.now()
+    due_by = due_by or clock.now()
     wait_until = None
     # Within the turn's transaction (rounds.py locks the account it picked) no savepoint:
     # the pick, the reservation and the claim commit or roll back together.
@@ -267,7 +266,7 @@ def send_pending(
     """
     summary = SendSummary()
     # Rows rescheduled during this run (after a transient failure) wait for the next run.
-    started = timezone.now()
+    started = clock.now()
     recover_expired_leases(started)
     # Inside a caller's transaction nobody else sees the claims: nothing to renew.
     renewing = not connection.in_atomic_block
