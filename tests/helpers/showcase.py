@@ -240,7 +240,7 @@ def admin_pages(page: Any, site: str, conversion_id: str) -> Iterator[Stop]:
     page.locator("#result_list").get_by_role("link", name=re.compile("^Demo shop")).click()
     page.get_by_role("button", name="Check access").click()
     page.locator("ul.messagelist").wait_for()
-    yield Stop("admin-account", band("body"))
+    yield Stop("admin-account", None)
 
     page.locator("#content").get_by_role("link", name="Connect with X").click()
     page.locator("#id_account").wait_for()
