@@ -419,16 +419,19 @@ def test_the_end_of_a_database_outage_counts_its_attempts_in_the_right_number(
 
 
 def test_no_count_is_written_with_s_in_parentheses() -> None:
-    """ "1 account(s)" reads as a prototype: every count picks its number (plural())."""
-    sources = [
-        *Path(guidance.__file__).parent.rglob("*.py"),
-        Path(worker.__file__),
-    ]
+    """ "1 account(s)" reads as a prototype: every count picks its number (plural()), in
+    the commands, the health problems, the admin and the log lines alike."""
+    package = Path(guidance.__file__).parent.parent
+    sources = [*package.rglob("*.py"), *package.rglob("*.html")]
     found = []
     for source in sources:
+        if source.suffix == ".html":
+            texts = [(n, line) for n, line in enumerate(source.read_text().splitlines(), 1)]
+            found += [f"{source.name}:{n}: {line.strip()!r}" for n, line in texts if "(s)" in line]
+            continue
         for node in ast.walk(ast.parse(source.read_text())):
             text = node.value if isinstance(node, ast.Constant) else None
-            if isinstance(text, str) and "(s)" in text:
+            if isinstance(text, str) and "(s)" in text.replace("http(s)", "http"):
                 found.append(f"{source.name}:{node.lineno}: {node.value!r}")
     assert found == []
 
