@@ -6,8 +6,8 @@ hash``, ``Expected Time in ..., got "2022-06-16T01:14:00.603" for conversion_tim
 ``event_id (o6dkt) is not a single event tag (SET)``. When a message's value (or, failing
 that, its field) is carried by some events of the refused group only, those are the
 suspects: the rest is sent. If X takes the rest, the refusal came from the suspects: a
-lone suspect is failed with X's message (two requests in all), a few are sent one by one
-(most are bad: X named them), many are searched among themselves. A message is a hint,
+lone suspect is failed with X's message (two requests in all), several are sent one by
+one (most are bad: X named them) until X accepts two of them, then searched. A message is a hint,
 never proof: if X refuses the rest too, the rest is searched in turn and the suspects
 are sent on their own, and whatever X accepts of them is sent. Messages that name nothing
 of the group (X's table writes "Hashed_email is not a valid SHA-256 hash", with no value)
@@ -41,9 +41,9 @@ from django_xconversions.errors import APIErrorDetail, BadRequest
 
 PRIOR_BAD = 3
 PRIOR_EVENTS = 500
-# Up to this many suspects (each carrying what X named) are sent one by one: X names
-# bad values, so most of them are bad and halving would cost more.
-ONE_BY_ONE = 8
+# Suspects (events carrying what X named) are sent one by one, X naming bad values, until
+# X accepts this many of them: the rest is then searched.
+TRUSTED_UNTIL = 2
 
 T = TypeVar("T")
 
@@ -109,12 +109,7 @@ def _resolve(
     verdict = send(rest)
     if verdict is True:
         # The rest is clean, so the refusal came from the suspects.
-        if len(suspects) == 1:
-            fail(suspects[0], about(rejection, suspects[0], event_of))
-        elif len(suspects) <= ONE_BY_ONE:
-            _one_by_one(suspects, rejection, send, fail, event_of)
-        else:
-            _search(suspects, rejection, send, fail)
+        _named(suspects, rejection, send, fail, event_of)
         return
     if isinstance(verdict, BadRequest):
         _resolve(rest, verdict, send, fail, event_of)
@@ -124,25 +119,34 @@ def _resolve(
         _resolve(suspects, verdict, send, fail, event_of)
 
 
-def _one_by_one(
+def _named(
     suspects: list[T],
     rejection: BadRequest,
     send: Send[T],
     fail: Fail[T],
     event_of: EventOf[T] | None,
 ) -> None:
-    """A few suspects known to hold a bad event, each named by X: most likely all bad,
-    so each is sent alone (the last one is not if every other one was accepted)."""
-    every_other_accepted = True
+    """Suspects known to hold a bad event, each carrying what X named: most likely all
+    bad, so each is sent alone (the last one is failed without a request when every
+    other one was accepted). Once X accepts more than one, the name proves a weak guide
+    (a value many events carry, bad in few) and the rest is searched."""
+    accepted = 0
+    found_or_unknown = False
     for n, item in enumerate(suspects):
-        if n == len(suspects) - 1 and every_other_accepted:
+        left = suspects[n:]
+        if accepted >= TRUSTED_UNTIL and len(left) > 1:
+            _search(left, rejection, send, fail, known_bad=not found_or_unknown)
+            return
+        if len(left) == 1 and not found_or_unknown:
             fail(item, about(rejection, item, event_of))
             return
         verdict = send([item])
+        if verdict is True:
+            accepted += 1
+            continue
+        found_or_unknown = True
         if isinstance(verdict, BadRequest):
             fail(item, verdict)
-        if verdict is not True:
-            every_other_accepted = False
 
 
 def suspected(rejection: BadRequest, group: Sequence[T], event_of: EventOf[T]) -> list[T]:
@@ -229,10 +233,18 @@ def _leaves(value: Any, key: str = "") -> Iterator[tuple[str, str]]:
             yield key, json.dumps(value)
 
 
-def _search(items: Sequence[T], rejection: BadRequest, send: Send[T], fail: Fail[T]) -> None:
-    """Group testing over ``items``, refused together with ``rejection``."""
+def _search(
+    items: Sequence[T],
+    rejection: BadRequest,
+    send: Send[T],
+    fail: Fail[T],
+    *,
+    known_bad: bool = True,
+) -> None:
+    """Group testing over ``items``, refused together with ``rejection`` (or, if not
+    ``known_bad``, not known to hold a bad event at all)."""
     pool = list(items)
-    pool_known_bad = True  # until a bad event is found, the first refusal covers the pool
+    pool_known_bad = known_bad  # until a bad event is found, the refusal covers the pool
     found = resolved = 0
     while pool:
         size = group_size(len(pool), found, resolved)

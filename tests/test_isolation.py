@@ -358,3 +358,27 @@ def test_a_message_naming_no_value_of_the_batch_still_finds_the_event(
         Conversion.objects.filter(status="failed").values_list("conversion_id", flat=True)
     ) == ["order:77"]
     assert Counter(received_ids(emulator)).most_common(1)[0][1] == 1
+
+
+def test_many_events_carrying_the_named_value_all_bad_cost_one_request_each() -> None:
+    # Forty rows of a tag mapped to the pixel's base id: X names that id, all are bad.
+    events = [event(n) for n in range(500)]
+    place = random.Random(40).sample(range(500), 40)
+    detail = APIErrorDetail(
+        "INVALID_PARAMETER", "event_id (o8z6j) is not a single event tag (SET)", "event_id"
+    )
+    for n in place:
+        events[n]["event_id"] = "o8z6j"
+    assert NamingX(events, dict.fromkeys(place, detail)).run() == 1 + 1 + 40
+
+
+def test_a_named_value_sixty_events_carry_but_one_is_bad_is_searched_after_two() -> None:
+    # X's name proves a weak guide once it has accepted two of those named: searched.
+    events = [event(n) for n in range(500)]
+    carriers = random.Random(60).sample(range(500), 60)
+    for n in carriers:
+        events[n]["identifiers"][0]["hashed_email"] = "shared-value"
+    detail = APIErrorDetail("INVALID_PARAMETER", hash_message("shared-value"), "hashed_email")
+    bad = carriers[30]
+    x = NamingX(events, {bad: detail})
+    assert x.run() <= 2 + 2 + 1 + 6 + 1  # two singles accepted, then halving 58
