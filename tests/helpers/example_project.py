@@ -16,7 +16,8 @@ from tests.helpers.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 MANAGE_PY = ROOT / "example_project" / "manage.py"
-# The name of a product the example seeds: markup that must come out as text everywhere.
+# A product name made of markup: the escaping tests add it (the catalogue shoppers see is
+# neutral) and check it comes out as text everywhere.
 EVIL = "</script><script>alert(1)</script>"
 TIMEOUT = 120
 
