@@ -375,6 +375,8 @@ def test_unapproved_callback_says_which_url_to_allowlist(
     configure(settings, OAUTH_BASE_URL=emulator.url)  # nothing allowlisted
     page = start(staff, account=str(bare_account.pk)).content.decode()
     assert "Callback URL not approved" in page and ADMIN_CALLBACK in page
+    # X's message ends without a full stop: the hint starts a sentence of its own.
+    assert re.search(r"application settings\. Add http://", page), page
 
 
 def test_denied_on_x_stores_nothing(

@@ -195,7 +195,10 @@ class ConnectViews:
                     "Add %(url)s to your X app's callback URLs (X refuses localhost: "
                     "use 127.0.0.1)."
                 ) % {"url": callback}
-            messages.error(request, f"{exc}{hint}")
+            said = str(exc).rstrip()
+            # X's refusal has no closing full stop; the hint must not run on from it.
+            separator = "" if not hint or said.endswith((".", "!", "?")) else "."
+            messages.error(request, f"{said}{separator}{hint}")
             return None
         flow = connect_session.start(
             request,
