@@ -110,6 +110,13 @@ def test_run_longer_than_the_lease_with_a_second_worker_sends_each_once(
     progress = start_when(lambda: time.monotonic() - started > LEASE + 0.5, second_worker)
     first = delivery.send_pending(on_progress=progress)
     assert second_worker.thread.ident is not None, "the run ended before the lease passed"
+    # The second worker may still hold a batch (waiting for the account's turn) when the
+    # first run ends: stopping it then would release that batch unsent.
+    wait_until(
+        lambda: not Conversion.objects.exclude(status="sent").exists(),
+        20,
+        "the two workers did not send everything",
+    )
     second_worker.finish()
     assert first.sent > 0 and second_worker.summary.sent > 0
     assert first.sent + second_worker.summary.sent == 600
