@@ -237,11 +237,20 @@ def test_held_conversion_page_says_no_request_was_made(superuser_client: Client)
 
 
 def test_delivery_attempts_list_shows_seconds(pixel: Pixel, superuser_client: Client) -> None:
-    at = dt.datetime(2026, 11, 30, 0, 16, 5, tzinfo=dt.UTC)
+    at = dt.datetime(2026, 11, 30, 0, 16, 5, tzinfo=dt.timezone.utc)
     DeliveryAttempt.objects.create(pixel=pixel, event_count=3, outcome="sent", created_at=at)
     html = superuser_client.get(url("deliveryattempt_changelist")).content.decode()
     assert ">2026-11-30 00:16:05</time>" in html
     assert "12:16 a.m." not in html
+
+
+def test_health_panel_last_sent_to_the_second(tag: EventTag, superuser_client: Client) -> None:
+    at = timezone.now().replace(microsecond=0) - dt.timedelta(minutes=3)
+    (row,) = make_conversions(tag, 1)
+    Conversion.objects.filter(pk=row.pk).update(status=Conversion.Status.SENT, sent_at=at)
+    html = superuser_client.get(url("conversion_changelist")).content.decode()
+    shown = timezone.localtime(at).strftime("%Y-%m-%d %H:%M:%S")
+    assert re.search(rf"Last sent</th><td>{shown}</td>", html), html
 
 
 # -- event tags and forms ----------------------------------------------------------------------

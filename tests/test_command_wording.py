@@ -42,7 +42,7 @@ ROOT = Path(__file__).resolve().parent.parent
 OUR_COMMANDS = ["send_conversions", "sync_tags", "purge_conversions", "rotate_encryption_key"]
 # As the README recommends (no xconversions.W020 in the output).
 SQLITE_OPTIONS = {"transaction_mode": "IMMEDIATE", "timeout": 20}
-PAUSED_AT = dt.datetime(2026, 11, 30, 4, 12, 5, tzinfo=dt.UTC)
+PAUSED_AT = dt.datetime(2026, 11, 30, 4, 12, 5, tzinfo=dt.timezone.utc)
 REASON = "X refused the credentials: Invalid or expired token (HTTP 401, UNAUTHORIZED_ACCESS)"
 
 

@@ -176,7 +176,7 @@ class WaitingAccount:
 
 
 def _when(moment: dt.datetime) -> str:
-    return f"{timezone.localtime(moment, dt.UTC):%Y-%m-%d %H:%M:%S} UTC"
+    return f"{timezone.localtime(moment, dt.timezone.utc):%Y-%m-%d %H:%M:%S} UTC"
 
 
 def _one_line(text: str) -> str:
