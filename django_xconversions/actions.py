@@ -10,10 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from django.db.models import QuerySet
-from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from django_xconversions import delivery
+from django_xconversions import clock, delivery
 from django_xconversions.connections import client_for
 from django_xconversions.delivery import SendSummary
 from django_xconversions.errors import UnreadableSecret, XConversionsError
@@ -61,7 +60,7 @@ def send_now(conversions: QuerySet[Conversion]) -> SendSummary:
 
     send_pending also sends other due rows of those pixels: they were next in line anyway.
     """
-    conversions.filter(status=Conversion.Status.PENDING).update(next_attempt_at=timezone.now())
+    conversions.filter(status=Conversion.Status.PENDING).update(next_attempt_at=clock.now())
     total = SendSummary()
     pixels = Pixel.objects.filter(pk__in=conversions.values("pixel_id")).select_related("account")
     for pixel in pixels:
@@ -78,7 +77,7 @@ def requeue(conversions: QuerySet[Conversion]) -> Requeued:
     queued = retryable.filter(pixel__isnull=False).update(
         status=Conversion.Status.PENDING,
         attempts=0,
-        next_attempt_at=timezone.now(),
+        next_attempt_at=clock.now(),
         error_reason="",
         last_error="",
         failed_at=None,
@@ -96,7 +95,7 @@ def mark_skipped(conversions: QuerySet[Conversion]) -> int:
     return conversions.filter(status__in=SKIPPABLE).update(
         status=Conversion.Status.SKIPPED,
         error_reason=Conversion.ErrorReason.MANUAL,
-        updated_at=timezone.now(),
+        updated_at=clock.now(),
     )
 
 
@@ -125,7 +124,7 @@ def check_access(account: AdAccount) -> AccessCheck:
             account.access_check_message = _(
                 "The token's user has %(found)s; sending needs AD_MANAGER or ACCOUNT_ADMIN."
             ) % {"found": ", ".join(permissions) or _("no permissions")}
-    account.access_checked_at = timezone.now()
+    account.access_checked_at = clock.now()
     account.save(
         update_fields=[
             "permissions",

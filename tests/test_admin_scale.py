@@ -44,7 +44,7 @@ def superuser(db: None) -> User:
 
 
 @pytest.fixture
-def admin_client(superuser: User) -> Client:
+def staff_client(superuser: User) -> Client:
     client = Client()
     client.force_login(superuser)
     client.get(CHANGELIST)  # the session and the user's first read are not the page's
@@ -110,16 +110,16 @@ def full_counts(queries: list[str]) -> list[str]:
 
 @pytest.mark.parametrize("estimates", [False, True], ids=["exact", "estimated"])
 def test_changelist_and_health_queries_do_not_grow_with_the_table(
-    purchase_tag: EventTag, admin_client: Client, request: Any, estimates: bool
+    purchase_tag: EventTag, staff_client: Client, request: Any, estimates: bool
 ) -> None:
     if estimates:
         request.getfixturevalue("large")
     mixed_outbox(purchase_tag, 40)
     health.health()  # the first read of a large table starts the chart's tally
-    page = queries_of(lambda: admin_client.get(CHANGELIST))
+    page = queries_of(lambda: staff_client.get(CHANGELIST))
     panel = queries_of(lambda: health.health())
     make_conversions(purchase_tag, 400, start=1000)
-    mixed_outbox_more = queries_of(lambda: admin_client.get(CHANGELIST))
+    mixed_outbox_more = queries_of(lambda: staff_client.get(CHANGELIST))
     assert len(mixed_outbox_more) == len(page) <= 45, mixed_outbox_more
     assert len(queries_of(lambda: health.health())) == len(panel) <= 30
 
@@ -129,16 +129,16 @@ def test_changelist_and_health_queries_do_not_grow_with_the_table(
 
 @pytest.mark.postgres
 def test_large_table_pages_read_no_full_count(
-    purchase_tag: EventTag, admin_client: Client, superuser: User, large: None
+    purchase_tag: EventTag, staff_client: Client, superuser: User, large: None
 ) -> None:
     mixed_outbox(purchase_tag, 60)
     health.health()  # the first read of a large table starts the chart's tally
     api = APIClient()
     api.force_authenticate(superuser)
     pages = {
-        "changelist": queries_of(lambda: admin_client.get(CHANGELIST)),
+        "changelist": queries_of(lambda: staff_client.get(CHANGELIST)),
         "changelist, failed": queries_of(
-            lambda: admin_client.get(CHANGELIST, {"status__exact": "failed"})
+            lambda: staff_client.get(CHANGELIST, {"status__exact": "failed"})
         ),
         "health": queries_of(lambda: api.get(HEALTH)),
         "api list": queries_of(lambda: api.get(CONVERSIONS)),
@@ -157,35 +157,35 @@ def test_large_table_pages_read_no_full_count(
 
 @pytest.mark.postgres
 def test_large_table_counts_a_narrow_search_exactly(
-    purchase_tag: EventTag, admin_client: Client, large: None, monkeypatch: Any
+    purchase_tag: EventTag, staff_client: Client, large: None, monkeypatch: Any
 ) -> None:
     """The planner's guess for a search can be millions; a search that finds few rows
     says how many it found, and a large list says about how many it holds."""
     monkeypatch.setattr(health, "SURE_BELOW", 20)
     mixed_outbox(purchase_tag, 60)
-    found = admin_client.get(CHANGELIST, {"q": "order:1"}).content.decode()
+    found = staff_client.get(CHANGELIST, {"q": "order:1"}).content.decode()
     assert re.search(r"11 results \(", found)  # order:1 and order:10-19
     Conversion.objects.filter(pk__in=Conversion.objects.values("pk")[:30]).delete()
     estimate = health.planner_rows(Conversion.objects.all())  # not analyzed again: ~60
     assert estimate > 30
-    assert f"{estimate} conversions" in admin_client.get(CHANGELIST).content.decode()
+    assert f"{estimate} conversions" in staff_client.get(CHANGELIST).content.decode()
 
 
-def test_small_tables_stay_exact(purchase_tag: EventTag, admin_client: Client) -> None:
+def test_small_tables_stay_exact(purchase_tag: EventTag, staff_client: Client) -> None:
     """Below EXACT_BELOW (and always on SQLite) every count is exact, with no estimate."""
     mixed_outbox(purchase_tag, 30)
     state = health.health()
     assert state.estimated == []
     exact = {s: Conversion.objects.filter(status=s).count() for s in Conversion.Status.values}
     assert state.by_status == exact
-    html = admin_client.get(CHANGELIST).content.decode()
+    html = staff_client.get(CHANGELIST).content.decode()
     assert "\u2248" not in html.split('id="xconv-health"')[1].split("</section>")[0]
     assert "30 conversions" in html
 
 
 @pytest.mark.postgres
 def test_large_table_shows_estimates_as_estimates(
-    purchase_tag: EventTag, admin_client: Client, superuser: User, large: None, monkeypatch: Any
+    purchase_tag: EventTag, staff_client: Client, superuser: User, large: None, monkeypatch: Any
 ) -> None:
     """Sent is the table's estimate less the counted states; a state past the bound is
     the planner's estimate; both are marked, and states under the bound stay exact."""
@@ -206,7 +206,7 @@ def test_large_table_shows_estimates_as_estimates(
     api = APIClient()
     api.force_authenticate(superuser)
     assert sorted(api.get(HEALTH).json()["estimated"]) == ["pending", "sent"]
-    html = admin_client.get(CHANGELIST).content.decode()
+    html = staff_client.get(CHANGELIST).content.decode()
     assert re.search(r'data-status="sent">\u2248 \d+<', html)
     assert 'data-status="failed">4<' in html
     # Bounded counts read as such in what needs a person.
@@ -240,7 +240,7 @@ def main_select(queries: list[str]) -> str:
 
 @pytest.mark.postgres
 def test_changelist_and_api_list_orders_come_from_an_index(
-    purchase_tag: EventTag, admin_client: Client, superuser: User
+    purchase_tag: EventTag, staff_client: Client, superuser: User
 ) -> None:
     """Sorting is disabled for the planner: a plan that still sorts has no index for the
     order, and at ten million rows it would sort them all."""
@@ -248,12 +248,12 @@ def test_changelist_and_api_list_orders_come_from_an_index(
     api = APIClient()
     api.force_authenticate(superuser)
     statements = {
-        "changelist": main_select(queries_of(lambda: admin_client.get(CHANGELIST))),
+        "changelist": main_select(queries_of(lambda: staff_client.get(CHANGELIST))),
         "changelist by status": main_select(
-            queries_of(lambda: admin_client.get(CHANGELIST, {"status__exact": "failed"}))
+            queries_of(lambda: staff_client.get(CHANGELIST, {"status__exact": "failed"}))
         ),
         "changelist by reason": main_select(
-            queries_of(lambda: admin_client.get(CHANGELIST, {"error_reason__exact": "rejected"}))
+            queries_of(lambda: staff_client.get(CHANGELIST, {"error_reason__exact": "rejected"}))
         ),
         "api list": main_select(queries_of(lambda: api.get(CONVERSIONS))),
     }
@@ -409,7 +409,7 @@ def test_match_readiness_queries_do_not_grow_with_the_table(
 
 @pytest.mark.postgres
 def test_match_readiness_at_scale_reads_index_ranges_only(
-    purchase_tag: EventTag, admin_client: Client, superuser: User, large: None
+    purchase_tag: EventTag, staff_client: Client, superuser: User, large: None
 ) -> None:
     """On a large table the readiness page and /x/health/ count only rows created since
     the tallies' last move, through the (created_at, id) index: no whole-table count,
@@ -420,7 +420,7 @@ def test_match_readiness_at_scale_reads_index_ranges_only(
     api.force_authenticate(superuser)
     pages = {
         "readiness page": queries_of(
-            lambda: admin_client.get(reverse("admin:xconversions_readinesstally_changelist"))
+            lambda: staff_client.get(reverse("admin:xconversions_readinesstally_changelist"))
         ),
         "health": queries_of(lambda: api.get(HEALTH)),
     }

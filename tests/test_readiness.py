@@ -311,14 +311,14 @@ def test_a_large_tables_past_is_counted_a_day_per_read_newest_first(
 
 
 def test_the_page_says_when_past_days_are_still_counted(
-    tag: EventTag, admin_client: Client, monkeypatch: pytest.MonkeyPatch
+    tag: EventTag, staff_client: Client, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(readiness, "BACKFILL_SECONDS", 0.0)
     monkeypatch.setattr(health, "EXACT_BELOW", 0)  # every table counts as large
     record(tag, noon(3), 5, twclid=True)
-    html = admin_client.get(READINESS).content.decode()
+    html = staff_client.get(READINESS).content.decode()
     assert 'data-uncounted="28"' in html and "Still counting: 28 past days" in html
-    assert 'data-uncounted="27"' in admin_client.get(READINESS).content.decode()
+    assert 'data-uncounted="27"' in staff_client.get(READINESS).content.decode()
 
 
 def test_tallies_outside_the_month_are_dropped(tag: EventTag) -> None:
@@ -362,17 +362,17 @@ def test_api_health_has_match_readiness_and_keeps_its_keys(tag: EventTag) -> Non
 
 
 @pytest.fixture
-def admin_client(db: None) -> Client:
+def staff_client(db: None) -> Client:
     client = Client()
     client.force_login(User.objects.create_superuser("admin", "admin@example.com", "pw"))
     return client
 
 
 def test_readiness_page_shows_numbers_warnings_and_fixes(
-    tag: EventTag, admin_client: Client
+    tag: EventTag, staff_client: Client
 ) -> None:
     weeks(tag, (100, 40), (100, 10))
-    html = admin_client.get(READINESS).content.decode()
+    html = staff_client.get(READINESS).content.decode()
     assert "<h1>Match readiness</h1>" in html
     row = re.search(r'<tr data-key="purchase".*?</tr>', html, re.S)
     assert row is not None
@@ -388,7 +388,7 @@ def test_readiness_page_shows_numbers_warnings_and_fixes(
     assert 'data-window="30" data-field="conversions">200<' in row.group()
     assert 'data-warning="twclid_drop"' in html and "What to do:" in html
     assert "below 50% of its share over the 7 days before" in html  # the rule, in words
-    index = admin_client.get(reverse("admin:index")).content.decode()
+    index = staff_client.get(reverse("admin:index")).content.decode()
     assert READINESS in index  # listed in the admin index
 
 
@@ -403,9 +403,9 @@ def test_readiness_page_needs_the_view_conversion_permission(tag: EventTag, db: 
         assert client.get(READINESS + other).status_code == 404
 
 
-def test_readiness_page_without_conversions_says_so(admin_client: Client) -> None:
+def test_readiness_page_without_conversions_says_so(staff_client: Client) -> None:
     assert "No conversion recorded in the last 30 days." in (
-        admin_client.get(READINESS).content.decode()
+        staff_client.get(READINESS).content.decode()
     )
 
 
@@ -417,7 +417,7 @@ def panel_of(client: Client) -> str:
     return html.split('id="xconv-health"')[1].split("</section>")[0]
 
 
-def test_panel_warns_with_the_fix_of_each_problem(tag: EventTag, admin_client: Client) -> None:
+def test_panel_warns_with_the_fix_of_each_problem(tag: EventTag, staff_client: Client) -> None:
     now = timezone.now()
     record(tag, now - dt.timedelta(hours=1), 2, twclid=True)
     Conversion.objects.filter(event_tag=tag).update(
@@ -432,7 +432,7 @@ def test_panel_warns_with_the_fix_of_each_problem(tag: EventTag, admin_client: C
     AdAccount.objects.create(
         account_id="acc2", name="Other", status="paused", paused_reason="Invalid token"
     )
-    panel = panel_of(admin_client)
+    panel = panel_of(staff_client)
     warnings = re.findall(r'data-warning="(\w+)"', panel)
     assert warnings == ["stuck", "no_worker", "held"]
     stuck = panel.split('data-warning="stuck"')[1].split("</li>")[0]
@@ -456,7 +456,7 @@ def in_flight(tag: EventTag, lease_left: dt.timedelta) -> None:
 
 
 def test_panel_warns_as_soon_as_the_worker_is_gone_with_a_row_sending(
-    tag: EventTag, admin_client: Client
+    tag: EventTag, staff_client: Client
 ) -> None:
     """The worker died while a row was sending: nothing is due and the lease runs for
     minutes yet, so alerts see nothing; the panel says the worker is gone and what to do."""
@@ -466,7 +466,7 @@ def test_panel_warns_as_soon_as_the_worker_is_gone_with_a_row_sending(
         worker_id="w", host="web1", pid=42, started_at=now - dt.timedelta(hours=1),
         last_beat_at=now - dt.timedelta(seconds=40),
     )  # fmt: skip
-    panel = panel_of(admin_client)
+    panel = panel_of(staff_client)
     assert re.findall(r'data-warning="(\w+)"', panel) == ["workers_gone"]
     gone = panel.split('data-warning="workers_gone"')[1].split("</li>")[0]
     assert re.search(r"the last, web1:42, beat 4\d s ago", gone), gone
@@ -475,7 +475,7 @@ def test_panel_warns_as_soon_as_the_worker_is_gone_with_a_row_sending(
 
 @pytest.mark.parametrize("worker", ["live", "never seen"])
 def test_no_workers_gone_warning_with_a_live_worker_or_none_ever(
-    tag: EventTag, admin_client: Client, worker: str
+    tag: EventTag, staff_client: Client, worker: str
 ) -> None:
     """A live worker is sending it; with no worker ever seen sends may run elsewhere (in
     the web process, a task queue)."""
@@ -485,14 +485,14 @@ def test_no_workers_gone_warning_with_a_live_worker_or_none_ever(
         WorkerHeartbeat.objects.create(
             worker_id="w", host="web1", pid=42, started_at=now, last_beat_at=now
         )
-    assert "data-warning=" not in panel_of(admin_client)
+    assert "data-warning=" not in panel_of(staff_client)
 
 
 def test_panel_links_readiness_and_repeats_its_warnings(
-    tag: EventTag, admin_client: Client
+    tag: EventTag, staff_client: Client
 ) -> None:
     record(tag, noon(2), 25, device=True)
-    panel = panel_of(admin_client)
+    panel = panel_of(staff_client)
     assert 'data-warning="device_only"' in panel
     assert READINESS in panel and "1 warning" in panel
 

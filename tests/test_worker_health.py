@@ -22,7 +22,7 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def admin_client(client: Client) -> Client:
+def staff_client(client: Client) -> Client:
     client.force_login(User.objects.create_superuser("admin", "admin@example.com", "pw"))
     return client
 
@@ -50,13 +50,13 @@ def stuck_and_paused(tag: EventTag) -> None:
     )
 
 
-def test_worker_admin_lists_live_and_gone_workers(admin_client: Client) -> None:
+def test_worker_admin_lists_live_and_gone_workers(staff_client: Client) -> None:
     live_for = BEAT_SECONDS * LIVE_FACTOR
     worker("alive", 1, current_pixel="o8z6j")
     worker("silent", live_for + 5)
     worker("stopped", 1, stopped_at=timezone.now())
     changelist = reverse("admin:xconversions_workerheartbeat_changelist")
-    text = admin_client.get(changelist).content.decode()
+    text = staff_client.get(changelist).content.decode()
     rows = re.findall(r"<tr.*?</tr>", text, re.S)
     state_of = {
         name: ("live" if ">live<" in row else "gone")
@@ -65,18 +65,18 @@ def test_worker_admin_lists_live_and_gone_workers(admin_client: Client) -> None:
         if f"host-{name}<" in row
     }
     assert state_of == {"alive": "live", "silent": "gone", "stopped": "gone"}, text
-    live = admin_client.get(changelist, {"state": "live"}).content.decode()
+    live = staff_client.get(changelist, {"state": "live"}).content.decode()
     listed = [row for row in re.findall(r"<tr.*?</tr>", live, re.S) if "host-" in row]
     assert len(listed) == 1 and "host-alive<" in listed[0]
 
 
 def test_health_panel_shows_problems_and_workers(
-    admin_client: Client, purchase_tag: EventTag
+    staff_client: Client, purchase_tag: EventTag
 ) -> None:
     stuck_and_paused(purchase_tag)
     worker("alive", 1, current_pixel="o8z6j")
     worker("silent", 600)
-    html = admin_client.get(reverse("admin:xconversions_conversion_changelist")).content.decode()
+    html = staff_client.get(reverse("admin:xconversions_conversion_changelist")).content.decode()
     panel = html.split('id="xconv-health"')[1].split("</section>")[0]
     assert 'data-problem="stuck">2 conversions sending past their lease' in panel
     assert (
@@ -88,8 +88,8 @@ def test_health_panel_shows_problems_and_workers(
     assert re.search(r'class="xconv-gone">gone</strong> host-silent:\d+', panel)
 
 
-def test_health_panel_without_workers_says_so(admin_client: Client) -> None:
-    html = admin_client.get(reverse("admin:xconversions_conversion_changelist")).content.decode()
+def test_health_panel_without_workers_says_so(staff_client: Client) -> None:
+    html = staff_client.get(reverse("admin:xconversions_conversion_changelist")).content.decode()
     assert "No send_conversions --loop worker seen yet." in html
     assert "data-problem=" not in html
 

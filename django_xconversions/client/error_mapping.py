@@ -6,13 +6,12 @@ otherwise (they may hold tokens or hashed identifiers).
 
 from __future__ import annotations
 
-import time
 from typing import Any
 from urllib.parse import urlsplit
 
 import requests
 
-from django_xconversions import errors
+from django_xconversions import clock, errors
 from django_xconversions.conf import setting_path
 from django_xconversions.errors import APIErrorDetail
 from django_xconversions.ratelimit import RateLimit, parse_retry_after, rate_limited_until
@@ -72,7 +71,7 @@ def error_for(response: requests.Response, rate_limit: RateLimit | None) -> erro
         "rate_limit": rate_limit,
     }
     if cls is errors.RateLimited:
-        now = time.time()
+        now = clock.time()
         reset_at = rate_limited_until(response.headers, now)
         if retry_after is None and reset_at is not None:
             retry_after = max(0.0, reset_at - now)
