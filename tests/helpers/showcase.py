@@ -39,7 +39,7 @@ from tests.helpers.example_project import (
 )
 
 WIDTH, HEIGHT = 1366, 900
-# The orders of demo_history's that X refuses (its HISTORY_REJECTED_BY_X).
+# Orders of demo_history's that X refuses (it names them order-<days ago>-<n>).
 REJECTED_BY_X = ["order-0-2", "order-9-12"]
 # Tags the shop has set up on X beside the demo world's purchase and sign-up; the last
 # is deleted on X once the shop has synced it (the admin flags it, keeping its key).

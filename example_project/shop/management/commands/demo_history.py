@@ -5,9 +5,10 @@ account, pixel and tags as ``run_shop`` does, records purchases and sign-ups ove
 last ``--days`` days with the identifiers a shop has (email always, phone often, a twclid
 for visitors from an ad, IP address and user agent), sends them with send_conversions,
 then dates each row on the day it happened (a command cannot wait two weeks). Left
-behind on purpose: orders X refuses (the emulator is told to reject HISTORY_REJECTED_BY_X
-by whoever starts it), two rows that lost their identifiers (refused before sending),
-newsletter sign-ups held for want of a tag, and a second ad account paused by X's 401.
+behind on purpose: two rows that lost their identifiers (refused before sending),
+newsletter sign-ups held for want of a tag, a sign-up twclid share that fell this week,
+and a second ad account paused by X's 401; orders X refuses too when the emulator is
+told to (``reject_conversion_ids``, as tests/helpers/showcase.py does).
 """
 
 from __future__ import annotations
@@ -29,11 +30,10 @@ from django_xconversions.tracking import TrackItem
 from shop.demo_setup import connect_demo_account, sync_demo_tags
 from shop.models import Product
 
-# Conversion ids of orders the emulator is started to reject (X's 400 names the event).
-HISTORY_REJECTED_BY_X = ("order-0-2", "order-9-12")
 # Rows an import left without identifiers: validation fails them before they reach X.
 LOST_IDENTIFIERS = ("order-6-2", "signup-0-1")
-# Today's rows that need a look, this many minutes ago: the top of the admin's list.
+# Today's rows that need a look, this many minutes ago: the top of the admin's list
+# (order-0-2 is one ``make screenshots`` has the emulator refuse).
 RECENT = {"order-0-2": 12, "signup-0-1": 25, "newsletter-0": 33}
 # Over the last this many days, a quarter as many sign-ups came with a twclid as before
 # (a consent banner gone wrong, say): Match readiness warns about it.
