@@ -6,22 +6,9 @@ CREATE INDEX would block capture's writes for minutes.
 
 from __future__ import annotations
 
-from typing import Any
-
 from django.db import migrations, models
 
-
-class AddIndexConcurrentlyOnPostgreSQL(migrations.AddIndex):
-    def database_forwards(
-        self, app_label: str, schema_editor: Any, from_state: Any, to_state: Any
-    ) -> None:
-        connection = schema_editor.connection
-        if connection.vendor != "postgresql" or connection.in_atomic_block:
-            return super().database_forwards(app_label, schema_editor, from_state, to_state)
-        model = to_state.apps.get_model(app_label, self.model_name)
-        if self.allow_migrate_model(connection.alias, model):
-            schema_editor.add_index(model, self.index, concurrently=True)
-        return None
+from django_xconversions.db_operations import AddIndexConcurrentlyOnPostgreSQL
 
 
 class Migration(migrations.Migration):
