@@ -511,6 +511,11 @@ def test_explicit_arguments_win_over_settings(emulator: EmulatorServer, settings
     assert client.authenticated_user_access(ACCOUNT_ID)["permissions"] == ["ACCOUNT_ADMIN"]
 
 
+def test_a_misspelt_transport_option_is_refused_by_name() -> None:
+    with pytest.raises(TypeError, match="unexpected keyword argument 'read_timout'"):
+        XAdsClient(pixel_token=PIXEL_TOKEN, read_timout=1.0)  # type: ignore[call-arg]
+
+
 def test_one_pooled_connection_serves_every_call(
     xads_client: XAdsClient, emulator: EmulatorServer, event_id: str
 ) -> None:

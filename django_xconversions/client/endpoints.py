@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import requests
@@ -17,11 +17,14 @@ from requests.auth import AuthBase
 
 from django_xconversions import errors
 from django_xconversions.client.signing import OAuth1Signer, hmac_sha1_signer
-from django_xconversions.client.transport import APIResponse, Transport
+from django_xconversions.client.transport import APIResponse, Transport, TransportOptions
 from django_xconversions.conf import setting_path, xsettings
 from django_xconversions.errors import ImproperlyConfiguredAccount
 from django_xconversions.payload import MAX_EVENTS_PER_REQUEST, MSG_COUNT_LIMIT
 from django_xconversions.ratelimit import RateLimit
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 __all__ = ["PAGE_SIZE_MAX", "TAG_IDS_MAX", "ConversionsResult", "XAdsClient"]
 
@@ -65,24 +68,14 @@ class XAdsClient:
         access_token: str | None = None,
         access_token_secret: str | None = None,
         pixel_token: str | None = None,
-        base_url: str | None = None,
-        api_version: str | None = None,
-        connect_timeout: float | None = None,
-        read_timeout: float | None = None,
-        session: requests.Session | None = None,
+        **transport: Unpack[TransportOptions],
     ) -> None:
         self._consumer_key = consumer_key
         self._consumer_secret = consumer_secret
         self._access_token = access_token
         self._access_token_secret = access_token_secret
         self._pixel_token = pixel_token
-        self.transport = Transport(
-            base_url=base_url,
-            api_version=api_version,
-            connect_timeout=connect_timeout,
-            read_timeout=read_timeout,
-            session=session,
-        )
+        self.transport = Transport(**transport)
 
     def __repr__(self) -> str:
         auth = "pixel token" if self._pixel_token else "OAuth 1.0a"

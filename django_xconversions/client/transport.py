@@ -12,7 +12,7 @@ import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypedDict
 from urllib.parse import urlsplit
 
 import requests
@@ -28,7 +28,10 @@ from django_xconversions.client.error_mapping import (
 from django_xconversions.conf import xsettings
 from django_xconversions.ratelimit import RateLimit, parse_rate_limit
 
-__all__ = ["APIResponse", "Transport"]
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+__all__ = ["APIResponse", "Transport", "TransportOptions"]
 
 # The name the README documents for the client's request log.
 logger = logging.getLogger("django_xconversions.client")
@@ -74,24 +77,31 @@ def new_session() -> requests.Session:
     return session
 
 
-class Transport:
-    """Host, version and timeouts given here, or read from ``XCONVERSIONS`` at each call
-    when left as None (so ``override_settings`` is seen without a new transport)."""
+class TransportOptions(TypedDict, total=False):
+    """Where and how long to talk to X. Each one left out (or None) is read from
+    ``XCONVERSIONS`` at every call, so ``override_settings`` is seen without a new
+    transport. A session handed in belongs to the caller, who closes it."""
 
-    def __init__(
-        self,
-        *,
-        base_url: str | None = None,
-        api_version: str | None = None,
-        connect_timeout: float | None = None,
-        read_timeout: float | None = None,
-        session: requests.Session | None = None,
-    ) -> None:
-        self._base_url = base_url
-        self._api_version = api_version
-        self._connect_timeout = connect_timeout
-        self._read_timeout = read_timeout
-        # A session handed in belongs to the caller, who closes it.
+    base_url: str | None
+    api_version: str | None
+    connect_timeout: float | None
+    read_timeout: float | None
+    session: requests.Session | None
+
+
+class Transport:
+    """Sends requests to X with the given ``TransportOptions``."""
+
+    def __init__(self, **options: Unpack[TransportOptions]) -> None:
+        unknown = sorted(set(options) - TransportOptions.__optional_keys__)
+        if unknown:
+            # As Python says it of a misspelt keyword: a typo must not pass unnoticed.
+            raise TypeError(f"unexpected keyword argument {unknown[0]!r}")
+        self._base_url = options.get("base_url")
+        self._api_version = options.get("api_version")
+        self._connect_timeout = options.get("connect_timeout")
+        self._read_timeout = options.get("read_timeout")
+        session = options.get("session")
         self._owns_session = session is None
         self.session = session if session is not None else new_session()
         # What the last answer's headers said about the rate limits (None: nothing).
