@@ -17,12 +17,13 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db import IntegrityError, connections, router, transaction
+from django.db import connections, router
 from django.db.models import Count, F, Max, Min, Q, QuerySet
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
-from django_xconversions import alerts, readiness
+from django_xconversions import alerts, day_tallies, readiness
+from django_xconversions.day_tallies import day_end, day_start
 from django_xconversions.models import AdAccount, Conversion, DeliveryAttempt, SentTally
 
 CHART_DAYS = 14
@@ -165,10 +166,6 @@ def _per_day(rows: Any, column: str, since: dt.datetime) -> dict[dt.date, int]:
     return {row["day"]: row["n"] for row in counted}
 
 
-def _day_start(day: dt.date) -> dt.datetime:
-    return timezone.make_aware(dt.datetime.combine(day, dt.time.min))
-
-
 def _sent(since: dt.datetime, until: dt.datetime) -> int:
     return Conversion.objects.filter(
         status=Conversion.Status.SENT, sent_at__gte=since, sent_at__lt=until
@@ -177,26 +174,12 @@ def _sent(since: dt.datetime, until: dt.datetime) -> int:
 
 def _tallies(days: list[dt.date], now: dt.datetime) -> dict[dt.date, SentTally]:
     """The tally of each day, moved forward to ``now - SETTLE`` (in TALLY_STEP steps)."""
-    zone = timezone.get_current_timezone_name()
-    tallies = {t.day: t for t in SentTally.objects.filter(time_zone=zone, day__in=days)}
-    missing = [day for day in days if day not in tallies]
-    if missing:
-        SentTally.objects.filter(time_zone=zone, day__lt=days[0]).delete()
-        try:
-            with transaction.atomic():
-                SentTally.objects.bulk_create(
-                    [SentTally(day=d, time_zone=zone, counted_until=_day_start(d)) for d in missing]
-                )
-        except IntegrityError:  # another reader created them first
-            pass
-        tallies = {t.day: t for t in SentTally.objects.filter(time_zone=zone, day__in=days)}
+    tallies = day_tallies.of_days(SentTally, days)
     settled = now - SETTLE
-    for day, tally in tallies.items():
-        day_end = _day_start(day + dt.timedelta(days=1))
-        upto = min(day_end, settled)
-        gap = upto - tally.counted_until
-        if gap <= dt.timedelta(0) or (gap < TALLY_STEP and upto < day_end):
-            continue  # up to date, or too little to count yet
+    for tally in tallies.values():
+        upto = day_tallies.until(tally, settled, TALLY_STEP)
+        if upto is None:
+            continue
         added = _sent(tally.counted_until, upto)
         moved = SentTally.objects.filter(pk=tally.pk, counted_until=tally.counted_until).update(
             sent=F("sent") + added, counted_until=upto
@@ -211,11 +194,7 @@ def _tallies(days: list[dt.date], now: dt.datetime) -> dict[dt.date, SentTally]:
 def _sent_per_day(days: list[dt.date], now: dt.datetime) -> dict[dt.date, int]:
     """Sent per day from the tallies plus the rows sent since each was counted."""
     tallies = _tallies(days, now)
-    open_days = {
-        day: tally
-        for day, tally in tallies.items()
-        if tally.counted_until < _day_start(day + dt.timedelta(days=1))
-    }
+    open_days = {day: tally for day, tally in tallies.items() if tally.counted_until < day_end(day)}
     recent: dict[str, int] = {}
     if open_days:
         since = min(t.counted_until for t in open_days.values())
@@ -227,7 +206,7 @@ def _sent_per_day(days: list[dt.date], now: dt.datetime) -> dict[dt.date, int]:
                     "sent_at",  # in the index, unlike the pk
                     filter=Q(
                         sent_at__gte=tally.counted_until,
-                        sent_at__lt=_day_start(day + dt.timedelta(days=1)),
+                        sent_at__lt=day_end(day),
                     ),
                 )
                 for day, tally in open_days.items()
@@ -247,7 +226,7 @@ def daily_outcomes(
     today = timezone.localdate(now)
     first = today - dt.timedelta(days=days - 1)
     chart_days = [first + dt.timedelta(days=n) for n in range(days)]
-    since = _day_start(first)
+    since = day_start(first)
     if large if large is not None else is_large(Conversion):
         sent = _sent_per_day(chart_days, now)
     else:

@@ -28,11 +28,12 @@ from dataclasses import asdict, dataclass, field, fields
 from fractions import Fraction
 from typing import Any
 
-from django.db import IntegrityError, transaction
 from django.db.models import Count, Q
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
+from django_xconversions import day_tallies
+from django_xconversions.day_tallies import day_end, day_start
 from django_xconversions.models import Conversion, EventTag, ReadinessTally
 
 DAYS = 30
@@ -207,10 +208,6 @@ def _count(rows: Any) -> PerDay:
     return per_day
 
 
-def _day_start(day: dt.date) -> dt.datetime:
-    return timezone.make_aware(dt.datetime.combine(day, dt.time.min))
-
-
 def _merge(stored: dict[str, Any], added: dict[str, Counts]) -> dict[str, Any]:
     merged = {name: Counts.of(values) for name, values in stored.items()}
     for name, counts in added.items():
@@ -242,33 +239,16 @@ def _tallies(
 ) -> tuple[dict[dt.date, ReadinessTally], list[dt.date]]:
     """The tally of each day, moved forward to ``now - SETTLE`` (in TALLY_STEP steps),
     and the past days left uncounted for a later read (see BACKFILL_SECONDS)."""
-    zone = timezone.get_current_timezone_name()
-    tallies = {t.day: t for t in ReadinessTally.objects.filter(time_zone=zone, day__in=days)}
-    missing = [day for day in days if day not in tallies]
-    if missing:
-        ReadinessTally.objects.filter(time_zone=zone, day__lt=days[0]).delete()
-        try:
-            with transaction.atomic():
-                ReadinessTally.objects.bulk_create(
-                    [
-                        ReadinessTally(day=d, time_zone=zone, counted_until=_day_start(d))
-                        for d in missing
-                    ]
-                )
-        except IntegrityError:  # another reader created them first
-            pass
-        tallies = {t.day: t for t in ReadinessTally.objects.filter(time_zone=zone, day__in=days)}
+    tallies = day_tallies.of_days(ReadinessTally, days)
     settled = now - SETTLE
     moving: dict[dt.date, dt.datetime] = {}
     past: list[dt.date] = []  # closed days never counted, newest first
     for day in sorted(tallies, reverse=True):
         tally = tallies[day]
-        day_end = _day_start(day + dt.timedelta(days=1))
-        upto = min(day_end, settled)
-        gap = upto - tally.counted_until
-        if gap <= dt.timedelta(0) or (gap < TALLY_STEP and upto < day_end):
-            continue  # up to date, or too little to count yet
-        if upto == day_end and tally.counted_until == _day_start(day):
+        upto = day_tallies.until(tally, settled, TALLY_STEP)
+        if upto is None:
+            continue
+        if upto == day_end(day) and tally.counted_until == day_start(day):
             past.append(day)
         else:
             moving[day] = upto
@@ -279,7 +259,7 @@ def _tallies(
     while past:
         chunk, past = past[:size], past[size:]
         counting = time.monotonic()
-        _move(tallies, {day: _day_start(day + dt.timedelta(days=1)) for day in chunk})
+        _move(tallies, {day: day_end(day) for day in chunk})
         now_spent = time.monotonic()
         left = BACKFILL_SECONDS - (now_spent - started)
         if left <= 0:
@@ -300,14 +280,14 @@ def _tallied_per_day(days: list[dt.date], now: dt.datetime) -> tuple[PerDay, lis
     open_days = [
         tally
         for day, tally in tallies.items()
-        if tally.counted_until < _day_start(day + dt.timedelta(days=1)) and day not in uncounted
+        if tally.counted_until < day_end(day) and day not in uncounted
     ]
     if open_days:
         recent = Q(pk__in=[])
         for tally in open_days:
             recent |= Q(
                 created_at__gte=tally.counted_until,
-                created_at__lt=_day_start(tally.day + dt.timedelta(days=1)),
+                created_at__lt=day_end(tally.day),
             )
         for day, buckets in _count(Conversion.objects.filter(recent)).items():
             totals = per_day.setdefault(day, {})
@@ -323,7 +303,7 @@ def per_day_counts(
     days not counted yet (only ever on a large table's first reads)."""
     if large:
         return _tallied_per_day(days, now)
-    return _count(Conversion.objects.filter(created_at__gte=_day_start(days[0]))), []
+    return _count(Conversion.objects.filter(created_at__gte=day_start(days[0]))), []
 
 
 # -- windows and warnings -----------------------------------------------------------------

@@ -25,7 +25,7 @@ from django.urls import reverse
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from django_xconversions import alerts, health, readiness
+from django_xconversions import alerts, day_tallies, health, readiness
 from django_xconversions.models import AdAccount, Conversion, EventTag, SentTally, WorkerHeartbeat
 
 from .conftest import make_conversions
@@ -294,7 +294,7 @@ def test_tally_agrees_with_an_exact_count_as_time_passes(purchase_tag: EventTag)
     # A day long over is tallied to its end: the chart reads its one row, no index.
     day = timezone.localdate(start) - dt.timedelta(days=5)
     tally = SentTally.objects.get(day=day)
-    assert tally.sent == 2 and tally.counted_until == health._day_start(day + dt.timedelta(1))
+    assert tally.sent == 2 and tally.counted_until == day_tallies.day_end(day)
 
 
 def test_a_reader_racing_another_counts_nothing_twice(

@@ -16,7 +16,7 @@ from django.urls import reverse
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from django_xconversions import health, readiness
+from django_xconversions import day_tallies, health, readiness
 from django_xconversions.admin import health_panel
 from django_xconversions.models import (
     AdAccount,
@@ -260,7 +260,7 @@ def test_tally_agrees_with_an_exact_count_as_time_passes(tag: EventTag) -> None:
     day = timezone.localdate(start) - dt.timedelta(days=5)
     tally = ReadinessTally.objects.get(day=day)
     assert tally.counts["purchase"]["conversions"] == 2
-    assert tally.counted_until == readiness._day_start(day + dt.timedelta(days=1))
+    assert tally.counted_until == day_tallies.day_end(day)
 
 
 def test_a_reader_racing_another_counts_nothing_twice(
