@@ -627,6 +627,11 @@ class XAdsApi:
 
 
 # The route table. Versioned paths take any numeric version; X's current one is 12.
+_ACCOUNTS = r"/(\d+)/accounts"
+_ACCOUNT = _ACCOUNTS + r"/([^/]+)"
+_TAGS = _ACCOUNT + "/web_event_tags"
+_TAG = _TAGS + r"/([^/]+)"
+
 ROUTES: tuple[Route, ...] = (
     Route(
         "POST",
@@ -634,22 +639,14 @@ ROUTES: tuple[Route, ...] = (
         XAdsApi.conversions,
         conversions=True,
     ),
-    Route("GET", re.compile(r"/(\d+)/accounts"), XAdsApi.accounts),
-    Route("GET", re.compile(r"/(\d+)/accounts/([^/]+)"), XAdsApi.account),
-    Route(
-        "GET",
-        re.compile(r"/(\d+)/accounts/([^/]+)/authenticated_user_access"),
-        XAdsApi.user_access,
-    ),
-    Route("GET", re.compile(r"/(\d+)/accounts/([^/]+)/web_event_tags"), XAdsApi.list_tags),
-    Route("POST", re.compile(r"/(\d+)/accounts/([^/]+)/web_event_tags"), XAdsApi.create_tag),
-    Route("GET", re.compile(r"/(\d+)/accounts/([^/]+)/web_event_tags/([^/]+)"), XAdsApi.get_tag),
-    Route("PUT", re.compile(r"/(\d+)/accounts/([^/]+)/web_event_tags/([^/]+)"), XAdsApi.update_tag),
-    Route(
-        "DELETE",
-        re.compile(r"/(\d+)/accounts/([^/]+)/web_event_tags/([^/]+)"),
-        XAdsApi.delete_tag,
-    ),
+    Route("GET", re.compile(_ACCOUNTS), XAdsApi.accounts),
+    Route("GET", re.compile(_ACCOUNT), XAdsApi.account),
+    Route("GET", re.compile(_ACCOUNT + "/authenticated_user_access"), XAdsApi.user_access),
+    Route("GET", re.compile(_TAGS), XAdsApi.list_tags),
+    Route("POST", re.compile(_TAGS), XAdsApi.create_tag),
+    Route("GET", re.compile(_TAG), XAdsApi.get_tag),
+    Route("PUT", re.compile(_TAG), XAdsApi.update_tag),
+    Route("DELETE", re.compile(_TAG), XAdsApi.delete_tag),
     # 3-legged OAuth (api.x.com, unversioned paths; see oauth_flow.py).
     Route("POST", re.compile(r"/oauth/request_token"), XAdsApi.request_token),
     Route("GET", re.compile(r"/oauth/authorize"), XAdsApi.authorize_page),
