@@ -75,3 +75,28 @@ def log_in_as_superuser(page: Any, site: str) -> None:
     page.fill("#id_password", "correct horse")
     page.click("input[type=submit]")
     page.wait_for_selector("#site-name")
+
+
+def watch_console(page: Any) -> list[str]:
+    """Console errors and uncaught exceptions (the browser's own /favicon.ico request,
+    which the test server answers 404, is not the page's)."""
+    errors: list[str] = []
+
+    def console(message: Any) -> None:
+        if message.type == "error" and not message.location.get("url", "").endswith("/favicon.ico"):
+            errors.append(f"{message.text} ({message.location.get('url')})")
+
+    page.on("console", console)
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    return errors
+
+
+def overflow(page: Any, selector: str = "html") -> int:
+    """How many pixels ``selector``'s content is wider than its box (0: no horizontal
+    scroll); for html, the page against the window."""
+    return int(
+        page.evaluate(
+            "(s) => { const e = document.querySelector(s); return e.scrollWidth - e.clientWidth; }",
+            selector,
+        )
+    )

@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from django_xconversions.emulator import EmulatorServer
 from django_xconversions.models import AdAccount, Conversion, DeliveryAttempt, EventTag, Pixel
-from tests.browser import log_in_as_superuser, screenshot
+from tests.browser import log_in_as_superuser, overflow, screenshot, watch_console
 
 from .conftest import ACCOUNT_ID, make_conversions, received_ids
 
@@ -175,27 +175,6 @@ def shop_outbox(pixel: Pixel) -> tuple[EventTag, EventTag, Conversion]:
     failed_row = Conversion.objects.filter(status="failed").first()
     assert failed_row is not None
     return purchase, sign_up, failed_row
-
-
-def watch_console(page: Any) -> list[str]:
-    """Console errors and uncaught exceptions (the browser's own /favicon.ico request,
-    which the test server answers 404, is not the page's)."""
-    errors: list[str] = []
-
-    def console(message: Any) -> None:
-        if message.type == "error" and not message.location.get("url", "").endswith("/favicon.ico"):
-            errors.append(f"{message.text} ({message.location.get('url')})")
-
-    page.on("console", console)
-    page.on("pageerror", lambda error: errors.append(str(error)))
-    return errors
-
-
-def overflow(page: Any, selector: str = "html") -> int:
-    """How many pixels ``selector``'s content is wider than its box (0: no horizontal
-    scroll); for html, the page against the window."""
-    return int(page.evaluate("(s) => { const e = document.querySelector(s); "
-                             "return e.scrollWidth - e.clientWidth; }", selector))  # fmt: skip
 
 
 def test_admin_pages_read_at_a_glance_at_1366_px(page: Any, live_server: Any, pixel: Pixel) -> None:

@@ -12,7 +12,7 @@ import pytest
 from django.utils import timezone
 
 from django_xconversions.models import AdAccount, Conversion, EventTag, Pixel
-from tests.browser import log_in_as_superuser, screenshot
+from tests.browser import log_in_as_superuser, overflow, screenshot, watch_console
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -85,27 +85,6 @@ def seed() -> None:
         account_id="9pl4cx2k1", name="Brand account", status="paused",
         paused_reason="Invalid or expired token (HTTP 401)", paused_at=now,
     )  # fmt: skip
-
-
-def watch_console(page: Any) -> list[str]:
-    """Console errors and uncaught exceptions (the browser's own /favicon.ico request,
-    which the test server answers 404, is not the page's)."""
-    errors: list[str] = []
-
-    def console(message: Any) -> None:
-        if message.type == "error" and not message.location.get("url", "").endswith("/favicon.ico"):
-            errors.append(f"{message.text} ({message.location.get('url')})")
-
-    page.on("console", console)
-    page.on("pageerror", lambda error: errors.append(str(error)))
-    return errors
-
-
-def overflow(page: Any) -> int:
-    """How many pixels the page is wider than the window (0: no horizontal scroll)."""
-    return int(
-        page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
-    )
 
 
 def test_health_panel_and_readiness_page(page: Any, live_server: Any) -> None:
