@@ -11,8 +11,6 @@ import json
 import logging
 import os
 import sqlite3
-import subprocess
-import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,11 +32,11 @@ from django_xconversions.management.guidance import (
     RESUME_FIX,
 )
 from django_xconversions.models import AdAccount, EventTag, Pixel
+from tests.helpers.processes import ROOT, run_python
 
 from .conftest import ACCESS_TOKEN, ACCOUNT_ID, PIXEL_ID, make_conversions
 
 pytestmark = pytest.mark.django_db
-ROOT = Path(__file__).resolve().parent.parent
 OUR_COMMANDS = ["send_conversions", "sync_tags", "purge_conversions", "rotate_encryption_key"]
 # As the README recommends (no xconversions.W020 in the output).
 SQLITE_OPTIONS = {"transaction_mode": "IMMEDIATE", "timeout": 20}
@@ -262,20 +260,12 @@ def test_before_migrate_every_command_says_run_migrate(tmp_path: Path, command: 
         f"DATABASES = {{'default': {{'ENGINE': 'django.db.backends.sqlite3', "
         f"'NAME': {str(database)!r}, 'OPTIONS': {SQLITE_OPTIONS!r}}}}}\n"
     )
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "never_migrated_settings",
-        "PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT)]),
-    }
-    env.pop("DATABASE_URL", None)
-    done = subprocess.run(  # noqa: S603
-        [sys.executable, "-m", "django", command],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+    done = run_python(
+        "-m",
+        "django",
+        command,
+        DJANGO_SETTINGS_MODULE="never_migrated_settings",
+        PYTHONPATH=os.pathsep.join([str(tmp_path), str(ROOT)]),
     )
     assert (done.returncode, done.stdout) == (1, ""), done.stderr
     assert done.stderr == f"CommandError: {MIGRATE_FIRST}\n"

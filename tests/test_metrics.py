@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
-import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,10 +23,10 @@ from django_xconversions import delivery, metrics, track
 from django_xconversions.emulator import EmulatorServer
 from django_xconversions.models import AdAccount, Conversion, EventTag
 from tests.conftest import make_conversions
+from tests.helpers.processes import run_python
 
 METRICS = reverse("xconversions_api:metrics")
 PASSWORD = "scrape-password"
-ROOT = Path(__file__).resolve().parent.parent
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
@@ -234,21 +232,8 @@ def test_our_metrics_plug_into_an_existing_registry(db: None, pixel: Any) -> Non
 
 
 def _child(code: str, **env: str) -> subprocess.CompletedProcess[str]:
-    environment = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "tests.settings",
-        "XCONVERSIONS_TEST_DB": "sqlite",
-        **env,
-    }
-    environment.pop("DATABASE_URL", None)
-    return subprocess.run(  # noqa: S603 (our own interpreter and code)
-        [sys.executable, "-c", code],
-        cwd=ROOT,
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+    return run_python(
+        "-c", code, DJANGO_SETTINGS_MODULE="tests.settings", XCONVERSIONS_TEST_DB="sqlite", **env
     )
 
 
