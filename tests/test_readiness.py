@@ -22,7 +22,6 @@ from django_xconversions.models import (
     AdAccount,
     Conversion,
     EventTag,
-    Pixel,
     ReadinessTally,
     WorkerHeartbeat,
 )
@@ -35,21 +34,6 @@ EMAIL_HASH = "e" * 64
 PHONE_HASH = "f" * 64
 
 _numbers = iter(range(10**9))
-
-
-@pytest.fixture
-def tag(db: None) -> EventTag:
-    account = AdAccount.objects.create(account_id="acc1", name="Shop")
-    pixel = Pixel.objects.create(pixel_id="px1", account=account)
-    return EventTag.objects.create(
-        account=account,
-        pixel=pixel,
-        remote_id="t1",
-        website_tag_id="w1",
-        key="purchase",
-        name="Purchase",
-        type="PURCHASE",
-    )
 
 
 def record(
