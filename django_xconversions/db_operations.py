@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.db import migrations
+from django.db.migrations.operations.base import Operation
 
 __all__ = [
     "AddIndexConcurrentlyOnPostgreSQL",
@@ -21,48 +22,48 @@ __all__ = [
 ]
 
 
-def _concurrently(schema_editor: Any) -> bool:
-    connection = schema_editor.connection
-    return bool(connection.vendor == "postgresql" and not connection.in_atomic_block)
+class _ConcurrentlyOnPostgreSQL(Operation):
+    """Forwards on PostgreSQL outside a transaction: ``concurrently``; otherwise the
+    Django operation's own."""
 
+    model_name: str
+    # The model as the operation leaves it (adding an index), or as it finds it (dropping).
+    model_after = False
 
-class AddIndexConcurrentlyOnPostgreSQL(migrations.AddIndex):
     def database_forwards(
         self, app_label: str, schema_editor: Any, from_state: Any, to_state: Any
     ) -> None:
-        if not _concurrently(schema_editor):
+        connection = schema_editor.connection
+        if connection.vendor != "postgresql" or connection.in_atomic_block:
             return super().database_forwards(app_label, schema_editor, from_state, to_state)
-        model = to_state.apps.get_model(app_label, self.model_name)
-        if self.allow_migrate_model(schema_editor.connection.alias, model):
-            schema_editor.add_index(model, self.index, concurrently=True)
+        state = to_state if self.model_after else from_state
+        model = state.apps.get_model(app_label, self.model_name)
+        if self.allow_migrate_model(connection.alias, model):
+            self.concurrently(app_label, schema_editor, model, from_state)
         return None
 
-
-class RemoveIndexConcurrentlyOnPostgreSQL(migrations.RemoveIndex):
-    def database_forwards(
-        self, app_label: str, schema_editor: Any, from_state: Any, to_state: Any
-    ) -> None:
-        if not _concurrently(schema_editor):
-            return super().database_forwards(app_label, schema_editor, from_state, to_state)
-        model = from_state.apps.get_model(app_label, self.model_name)
-        if self.allow_migrate_model(schema_editor.connection.alias, model):
-            index = from_state.models[app_label, self.model_name_lower].get_index_by_name(self.name)
-            schema_editor.remove_index(model, index, concurrently=True)
-        return None
+    def concurrently(self, app_label: str, schema_editor: Any, model: Any, from_state: Any) -> None:
+        raise NotImplementedError
 
 
-class DropFieldIndexConcurrentlyOnPostgreSQL(migrations.AlterField):
+class AddIndexConcurrentlyOnPostgreSQL(_ConcurrentlyOnPostgreSQL, migrations.AddIndex):
+    model_after = True
+
+    def concurrently(self, app_label: str, schema_editor: Any, model: Any, from_state: Any) -> None:
+        schema_editor.add_index(model, self.index, concurrently=True)
+
+
+class RemoveIndexConcurrentlyOnPostgreSQL(_ConcurrentlyOnPostgreSQL, migrations.RemoveIndex):
+    def concurrently(self, app_label: str, schema_editor: Any, model: Any, from_state: Any) -> None:
+        index = from_state.models[app_label, self.model_name_lower].get_index_by_name(self.name)
+        schema_editor.remove_index(model, index, concurrently=True)
+
+
+class DropFieldIndexConcurrentlyOnPostgreSQL(_ConcurrentlyOnPostgreSQL, migrations.AlterField):
     """``db_index=False`` on a field: its own index is dropped CONCURRENTLY on PostgreSQL
     (elsewhere, and backwards, as AlterField does it)."""
 
-    def database_forwards(
-        self, app_label: str, schema_editor: Any, from_state: Any, to_state: Any
-    ) -> None:
-        if not _concurrently(schema_editor):
-            return super().database_forwards(app_label, schema_editor, from_state, to_state)
-        model = from_state.apps.get_model(app_label, self.model_name)
-        if not self.allow_migrate_model(schema_editor.connection.alias, model):
-            return None
+    def concurrently(self, app_label: str, schema_editor: Any, model: Any, from_state: Any) -> None:
         column = model._meta.get_field(self.name).column
         # The field's own index: on that column alone, not unique, not a constraint's.
         for name in schema_editor._constraint_names(
@@ -71,4 +72,3 @@ class DropFieldIndexConcurrentlyOnPostgreSQL(migrations.AlterField):
             schema_editor.execute(
                 f"DROP INDEX CONCURRENTLY IF EXISTS {schema_editor.quote_name(name)}"
             )
-        return None

@@ -7,6 +7,7 @@ import io
 
 import pytest
 from django.core.management import call_command
+from django.db import connection
 
 pytestmark = pytest.mark.postgres
 
@@ -47,3 +48,16 @@ def test_outside_a_transaction_indexes_change_concurrently(
 def test_inside_a_transaction_they_change_plainly(migration: str, expected: list[str]) -> None:
     plain = [statement.replace("INDEX CONCURRENTLY ", "INDEX ") for statement in expected]
     assert index_statements(migration) == plain
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_fields_own_index_is_dropped_concurrently() -> None:
+    """0006 drops the pixel foreign key's index, whatever name the database gave it; an
+    index of the column alone is found (migrated databases no longer have one)."""
+    with connection.cursor() as cursor:
+        cursor.execute('CREATE INDEX "pixel_alone" ON "xconversions_conversion" ("pixel_id")')
+    try:
+        assert 'DROP INDEX CONCURRENTLY IF EXISTS "pixel_alone";' in index_statements("0006")
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute('DROP INDEX "pixel_alone"')
