@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.browser import screenshot
+from tests.browser import overflow, screenshot, watch_console
 from tests.helpers.showcase import WIDTH, running_shop, tour
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -48,24 +48,9 @@ TOO_WIDE = """() => {
 }"""
 
 
-def watch_console(page: Any) -> list[str]:
-    """Console errors and uncaught exceptions, as they happen (the browser's own request
-    for /favicon.ico, which the example answers 404, is not the page's)."""
-    errors: list[str] = []
-
-    def console(message: Any) -> None:
-        url = message.location.get("url", "")
-        if message.type == "error" and not url.endswith("/favicon.ico"):
-            errors.append(f"console error: {message.text} ({url})")
-
-    page.on("console", console)
-    page.on("pageerror", lambda error: errors.append(f"uncaught: {error}"))
-    return errors
-
-
 def width_problems(page: Any) -> list[str]:
     problems = []
-    wider = int(page.evaluate("document.documentElement.scrollWidth - window.innerWidth"))
+    wider = overflow(page)
     if wider > 0:
         problems.append(f"the page is {wider} px wider than the {WIDTH} px window")
     for problem, pixels in page.evaluate(TOO_WIDE):
