@@ -19,6 +19,7 @@ from django_xconversions import actions
 from django_xconversions.admin import display, perms
 from django_xconversions.admin.connect import connect_urls
 from django_xconversions.admin.forms import AdAccountForm
+from django_xconversions.admin.object_page import ObjectPageContext
 from django_xconversions.admin.secrets import (
     SecretsKeptFromErrorReports,
     unreadable_display,
@@ -47,7 +48,10 @@ def report_access(request: HttpRequest, account: AdAccount) -> None:
 
 @admin.register(AdAccount)
 class AdAccountAdmin(
-    perms.DedicatedPermissions, SecretsKeptFromErrorReports, admin.ModelAdmin[AdAccount]
+    perms.DedicatedPermissions,
+    ObjectPageContext,
+    SecretsKeptFromErrorReports,
+    admin.ModelAdmin[AdAccount],
 ):
     form = AdAccountForm
     list_display = [
@@ -221,25 +225,17 @@ class AdAccountAdmin(
         except NoReverseMatch:
             return None
 
-    def change_view(
-        self,
-        request: HttpRequest,
-        object_id: str,
-        form_url: str = "",
-        extra_context: dict[str, Any] | None = None,
-    ) -> HttpResponse:
-        context = dict(extra_context or {})
-        account = self.get_object(request, object_id)
-        if account is not None:
-            if request.method == "GET":
-                warn_unreadable(request, lambda: unreadable_of_account(account))
-            name = self.admin_site.name
-            if self.has_check_access_permission(request):
-                context["xconv_check_access_url"] = reverse(
-                    f"{name}:xconversions_adaccount_check_access", args=[account.pk]
-                )
-            if not account.is_active and self.has_change_permission(request, account):
-                context["xconv_resume_url"] = reverse(
-                    f"{name}:xconversions_adaccount_resume", args=[account.pk]
-                )
-        return super().change_view(request, object_id, form_url, context)
+    def object_page_context(self, request: HttpRequest, obj: AdAccount) -> dict[str, Any]:
+        if request.method == "GET":
+            warn_unreadable(request, lambda: unreadable_of_account(obj))
+        context = {}
+        name = self.admin_site.name
+        if self.has_check_access_permission(request):
+            context["xconv_check_access_url"] = reverse(
+                f"{name}:xconversions_adaccount_check_access", args=[obj.pk]
+            )
+        if not obj.is_active and self.has_change_permission(request, obj):
+            context["xconv_resume_url"] = reverse(
+                f"{name}:xconversions_adaccount_resume", args=[obj.pk]
+            )
+        return context

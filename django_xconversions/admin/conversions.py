@@ -21,6 +21,7 @@ from django.utils.translation import gettext_lazy, ngettext
 from django_xconversions import actions, health, routing
 from django_xconversions.admin import display, perms
 from django_xconversions.admin.health_panel import panel_context
+from django_xconversions.admin.object_page import ObjectPageContext
 from django_xconversions.delivery import SendSummary
 from django_xconversions.models import Conversion, DeliveryAttempt
 
@@ -121,7 +122,7 @@ def attempt_row(attempt: DeliveryAttempt, conversion: Conversion) -> dict[str, A
 
 
 @admin.register(Conversion)
-class ConversionAdmin(perms.DedicatedPermissions, admin.ModelAdmin[Conversion]):
+class ConversionAdmin(perms.DedicatedPermissions, ObjectPageContext, admin.ModelAdmin[Conversion]):
     # Seven columns that fit beside the filter at 1366 px; the rest is in the detail.
     list_display = [
         "conversion_id_display",
@@ -333,21 +334,11 @@ class ConversionAdmin(perms.DedicatedPermissions, admin.ModelAdmin[Conversion]):
 
     # -- health panel ------------------------------------------------------------------
 
-    def change_view(
-        self,
-        request: HttpRequest,
-        object_id: str,
-        form_url: str = "",
-        extra_context: dict[str, Any] | None = None,
-    ) -> HttpResponse:
-        context = dict(extra_context or {})
-        conversion = self.get_object(request, object_id)
-        if conversion is not None:
-            context["xconv_attempts"] = [
-                attempt_row(attempt, conversion) for attempt in attempts_of(conversion)
-            ]
-            context["xconv_attempts_shown"] = ATTEMPTS_SHOWN
-        return super().change_view(request, object_id, form_url, context)
+    def object_page_context(self, request: HttpRequest, obj: Conversion) -> dict[str, Any]:
+        return {
+            "xconv_attempts": [attempt_row(attempt, obj) for attempt in attempts_of(obj)],
+            "xconv_attempts_shown": ATTEMPTS_SHOWN,
+        }
 
     def changelist_view(
         self, request: HttpRequest, extra_context: dict[str, Any] | None = None

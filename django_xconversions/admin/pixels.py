@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import admin
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest
 from django.utils.translation import gettext_lazy
 
 from django_xconversions.admin.forms import PixelForm
+from django_xconversions.admin.object_page import ObjectPageContext
 from django_xconversions.admin.secrets import (
     SecretsKeptFromErrorReports,
     unreadable_display,
@@ -19,7 +20,7 @@ from django_xconversions.stored_secrets import unreadable_of_pixel
 
 
 @admin.register(Pixel)
-class PixelAdmin(SecretsKeptFromErrorReports, admin.ModelAdmin[Pixel]):
+class PixelAdmin(ObjectPageContext, SecretsKeptFromErrorReports, admin.ModelAdmin[Pixel]):
     form = PixelForm
     list_display = ["pixel_id", "name", "account", "has_pixel_token_display", "created_at"]
     list_filter = ["account"]
@@ -43,14 +44,7 @@ class PixelAdmin(SecretsKeptFromErrorReports, admin.ModelAdmin[Pixel]):
     def secrets_display(self, obj: Pixel) -> str:
         return unreadable_display(lambda: unreadable_of_pixel(obj)) if obj.pk else "-"
 
-    def change_view(
-        self,
-        request: HttpRequest,
-        object_id: str,
-        form_url: str = "",
-        extra_context: dict[str, Any] | None = None,
-    ) -> HttpResponse:
-        pixel = self.get_object(request, object_id)
-        if pixel is not None and request.method == "GET":
-            warn_unreadable(request, lambda: unreadable_of_pixel(pixel))
-        return super().change_view(request, object_id, form_url, extra_context)
+    def object_page_context(self, request: HttpRequest, obj: Pixel) -> dict[str, Any]:
+        if request.method == "GET":
+            warn_unreadable(request, lambda: unreadable_of_pixel(obj))
+        return {}
