@@ -18,7 +18,7 @@ from django.test import Client
 from django.urls import reverse
 from rest_framework.test import APIClient
 
-from django_xconversions.models import Conversion, EventTag, Pixel
+from django_xconversions.models import Conversion, EventTag
 
 pytestmark = pytest.mark.django_db
 
@@ -37,19 +37,10 @@ def _fresh_throttle() -> Iterator[None]:
 
 
 @pytest.fixture
-def stored(pixel: Pixel) -> Conversion:
-    tag = EventTag.objects.create(
-        account=pixel.account,
-        pixel=pixel,
-        remote_id="o3bk1",
-        website_tag_id="wo3bk1",
-        key="purchase",
-        name="Purchase",
-        type="PURCHASE",
-    )
+def stored(tag: EventTag) -> Conversion:
     return Conversion.objects.create(
         event_tag=tag,
-        pixel=pixel,
+        pixel=tag.pixel,
         conversion_id="order:0",
         conversion_time="2025-01-01T00:00:00Z",
         twclid="click0",

@@ -24,7 +24,7 @@ from rest_framework.request import Request
 from schemathesis.checks import not_a_server_error
 from schemathesis.generation import GenerationMode
 
-from django_xconversions.models import EventTag, Pixel
+from django_xconversions.models import EventTag
 
 from .conftest import configure
 
@@ -59,17 +59,8 @@ def wsgi_app() -> Iterator[WSGIHandler]:
 
 
 @pytest.fixture
-def api_schema(db: None, settings: Any, pixel: Pixel, wsgi_app: WSGIHandler) -> Any:
+def api_schema(db: None, settings: Any, tag: EventTag, wsgi_app: WSGIHandler) -> Any:
     User.objects.create(username=STAFF, is_staff=True, is_superuser=True)
-    EventTag.objects.create(
-        account=pixel.account,
-        pixel=pixel,
-        remote_id="o3bk1",
-        website_tag_id="wo3bk1",
-        key="purchase",
-        name="Purchase",
-        type="PURCHASE",
-    )
     configure(
         settings,
         API_AUTHENTICATION_CLASSES=[StaffHeaderAuthentication],
