@@ -55,7 +55,11 @@ class AdAccountForm(forms.ModelForm[AdAccount]):
                             "%(setting)s: type it too, or add the key it was written with "
                             "to the list."
                         )
-                        % {"label": self.fields[name].label, "setting": _SETTING},
+                        % {
+                            # The label in a sentence: "the stored access token secret".
+                            "label": AdAccount.ENCRYPTED_FIELDS[f"{name}_encrypted"],
+                            "setting": _SETTING,
+                        },
                     )
         return cleaned
 
