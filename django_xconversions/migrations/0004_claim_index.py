@@ -11,39 +11,12 @@ while a large table is indexed); the new one is in place before the old one goes
 
 from __future__ import annotations
 
-from typing import Any
-
 from django.db import migrations, models
 
-
-def _concurrently(schema_editor: Any) -> bool:
-    connection = schema_editor.connection
-    return bool(connection.vendor == "postgresql" and not connection.in_atomic_block)
-
-
-class AddIndexConcurrentlyOnPostgreSQL(migrations.AddIndex):
-    def database_forwards(
-        self, app_label: str, schema_editor: Any, from_state: Any, to_state: Any
-    ) -> None:
-        if not _concurrently(schema_editor):
-            return super().database_forwards(app_label, schema_editor, from_state, to_state)
-        model = to_state.apps.get_model(app_label, self.model_name)
-        if self.allow_migrate_model(schema_editor.connection.alias, model):
-            schema_editor.add_index(model, self.index, concurrently=True)
-        return None
-
-
-class RemoveIndexConcurrentlyOnPostgreSQL(migrations.RemoveIndex):
-    def database_forwards(
-        self, app_label: str, schema_editor: Any, from_state: Any, to_state: Any
-    ) -> None:
-        if not _concurrently(schema_editor):
-            return super().database_forwards(app_label, schema_editor, from_state, to_state)
-        model = from_state.apps.get_model(app_label, self.model_name)
-        if self.allow_migrate_model(schema_editor.connection.alias, model):
-            index = from_state.models[app_label, self.model_name_lower].get_index_by_name(self.name)
-            schema_editor.remove_index(model, index, concurrently=True)
-        return None
+from django_xconversions.db_operations import (
+    AddIndexConcurrentlyOnPostgreSQL,
+    RemoveIndexConcurrentlyOnPostgreSQL,
+)
 
 
 class Migration(migrations.Migration):
