@@ -117,6 +117,9 @@ def test_a_claim_within_an_open_window_is_two_statements(
     assert account.budget_used == 100
 
 
+# A real transaction: the claim's own atomic block is the outermost one, as when a worker
+# calls it (inside a test's transaction its rollback would be left to the test's block).
+@pytest.mark.django_db(transaction=True)
 def test_a_failed_claim_takes_no_budget(
     monkeypatch: pytest.MonkeyPatch, settings: Any, account: AdAccount, purchase_tag: EventTag
 ) -> None:
