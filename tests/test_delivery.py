@@ -11,7 +11,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from django_xconversions import actions, budget, delivery
+from django_xconversions import actions, budget, delivery, rounds
 from django_xconversions.emulator import EmulatorServer
 from django_xconversions.models import AdAccount, Conversion, DeliveryAttempt, EventTag
 from tests.helpers import ShiftedClock
@@ -438,24 +438,43 @@ def test_each_client_exception_has_its_outcome(exception: str, outcome: str) -> 
 
 
 class _Statements:
-    """Counts the statements and commits of the connection it wraps."""
+    """Counts the statements and commits of the connection it wraps; those of the account
+    gate (rounds.AccountGate: the cross-worker lock and the re-read of the account, made
+    when a turn begins rather than per batch) are counted apart."""
 
     def __init__(self) -> None:
         self.statements: list[str] = []
+        self.gate_statements: list[str] = []
+        self.in_gate = False
         self.commits = 0
 
     def __call__(self, execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
         # Transactions are counted by their commits (SQLite says BEGIN as a statement).
         if not sql.startswith(("SAVEPOINT", "RELEASE SAVEPOINT", "BEGIN")):
-            self.statements.append(sql)
+            (self.gate_statements if self.in_gate else self.statements).append(sql)
         return execute(sql, params, many, context)
+
+    def watch_gate(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        for name in ("enter", "_unlock", "_stop_waiting"):
+            original = getattr(rounds.AccountGate, name)
+
+            def gated(gate: Any, account: int, _original: Any = original) -> Any:
+                self.in_gate = True
+                try:
+                    return _original(gate, account)
+                finally:
+                    self.in_gate = False
+
+            monkeypatch.setattr(rounds.AccountGate, name, gated)
 
 
 def statements_and_commits(
     monkeypatch: pytest.MonkeyPatch, tag: EventTag, batches: int
-) -> tuple[int, int]:
+) -> tuple[int, int, int]:
+    """Statements and commits of sending ``batches`` batches, and the gate's statements."""
     make_conversions(tag, 100 * batches, start=Conversion.objects.count())
     counted = _Statements()
+    counted.watch_gate(monkeypatch)
     commit = connection.commit
 
     def counting_commit() -> None:
@@ -466,7 +485,7 @@ def statements_and_commits(
     with connection.execute_wrapper(counted):
         assert delivery.send_pending().sent == 100 * batches
     monkeypatch.undo()
-    return len(counted.statements), counted.commits
+    return len(counted.statements), counted.commits, len(counted.gate_statements)
 
 
 @pytest.mark.django_db(transaction=True)
@@ -477,11 +496,14 @@ def test_a_batch_costs_five_statements_and_two_commits(
     # reserve, claim, read back; outcomes with the budget's read-and-write.
     configure(settings, BATCH_SIZE=100)
     budget.reserve(purchase_tag.account_id, 0)  # the budget's window is open
-    statements_2, commits_2 = statements_and_commits(monkeypatch, purchase_tag, 2)
-    statements_6, commits_6 = statements_and_commits(monkeypatch, purchase_tag, 6)
+    statements_2, commits_2, gate_2 = statements_and_commits(monkeypatch, purchase_tag, 2)
+    statements_6, commits_6, gate_6 = statements_and_commits(monkeypatch, purchase_tag, 6)
     # Per batch: the budget and the claim (one transaction); the outcomes, the delivery
     # log and X's rate-limit headers (another).
     assert (statements_6 - statements_2) / 4 <= 5
+    # The account gate: at most one turn per batch (lock, re-read, unlock); fewer when
+    # the account's next batch is ready before its previous outcome is written.
+    assert (gate_6 - gate_2) / 4 <= 3
     assert (commits_6 - commits_2) / 4 == 2
 
 
