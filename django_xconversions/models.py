@@ -382,6 +382,10 @@ class Conversion(models.Model):
             models.Index(fields=["event_key"], condition=Q(status="held"), name="xconv_held"),
             # The admin's default order (newest first; the pk breaks ties of bulk writes).
             models.Index(fields=["created_at", "id"], name="xconv_created"),
+            # The admin's pixel filter in that order, and the PROTECT check when a pixel is
+            # deleted (the foreign key has no index of its own: the due index serves the
+            # engine, and this one the rest).
+            models.Index(fields=["pixel", "created_at", "id"], name="xconv_pixel_created"),
             # The admin's reason filter: only rows with a reason (a few percent) are indexed.
             models.Index(
                 fields=["error_reason", "created_at"],

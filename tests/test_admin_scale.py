@@ -26,7 +26,14 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from django_xconversions import alerts, day_tallies, health, readiness
-from django_xconversions.models import AdAccount, Conversion, EventTag, SentTally, WorkerHeartbeat
+from django_xconversions.models import (
+    AdAccount,
+    Conversion,
+    EventTag,
+    Pixel,
+    SentTally,
+    WorkerHeartbeat,
+)
 
 from .conftest import make_conversions
 
@@ -261,6 +268,42 @@ def test_changelist_and_api_list_orders_come_from_an_index(
         with connection.cursor():
             nodes = plan_of(sql)
         assert not {"Sort", "Seq Scan"} & set(nodes), (name, nodes)
+
+
+def index_names(sql: str) -> set[str]:
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_seqscan = off")
+        cursor.execute("EXPLAIN (FORMAT JSON) " + sql)
+        plan = cursor.fetchone()[0]
+    plan = json.loads(plan) if isinstance(plan, str) else plan
+
+    def names(node: dict[str, Any]) -> Iterator[str]:
+        if "Index Name" in node:
+            yield node["Index Name"]
+        for child in node.get("Plans", ()):
+            yield from names(child)
+
+    return set(names(plan[0]["Plan"]))
+
+
+@pytest.mark.postgres
+def test_changelist_by_pixel_reads_the_pixel_index(
+    purchase_tag: EventTag, staff_client: Client
+) -> None:
+    """The pixel's rows newest first, from (pixel, created_at, id): walking the whole
+    created_at index and keeping one pixel's rows would read ten million entries for a
+    pixel with few."""
+    mixed_outbox(purchase_tag, 1100)
+    assert purchase_tag.pixel is not None
+    rare = Pixel.objects.create(pixel_id="o8z7k", account=purchase_tag.pixel.account)
+    few = Conversion.objects.order_by("pk").values_list("pk", flat=True)[:5]
+    Conversion.objects.filter(pk__in=list(few)).update(pixel=rare)
+    with connection.cursor() as cursor:
+        cursor.execute(f'ANALYZE "{TABLE}"')
+    queries = queries_of(lambda: staff_client.get(CHANGELIST, {"pixel__id__exact": rare.pk}))
+    # One page's worth: Django reads the rows without a LIMIT.
+    (sql,) = [q for q in queries if q.startswith(f'SELECT "{TABLE}"."id"') and "ORDER BY" in q]
+    assert "xconv_pixel_created" in index_names(sql), sql
 
 
 # -- the chart's tally --------------------------------------------------------------------

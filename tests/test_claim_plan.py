@@ -114,11 +114,12 @@ def indexes_holding(pk: int) -> set[str]:
     return holding
 
 
-def test_each_write_of_a_send_adds_entries_to_five_indexes(purchase_tag: EventTag) -> None:
+def test_each_write_of_a_send_adds_entries_to_six_indexes(purchase_tag: EventTag) -> None:
     """A status change writes a new row version, with an entry in every index that holds
-    it: the claim's and the outcome's versions are each held by five (were eight and
-    seven: the pixel's own index, the claim token's and (status, created_at) for every
-    row took entries that no claim, outcome or page reads)."""
+    it: the claim's and the outcome's versions are each held by six (were eight and
+    seven: the claim token's index and (status, created_at) for every row took entries
+    that no claim, outcome or page reads; the pixel's own index became (pixel,
+    created_at, id), which the admin's pixel filter reads)."""
     seed_one_due_time(purchase_tag, 1)
     (pk,) = Conversion.objects.values_list("pk", flat=True)
     table = Conversion._meta.db_table
@@ -127,6 +128,7 @@ def test_each_write_of_a_send_adds_entries_to_five_indexes(purchase_tag: EventTa
         "xconv_unique_tag_conversion_id",
         "xconv_source",
         "xconv_created",
+        "xconv_pixel_created",
     }
     claimed = delivery.claim(purchase_tag.pixel, 1)  # type: ignore[arg-type]
     assert [row.pk for row in claimed.rows] == [pk]

@@ -5,7 +5,8 @@ Sending a conversion writes its row twice (the claim marks it ``sending``, the o
 Three indexes took such entries without serving the hot path:
 
 - the pixel foreign key's own index: the due index (pixel, next_attempt_at, id) leads
-  with the pixel;
+  with the pixel for the engine, and (pixel, created_at, id) serves the admin's pixel
+  filter in its newest-first order (and the PROTECT check of a pixel's deletion);
 - the claim token's index: outcomes are written by primary key, guarded by the token,
   and a worker's rows in flight are found through the lease index;
 - (status, created_at) over every row: now only over rows at rest before a send
@@ -41,6 +42,10 @@ class Migration(migrations.Migration):
                 fields=["status", "created_at"],
                 name="xconv_unsent_created",
             ),
+        ),
+        AddIndexConcurrentlyOnPostgreSQL(
+            model_name="conversion",
+            index=models.Index(fields=["pixel", "created_at", "id"], name="xconv_pixel_created"),
         ),
         RemoveIndexConcurrentlyOnPostgreSQL(model_name="conversion", name="xconv_status_created"),
         RemoveIndexConcurrentlyOnPostgreSQL(model_name="conversion", name="xconv_claim_token"),
