@@ -1,11 +1,10 @@
 """The health panel and the Match readiness page in Chromium at 1366 px: no console
 error, no horizontal overflow, a chart with y-axis labels whose failed bars show beside
-a busy day, warnings with their fixes; screenshots for the README in docs/screenshots/."""
+a busy day, warnings with their fixes (the README's pictures come from make screenshots)."""
 
 from __future__ import annotations
 
 import datetime as dt
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,7 +15,6 @@ from tests.browser import log_in_as_superuser, overflow, screenshot, watch_conso
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
-SCREENSHOTS = Path(__file__).resolve().parent.parent / "docs" / "screenshots"
 WIDTH = 1366
 
 
@@ -125,8 +123,3 @@ def test_health_panel_and_readiness_page(page: Any, live_server: Any) -> None:
     assert page.locator('tr[data-key="sign_up"] .xconv-badge').inner_text() == "IP + UA only"
     assert page.locator(".xconv-warnings [data-warning]").count() == 2
     assert errors == [], errors
-    # For the README: the pages as checked above.
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENSHOTS / "match-readiness.png"))
-    page.go_back()
-    page.locator("#xconv-health").screenshot(path=str(SCREENSHOTS / "health-panel.png"))

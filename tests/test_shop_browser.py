@@ -2,7 +2,7 @@
 phone's (375 px): no console error, nothing wider than the window, a menu that follows
 the session, and after sign-up and payment a panel showing the conversion recorded for
 X, which turns "Sent" by itself while a ``send_conversions --loop`` worker runs, with a
-link to what the emulator (X) received. Screenshots for the README in docs/screenshots/.
+link to what the emulator (X) received. (The README's pictures come from make screenshots.)
 
 The shop runs as users run it: ``example_project/manage.py runserver`` and a sender, on
 a temporary SQLite database, against an emulator seeded with the demo world."""
@@ -31,7 +31,6 @@ from tests.helpers.example_project import (
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-SCREENSHOTS = ROOT / "docs" / "screenshots"
 LAPTOP, PHONE = {"width": 1366, "height": 900}, {"width": 375, "height": 812}
 TWCLID = "26l1b2rn9ndm8q7x2mcqw4lvbt"
 # The sender polls every LOOP_IDLE_SECONDS (5 s) on SQLite: a conversion is sent well
@@ -111,23 +110,15 @@ def wait_for_sent(page: Any, deadline: float) -> None:
     page.locator("#conversion .badge[data-status='sent']").wait_for(timeout=remaining_ms)
 
 
-def save(page: Any, name: str) -> None:
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
-
-
 @pytest.mark.parametrize("visitor", [LAPTOP, PHONE], indirect=True, ids=["1366px", "375px"])
 def test_a_visitor_signs_up_buys_and_sees_the_conversions_sent(shop: Shop, visitor: Any) -> None:
-    page, laptop = visitor, visitor.viewport_size == LAPTOP
+    page = visitor
     page.goto(f"{shop.url}/?twclid={TWCLID}")
     page.get_by_role("heading", name="Everything your dog needs").wait_for()
     fits(page, "the home page")
     assert menu(page).get_by_role("link", name="Sign up").count() == 1
     assert menu(page).get_by_role("button", name="Sign out").count() == 0
-    if laptop:
-        save(page, "shop-home")
-    else:
-        screenshot(page, "shop-375px-home")  # test-artifacts/, kept by CI
+    screenshot(page, f"shop-{page.viewport_size['width']}px-home")  # test-artifacts/
 
     page.goto(f"{shop.url}/products/")
     assert page.locator("form.product").count() == 6
@@ -168,10 +159,7 @@ def test_a_visitor_signs_up_buys_and_sees_the_conversions_sent(shop: Shop, visit
     assert purchase_id.startswith("shop.order:")
     wait_for_sent(page, time.monotonic() + SENT_WITHIN_SECONDS)
     fits(page, "the confirmation page")
-    if laptop:
-        save(page, "shop-confirmation")
-    else:
-        screenshot(page, "shop-375px-confirmation")
+    screenshot(page, f"shop-{page.viewport_size['width']}px-confirmation")
 
     # The link to what X received opens the emulator's page for this conversion.
     link = page.get_by_role("link", name="What X received")
@@ -213,14 +201,6 @@ def test_connect_with_x_from_a_project_on_any_loopback_port(shop: Shop, page: An
     page.wait_for_url(f"{shop.url}/admin/**")
     messages = page.locator(".messagelist").inner_text()
     assert "is connected with X as @demo_shop" in messages, messages
-
-
-def test_screenshots_are_in_the_docs() -> None:
-    # Written by the test above at 1366 px; the README shows them.
-    readme = (ROOT / "README.md").read_text()
-    for name in ("shop-home", "shop-confirmation"):
-        assert (SCREENSHOTS / f"{name}.png").is_file()
-        assert f"docs/screenshots/{name}.png" in readme
 
 
 def test_the_stylesheet_is_static_and_self_contained() -> None:
