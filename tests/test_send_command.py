@@ -269,8 +269,7 @@ def test_check_is_quiet_when_healthy(purchase_tag: EventTag) -> None:
     code, out = check()
     assert code == 0
     assert out.strip() == (
-        "OK: 1 live worker, 4 conversions due, none stuck, "
-        "no paused account holding conversions"
+        "OK: 1 live worker, 4 conversions due, none stuck, no paused account holding conversions"
     )
 
 
