@@ -341,6 +341,8 @@ def no_key_nor_credentials(settings):
         ("send_conversions", {"W001", "W002"}),
     ],
 )
+# Django 6 runs the database checks with every command too: they read the tables.
+@pytest.mark.django_db
 def test_key_and_credential_warnings_only_for_commands_that_use_them(
     monkeypatch, capsys, no_key_nor_credentials, command: str, shown: set[str]
 ) -> None:
@@ -355,6 +357,8 @@ def test_check_and_runserver_still_report_both(no_key_nor_credentials) -> None:
     assert {"xconversions.W001", "xconversions.W002"} <= found
 
 
+# Django 6 runs the database checks with every command too: they read the tables.
+@pytest.mark.django_db
 def test_the_emulator_starts_without_the_products_key(monkeypatch, capsys, settings) -> None:
     # Outside DEBUG a missing key is an error (E003) that stops the commands that use it.
     settings.DEBUG = False
@@ -364,6 +368,8 @@ def test_the_emulator_starts_without_the_products_key(monkeypatch, capsys, setti
     assert stopped.startswith("exit 1\n") and "xconversions.E003" in stopped
 
 
+# Django 6 runs the database checks with every command too: they read the tables.
+@pytest.mark.django_db
 def test_settings_errors_still_stop_every_product_command(monkeypatch, capsys, settings) -> None:
     with_settings(settings, BATCH_SIZE="lots")
     for command in ("purge_conversions", "rotate_encryption_key", "send_conversions", "sync_tags"):
