@@ -14,6 +14,7 @@ import os
 import platform
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -429,3 +430,25 @@ def write(name: str, result: dict[str, Any], output: str | None = None) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text + "\n")
     print(text)
+
+
+def start_bench_process(
+    args: list[str], database_url: str, overrides: dict[str, Any], *, stderr: Any = None
+) -> subprocess.Popen[str]:
+    """``python <args>`` in the repository with the bench settings on ``database_url`` and
+    ``overrides`` of XCONVERSIONS; stdout discarded, stderr as given (default discarded)."""
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "DJANGO_SETTINGS_MODULE": "bench.settings",
+        "PYTHONPATH": str(ROOT),
+        "XCONVERSIONS_BENCH": json.dumps(overrides),
+    }
+    return subprocess.Popen(
+        [sys.executable, *args],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL if stderr is None else stderr,
+        text=True,
+    )

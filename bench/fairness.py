@@ -25,11 +25,8 @@ Targets: share max/min <= 1.5 over the first 30 s (even run); the troubled run's
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import signal
 import subprocess
-import sys
 import time
 from collections import Counter
 from typing import Any
@@ -124,20 +121,8 @@ def reset_accounts(user: dict[str, Any]) -> None:
 
 
 def start_worker(database_url: str, overrides: dict[str, Any]) -> subprocess.Popen[str]:
-    env = {
-        **os.environ,
-        "DATABASE_URL": database_url,
-        "DJANGO_SETTINGS_MODULE": "bench.settings",
-        "PYTHONPATH": str(common.ROOT),
-        "XCONVERSIONS_BENCH": json.dumps(overrides),
-    }
-    return subprocess.Popen(
-        [sys.executable, "-m", "django", "send_conversions", "--loop"],
-        cwd=common.ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        text=True,
+    return common.start_bench_process(
+        ["-m", "django", "send_conversions", "--loop"], database_url, overrides
     )
 
 

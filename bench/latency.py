@@ -21,7 +21,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -79,21 +78,7 @@ def common_now() -> Any:
 
 
 def start_process(args: list[str], database_url: str, overrides: dict[str, Any]) -> Any:
-    env = {
-        **os.environ,
-        "DATABASE_URL": database_url,
-        "DJANGO_SETTINGS_MODULE": "bench.settings",
-        "PYTHONPATH": str(common.ROOT),
-        "XCONVERSIONS_BENCH": json.dumps(overrides),
-    }
-    return subprocess.Popen(
-        [sys.executable, *args],
-        cwd=common.ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    return common.start_bench_process(args, database_url, overrides, stderr=subprocess.PIPE)
 
 
 def wait_until(condition: Any, timeout: float) -> bool:
