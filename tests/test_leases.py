@@ -4,6 +4,11 @@ A run that outlasts LEASE_SECONDS, or one batch busy longer than it (slow answer
 isolation search), keeps its rows; a second worker started meanwhile sends only what is
 still due. Over real HTTP to the emulator, on PostgreSQL with the second worker on its own
 connection.
+
+The lease is on the product's clock (``clock`` fixture): a run lasts longer than its lease
+when the test moves the clock past it, not after seconds of waiting. The lease keeper
+renews on real time (every LEASE_SECONDS / 3), as the moment it would have renewed during
+those seconds: the second worker arrives once it has.
 """
 
 from __future__ import annotations
@@ -11,28 +16,31 @@ from __future__ import annotations
 import datetime as dt
 import os
 import threading
-import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from django.db import connection
+from django.db.models import Count, Q
 from django.utils import timezone
 
+from django_xconversions import clock as product_clock
 from django_xconversions import delivery
 from django_xconversions.batch import BatchSender
 from django_xconversions.connections import client_for
 from django_xconversions.emulator import EmulatorServer
 from django_xconversions.leases import LeaseKeeper
 from django_xconversions.models import Conversion, EventTag
-from tests.helpers import wait_until
+from tests.helpers import ShiftedClock, wait_until
 
 from .conftest import configure, make_conversions, received_ids
 
 LEASE = 3.0
-ANSWER_DELAY = 0.3
+# Slow enough answers that a batch is still in flight while the test moves the clock.
+ANSWER_DELAY = 0.1
+COUNT = 300  # 15 batches of 20
 
 
 def answers_late(emulator: EmulatorServer, seconds: float) -> None:
@@ -80,14 +88,20 @@ def second_worker() -> Iterator[SecondWorker]:
         worker.thread.join(timeout=20)
 
 
-def start_when(condition: Callable[[], bool], worker: SecondWorker) -> Callable[[int], None]:
-    """An on_progress callback that starts ``worker`` once ``condition`` holds."""
+def run_past_the_lease(clock: ShiftedClock, seconds: float, *, held: int | None = None) -> None:
+    """Time moves ``seconds`` on (past the lease of every row in flight) and the lease
+    keeper catches up, as it renews held claims while time passes: every row in flight
+    has a lease running again; with ``held``, that many rows, still in flight."""
+    clock.advance(seconds)
 
-    def progress(count: int) -> None:
-        if not worker.thread.is_alive() and worker.thread.ident is None and condition():
-            worker.start()
+    def renewed() -> bool:
+        rows = Conversion.objects.filter(status=Conversion.Status.SENDING).aggregate(
+            total=Count("pk"),
+            running=Count("pk", filter=Q(lease_expires_at__gt=product_clock.now())),
+        )
+        return rows["running"] == (rows["total"] if held is None else held)
 
-    return progress
+    wait_until(renewed, LEASE, "the leases of rows in flight were not renewed")
 
 
 def assert_each_received_once(emulator: EmulatorServer, count: int) -> None:
@@ -100,16 +114,33 @@ def assert_each_received_once(emulator: EmulatorServer, count: int) -> None:
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_run_longer_than_the_lease_with_a_second_worker_sends_each_once(
-    settings: Any, emulator: EmulatorServer, purchase_tag: EventTag, second_worker: SecondWorker
+    settings: Any,
+    emulator: EmulatorServer,
+    purchase_tag: EventTag,
+    second_worker: SecondWorker,
+    clock: ShiftedClock,
 ) -> None:
     configure(settings, LEASE_SECONDS=LEASE, BATCH_SIZE=20)
     answers_late(emulator, ANSWER_DELAY)
-    make_conversions(purchase_tag, 600)  # 30 answers of 0.3 s: about 9 s for one worker
-    started = time.monotonic()
-    # The second worker arrives once this run has lasted longer than a lease.
-    progress = start_when(lambda: time.monotonic() - started > LEASE + 0.5, second_worker)
+    make_conversions(purchase_tag, COUNT)
+    started = clock.monotonic()
+    lease_passed = threading.Event()
+
+    def progress(count: int) -> None:
+        # After the first batch the run lasts longer than a lease. The second worker
+        # arrives at the next batch sent while this run holds rows it claimed since (their
+        # lease timed from the run's start would have run out), most rows still to send.
+        if not lease_passed.is_set():
+            run_past_the_lease(clock, LEASE + 0.5)
+            lease_passed.set()
+        elif second_worker.thread.ident is None and (
+            Conversion.objects.filter(status=Conversion.Status.SENDING).exists()
+        ):
+            second_worker.start()
+
     first = delivery.send_pending(on_progress=progress)
     assert second_worker.thread.ident is not None, "the run ended before the lease passed"
+    assert clock.monotonic() - started > LEASE
     # The second worker may still hold a batch (waiting for the account's turn) when the
     # first run ends: stopping it then would release that batch unsent.
     wait_until(
@@ -119,15 +150,19 @@ def test_run_longer_than_the_lease_with_a_second_worker_sends_each_once(
     )
     second_worker.finish()
     assert first.sent > 0 and second_worker.summary.sent > 0
-    assert first.sent + second_worker.summary.sent == 600
+    assert first.sent + second_worker.summary.sent == COUNT
     assert first.lost_claims == 0 and second_worker.summary.lost_claims == 0
-    assert_each_received_once(emulator, 600)
+    assert_each_received_once(emulator, COUNT)
 
 
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_batch_busy_longer_than_its_lease_keeps_its_rows(
-    settings: Any, emulator: EmulatorServer, purchase_tag: EventTag, second_worker: SecondWorker
+    settings: Any,
+    emulator: EmulatorServer,
+    purchase_tag: EventTag,
+    second_worker: SecondWorker,
+    clock: ShiftedClock,
 ) -> None:
     """One refused batch: the isolation search takes many slow answers, far past the lease
     the rows were claimed with; the lease is renewed, so nobody takes them over."""
@@ -135,26 +170,25 @@ def test_batch_busy_longer_than_its_lease_keeps_its_rows(
     answers_late(emulator, ANSWER_DELAY)
     make_conversions(purchase_tag, 100)
     emulator.reject_event_ids("order:5", "order:40", "order:77")
-    # The second worker arrives once the search has been answered for longer than a lease.
-    answers_past_the_lease = int((LEASE + 1.0) / ANSWER_DELAY) + 1
     watcher_error: list[BaseException] = []
 
     def start_second_worker_mid_search() -> None:
+        # A few answers into the search, it lasts longer than a lease; the second worker
+        # arrives then, and keeps looking for due rows while the search goes on.
         try:
-            wait_until(
-                lambda: len(emulator.requests) >= answers_past_the_lease,
-                20,
-                "the search never got that far",
-            )
+            wait_until(lambda: len(emulator.requests) >= 3, 20, "the search never began")
+            run_past_the_lease(clock, LEASE + 1.0, held=100)
             second_worker.start()
         except BaseException as exc:
             watcher_error.append(exc)
+        finally:
+            connection.close()  # this thread's
 
     watcher = threading.Thread(target=start_second_worker_mid_search)
     watcher.start()
-    started = time.monotonic()
+    started = clock.monotonic()
     summary = delivery.send_pending()
-    elapsed = time.monotonic() - started
+    elapsed = clock.monotonic() - started
     watcher.join(timeout=20)
     assert watcher_error == []
     second_worker.finish()
