@@ -257,8 +257,10 @@ def send_pending(
 
     Accounts take turns, one batch each (rounds.py): a large backlog does not hold up
     the others, nor does a slow or stopped account. While requests are in flight (on
-    helper threads, HTTP only) the next batches are claimed and built here; every
-    database write stays on this thread, but for the lease renewals of leases.py.
+    helper threads, HTTP only) the next batches are claimed here; on PostgreSQL the
+    outcomes of accepted batches are written meanwhile by a writer thread on its own
+    connection (rounds.py), and leases.py renews leases on another; every other database
+    write stays on this thread.
     ``on_pixel`` is called before each batch is claimed; ``on_pixel_error(pixel, exc)``
     when a pixel's batch fails (the run goes on without that pixel; without it the run
     stops and raises). After ``time_limit`` seconds nothing more is claimed (the
@@ -305,6 +307,9 @@ def send_pending(
                 on_pixel=on_pixel,
                 on_pixel_error=on_pixel_error,
                 time_limit=time_limit,
+                # A second connection writes outcomes while this one claims (PostgreSQL;
+                # it would not see claims made inside a caller's transaction).
+                write_behind=renewing and connection.vendor == "postgresql",
             ).run()
     finally:
         for client in clients.values():

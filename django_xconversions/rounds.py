@@ -19,8 +19,15 @@ small number of requests in flight at once.
   that account follows an accepted one). Its next batch is claimed and built meanwhile,
   and leaves once the previous answer is known and accepted; a worker taking the account
   over first re-reads its state, so a batch another worker prepared is released unsent
-  once X has said stop (401, 403, a pausing 404, 429). Every database write stays on the
-  calling thread; the helper threads only do HTTP.
+  once X has said stop (401, 403, a pausing 404, 429). The helper threads only do HTTP.
+- **Outcomes written behind (PostgreSQL).** An accepted batch's outcome is written by
+  one writer thread on a connection of its own while this thread claims the next batch:
+  the two statements run side by side in the database instead of one after the other.
+  The account is let go, its lease released and progress reported here, once the
+  outcome is committed; before an answer that is not an acceptance (a 429, a refusal)
+  is handled, every outcome being written is waited for, so X's last word is written
+  last. On SQLite (one writer) and inside a caller's transaction (a second connection
+  would not see the claims) every write stays on the calling thread.
 """
 
 from __future__ import annotations
@@ -33,13 +40,14 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import suppress
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from django.db import DatabaseError, connection, transaction
+from django.db import DatabaseError, connection, connections, transaction
 from django.db.models import Case, F, IntegerField, Q, Value, When
 
 from django_xconversions import budget, clock
 from django_xconversions.batch import AccountStopped
+from django_xconversions.engine_types import SendSummary
 from django_xconversions.models import AdAccount, Pixel
 from django_xconversions.outages import is_transient
 
@@ -156,6 +164,16 @@ class AccountGate:
                 )
 
 
+def _write_outcome(sender: BatchSender, transmission: Transmission | None) -> None:
+    """On the writer thread: a connection that failed is dropped, so that the outcomes
+    queued behind this one are written on a fresh one."""
+    try:
+        sender.complete(transmission)
+    except DatabaseError:
+        connections.close_all()  # this thread's only
+        raise
+
+
 class Rounds:
     """One run over ``pixels``: turns, requests in flight, and the outcomes written."""
 
@@ -174,6 +192,7 @@ class Rounds:
         time_limit: float | None = None,
         max_in_flight: int | None = None,
         rng: random.Random | None = None,
+        write_behind: bool = False,
     ) -> None:
         self.open_batch = open_batch
         self.leases = leases
@@ -192,6 +211,10 @@ class Rounds:
         for pixel in pixels:
             self.turns.setdefault(pixel.account_id, deque()).append(pixel)
         self.in_flight: dict[int, tuple[BatchSender, Future[Transmission | None]]] = {}
+        # Accepted batches whose outcome the writer thread is writing, oldest first, with
+        # the run's summary their counts go to once written.
+        self.write_behind = write_behind
+        self.writing: deque[tuple[BatchSender, Future[None], SendSummary]] = deque()
         # Built and claimed, waiting for a free slot or for their account's answer.
         self.ready: deque[BatchSender] = deque()
         # Accounts whose ready batch waits for another worker's request to be answered.
@@ -213,16 +236,26 @@ class Rounds:
         ``on_pixel_error`` the first error of a pixel ends the run (after that) and is
         raised; database outages are raised at once."""
         try:
-            with ThreadPoolExecutor(
-                max_workers=self.max_in_flight, thread_name_prefix="xconversions-send"
-            ) as pool:
-                self.pool = pool
-                self._turns()
-                self._closing = True
-                while self.in_flight:
-                    self._collect(block=True)
-                for sender in list(self.ready):
-                    self._release(sender)
+            with (
+                ThreadPoolExecutor(
+                    max_workers=self.max_in_flight, thread_name_prefix="xconversions-send"
+                ) as pool,
+                ThreadPoolExecutor(
+                    max_workers=1, thread_name_prefix="xconversions-write"
+                ) as writer,
+            ):
+                self.pool, self.writer = pool, writer
+                try:
+                    self._turns()
+                    self._closing = True
+                    while self.in_flight or self.writing:
+                        self._collect(block=True)
+                    for sender in list(self.ready):
+                        self._release(sender)
+                finally:
+                    if self.write_behind:
+                        # The writer's connection is its thread's own: closed before it ends.
+                        writer.submit(connections.close_all)
         finally:
             with suppress(DatabaseError):  # a lost connection took its locks with it
                 self.gate.leave_all()
@@ -249,7 +282,7 @@ class Rounds:
                     if account in self.in_flight or account in self.blocked:
                         self._release(sender)
                 self.deadline = -math.inf
-            elif self.in_flight:
+            elif self.in_flight or self.writing:
                 waiting_on_others = busy or bool(self.blocked)
                 self._collect(block=True, timeout=RETRY_SECONDS if waiting_on_others else None)
             elif busy or self.ready:
@@ -382,13 +415,15 @@ class Rounds:
             self.in_flight[account] = (sender, self.pool.submit(sender.transmit))
 
     def _collect(self, *, block: bool, timeout: float | None = None) -> None:
-        """Write the outcomes of answered requests (waiting for one, up to ``timeout``
-        seconds, if ``block``)."""
-        if not self.in_flight:
+        """Write the outcomes of answered requests, and finish those the writer has
+        written (waiting for one of either, up to ``timeout`` seconds, if ``block``)."""
+        if not (self.in_flight or self.writing):
             return
-        futures = [future for _, future in self.in_flight.values()]
+        futures: list[Future[Any]] = [future for _, future in self.in_flight.values()]
+        futures += [future for _, future, _ in self.writing]
         if block:
             wait(futures, timeout=timeout, return_when=FIRST_COMPLETED)
+        self._finish_written()
         for account, (sender, future) in list(self.in_flight.items()):
             if not future.done():
                 continue
@@ -403,17 +438,50 @@ class Rounds:
             if transmission is None or transmission.accepted:
                 # The account's next batch leaves now; these outcomes are written meanwhile.
                 self._dispatch()
-                self._complete(sender, transmission)
+                if self.write_behind:
+                    self._write_behind(sender, transmission)
+                else:
+                    self._complete(sender, transmission)
             else:
+                # X's stop (or a refusal to isolate) is written after every earlier outcome.
+                self._finish_written(wait_all=True)
                 self._complete(sender, transmission)
                 self._dispatch()
 
     def _complete(self, sender: BatchSender, transmission: Transmission | None) -> None:
-        account = sender.account.pk
         try:
             sender.complete(transmission)
-        except Exception as exc:
-            self._pixel_failed(sender.pixel, exc)
+        except BaseException as exc:
+            self._finish(sender, exc)
+        else:
+            self._finish(sender, None)
+
+    def _write_behind(self, sender: BatchSender, transmission: Transmission | None) -> None:
+        """Hand an accepted batch's outcome to the writer thread. Its counts go to a
+        summary of its own, added to the run's once written (on this thread)."""
+        run_summary, sender.summary = sender.summary, SendSummary()
+        written = self.writer.submit(_write_outcome, sender, transmission)
+        self.writing.append((sender, written, run_summary))
+
+    def _finish_written(self, *, wait_all: bool = False) -> None:
+        """Finish the batches whose outcome the writer has committed, in order (all of
+        them, waiting, if ``wait_all``)."""
+        while self.writing and (wait_all or self.writing[0][1].done()):
+            sender, future, run_summary = self.writing.popleft()
+            error = future.exception()
+            run_summary.merge(sender.summary)
+            sender.summary = run_summary
+            self._finish(sender, error)
+
+    def _finish(self, sender: BatchSender, error: BaseException | None) -> None:
+        """A batch's outcome is written (or failed to be): its lease ends, its account is
+        let go, progress is reported."""
+        account = sender.account.pk
+        try:
+            if error is not None:
+                if not isinstance(error, Exception):
+                    raise error
+                self._pixel_failed(sender.pixel, error)
         finally:
             self.leases.release(sender.token)
             # The outcome (a pause, a rate limit) is written: the account is free again.
@@ -424,7 +492,11 @@ class Rounds:
             self._stop_account(account)
 
     def _leave(self, account: int) -> None:
-        if account not in self.in_flight:  # else its next batch already left from here
+        # Not while its next batch is in flight from here, or an outcome of it is still
+        # being written.
+        if account not in self.in_flight and not any(
+            sender.account.pk == account for sender, _, _ in self.writing
+        ):
             self.gate.leave(account)
             if account in self.yielding:
                 self.yielding.discard(account)

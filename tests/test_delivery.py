@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
+import threading
 from collections import Counter
 from typing import Any
 
 import pytest
-from django.db import connection
+from django.db import connection, connections
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.backends.utils import CursorWrapper
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
@@ -438,32 +441,48 @@ def test_each_client_exception_has_its_outcome(exception: str, outcome: str) -> 
 
 
 class _Statements:
-    """Counts the statements and commits of the connection it wraps; those of the account
-    gate (rounds.AccountGate: the cross-worker lock and the re-read of the account, made
-    when a turn begins rather than per batch) are counted apart."""
+    """Counts the statements and commits of every connection (on PostgreSQL the outcomes
+    are written on a connection of their own); those of the account gate
+    (rounds.AccountGate: the cross-worker lock and the re-read of the account, made when a
+    turn begins rather than per batch) are counted apart."""
 
     def __init__(self) -> None:
         self.statements: list[str] = []
         self.gate_statements: list[str] = []
-        self.in_gate = False
+        self.gate_thread: int | None = None
         self.commits = 0
 
-    def __call__(self, execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
+    def record(self, sql: str) -> None:
         # Transactions are counted by their commits (SQLite says BEGIN as a statement).
         if not sql.startswith(("SAVEPOINT", "RELEASE SAVEPOINT", "BEGIN")):
-            (self.gate_statements if self.in_gate else self.statements).append(sql)
-        return execute(sql, params, many, context)
+            in_gate = self.gate_thread == threading.get_ident()
+            (self.gate_statements if in_gate else self.statements).append(sql)
 
-    def watch_gate(self, monkeypatch: pytest.MonkeyPatch) -> None:
+    def watch(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        execute_with_wrappers = CursorWrapper._execute_with_wrappers
+
+        def counted_execute(cursor: Any, sql: str, *args: Any, **kwargs: Any) -> Any:
+            self.record(sql)
+            return execute_with_wrappers(cursor, sql, *args, **kwargs)
+
+        monkeypatch.setattr(CursorWrapper, "_execute_with_wrappers", counted_execute)
+        backend = type(connections["default"])
+        commit = backend.commit
+
+        def counted_commit(wrapper: BaseDatabaseWrapper) -> None:
+            self.commits += 1
+            commit(wrapper)
+
+        monkeypatch.setattr(backend, "commit", counted_commit)
         for name in ("enter", "_unlock", "_stop_waiting"):
             original = getattr(rounds.AccountGate, name)
 
             def gated(gate: Any, account: int, _original: Any = original) -> Any:
-                self.in_gate = True
+                self.gate_thread = threading.get_ident()
                 try:
                     return _original(gate, account)
                 finally:
-                    self.in_gate = False
+                    self.gate_thread = None
 
             monkeypatch.setattr(rounds.AccountGate, name, gated)
 
@@ -474,16 +493,8 @@ def statements_and_commits(
     """Statements and commits of sending ``batches`` batches, and the gate's statements."""
     make_conversions(tag, 100 * batches, start=Conversion.objects.count())
     counted = _Statements()
-    counted.watch_gate(monkeypatch)
-    commit = connection.commit
-
-    def counting_commit() -> None:
-        counted.commits += 1
-        commit()
-
-    monkeypatch.setattr(connection, "commit", counting_commit)
-    with connection.execute_wrapper(counted):
-        assert delivery.send_pending().sent == 100 * batches
+    counted.watch(monkeypatch)
+    assert delivery.send_pending().sent == 100 * batches
     monkeypatch.undo()
     return len(counted.statements), counted.commits, len(counted.gate_statements)
 
