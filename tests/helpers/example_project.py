@@ -20,6 +20,7 @@ MANAGE_PY = ROOT / "example_project" / "manage.py"
 # neutral) and check it comes out as text everywhere.
 EVIL = "</script><script>alert(1)</script>"
 TIMEOUT = 120
+QUICK_POLL_SECONDS = 0.2
 
 
 def example_env(database: Path, **extra: str) -> dict[str, str]:
@@ -34,6 +35,30 @@ def example_env(database: Path, **extra: str) -> dict[str, str]:
     env["PYTHONUNBUFFERED"] = "1"
     env.update(extra)
     return env
+
+
+def with_settings(env: dict[str, str], workdir: Path, name: str, *lines: str) -> dict[str, str]:
+    """``env`` on the example's own settings plus ``lines`` (Python run after them), as a
+    settings module ``name`` written into ``workdir``."""
+    (workdir / f"{name}.py").write_text(
+        "from example_project.settings import *  # noqa: F403\n"
+        + "".join(f"{line}\n" for line in lines)
+    )
+    return {
+        **env,
+        "PYTHONPATH": os.pathsep.join([str(workdir), str(MANAGE_PY.parent)]),
+        "DJANGO_SETTINGS_MODULE": name,
+    }
+
+
+def quick_sender(env: dict[str, str], workdir: Path) -> dict[str, str]:
+    """``env`` for a ``send_conversions --loop`` worker that looks for due rows every
+    QUICK_POLL_SECONDS. On SQLite nothing wakes a worker when a conversion is stored: it
+    polls every LOOP_IDLE_SECONDS (5 s), which a test waiting for "Sent" would mostly
+    spend waiting; what the worker does when it looks is the same."""
+    return with_settings(
+        env, workdir, "quick_sender", f'XCONVERSIONS["LOOP_IDLE_SECONDS"] = {QUICK_POLL_SECONDS}'
+    )
 
 
 def manage(env: dict[str, str], *args: str, timeout: float = TIMEOUT) -> str:

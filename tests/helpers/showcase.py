@@ -6,8 +6,9 @@ the pictures in the README and the browser check show the same pages with the sa
 - :func:`running_shop` starts the emulator (the demo world, told to reject the orders
   ``demo_history`` leaves for X to refuse), migrates a throwaway SQLite database, sets up
   the demo account, tags and admin user (``run_shop --no-serve``), records the history
-  (``demo_history``), then runs ``runserver`` and a ``send_conversions --loop`` worker on
-  free loopback ports; everything it started is stopped on the way out, error or not.
+  (``demo_history``), then runs ``runserver`` and a ``send_conversions --loop`` worker
+  (looking for due rows every fraction of a second: ``quick_sender``) on free loopback
+  ports; everything it started is stopped on the way out, error or not.
 - :func:`tour` goes through the shop to a paid order (waiting until the worker has sent
   its conversion), then logs into the admin; it stops at each page, named as its
   screenshot file (the pages the README shows no picture of are checked all the same).
@@ -34,6 +35,7 @@ from tests.helpers.example_project import (
     example_env,
     free_port,
     manage,
+    quick_sender,
     stop,
     wait_listening,
 )
@@ -52,7 +54,7 @@ DELETED_ON_X = "Spring sale"
 ADMIN_LOGIN = ("admin", "admin")  # what run_shop creates
 # A visitor from an ad; the shop keeps the twclid for the conversions it records.
 TWCLID = "26l1b2rn9ndm8q7x2mcqw4lvbt"
-SENT_WITHIN = 60.0  # seconds: the worker polls every LOOP_IDLE_SECONDS (5 s)
+SENT_WITHIN = 60.0  # seconds: the worker polls every QUICK_POLL_SECONDS
 
 
 @dataclass(frozen=True)
@@ -101,7 +103,7 @@ def running_shop(workdir: Path | None = None) -> Iterator[Shop]:
         port = free_port()
         server = _spawn(env, log, "runserver", f"127.0.0.1:{port}", "--noreload")
         stack.callback(stop, server)
-        worker = _spawn(env, log, "send_conversions", "--loop")
+        worker = _spawn(quick_sender(env, workdir), log, "send_conversions", "--loop")
         stack.callback(stop, worker)
         try:
             wait_listening(port, server)
