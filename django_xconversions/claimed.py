@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import math
 from decimal import Decimal, InvalidOperation
 from functools import lru_cache
+from math import isfinite
 from typing import Any, NamedTuple
 
 from django.db.models import ExpressionWrapper, F, FloatField, QuerySet, TextField
@@ -21,10 +21,10 @@ from django.db.models import ExpressionWrapper, F, FloatField, QuerySet, TextFie
 from django_xconversions.currencies import ISO_4217_CODES
 from django_xconversions.identifiers import SHA256_HEX, enough_to_match
 from django_xconversions.payload import (
-    IPV4_PATTERN,
     build_contents,
     conversion_to_event,
     decimal_text,
+    is_ip,
     valid_time,
 )
 from django_xconversions.sqltime import conversion_time_column
@@ -162,53 +162,49 @@ def build_event(row: ClaimedRow) -> tuple[dict[str, Any], bool]:
     False means "not sure": the caller runs the full validation for X's messages. The
     checks here are never looser than validate's (a test holds them to that).
     """
-    if not isinstance(row.conversion_time, str):
-        return conversion_to_event(row, row.website_tag_id), False
-    ok = surely_valid_time(row.conversion_time) and bool(row.website_tag_id)
+    (_, _, event_id, time, conversion_id, twclid, email, phone, ip, agent, value, currency,
+     number_items, description, contents) = row  # fmt: skip
+    if type(time) is not str:
+        return conversion_to_event(row, event_id), False
+    ok = bool(event_id) and surely_valid_time(time)
     identifiers: list[dict[str, str]] = []
-    if row.twclid:
-        identifiers.append({"twclid": row.twclid})
-    if row.hashed_email:
-        identifiers.append({"hashed_email": row.hashed_email})
-        ok = ok and SHA256_HEX.match(row.hashed_email) is not None
-    if row.hashed_phone:
-        identifiers.append({"hashed_phone_number": row.hashed_phone})
-        ok = ok and SHA256_HEX.match(row.hashed_phone) is not None
-    if row.ip_address and row.user_agent:
-        identifiers.append({"ip_address": row.ip_address, "user_agent": row.user_agent})
-    elif row.ip_address:
-        identifiers.append({"ip_address": row.ip_address})
-    elif row.user_agent:
-        identifiers.append({"user_agent": row.user_agent})
-    if row.ip_address:
-        ok = ok and IPV4_PATTERN.fullmatch(row.ip_address) is not None
+    if twclid:
+        identifiers.append({"twclid": twclid})
+    if email:
+        identifiers.append({"hashed_email": email})
+        ok = ok and SHA256_HEX.match(email) is not None
+    if phone:
+        identifiers.append({"hashed_phone_number": phone})
+        ok = ok and SHA256_HEX.match(phone) is not None
+    if ip:
+        identifiers.append({"ip_address": ip, "user_agent": agent} if agent else {"ip_address": ip})
+        # validate's own test, IPv6 included (a dotted quad costs one regex).
+        ok = ok and is_ip(ip)
+    elif agent:
+        identifiers.append({"user_agent": agent})
     event: dict[str, Any] = {
-        "conversion_time": row.conversion_time,
-        "event_id": row.website_tag_id,
+        "conversion_time": time,
+        "event_id": event_id,
         "identifiers": identifiers,
-        "conversion_id": row.conversion_id,
+        "conversion_id": conversion_id,
     }
-    ok = ok and enough_to_match(
-        twclid=row.twclid,
-        hashed_email=row.hashed_email,
-        hashed_phone=row.hashed_phone,
-        ip_address=row.ip_address,
-        user_agent=row.user_agent,
-    )
-    if row.value is not None:
-        text, finite = _value_text(row.value)
+    # A well-formed hash (checked above) is an identifier X matches on by itself.
+    if ok and not (email or phone):
+        ok = enough_to_match(twclid=twclid, ip_address=ip, user_agent=agent)
+    if value is not None:
+        text, finite = _value_text(value)
         event["value"] = text
         ok = ok and finite
-    if row.currency:
-        event["price_currency"] = row.currency
-        ok = ok and row.currency in ISO_4217_CODES
-    if row.number_items is not None:
-        event["number_items"] = row.number_items
-        ok = ok and row.number_items > 0
-    if row.description:
-        event["description"] = row.description
-    if row.contents:
-        event["contents"], plain = _wire_contents(row.contents)
+    if currency:
+        event["price_currency"] = currency
+        ok = ok and currency in ISO_4217_CODES
+    if number_items is not None:
+        event["number_items"] = number_items
+        ok = ok and number_items > 0
+    if description:
+        event["description"] = description
+    if contents:
+        event["contents"], plain = _wire_contents(contents)
         ok = ok and plain
     return event, ok
 
@@ -221,13 +217,18 @@ def _wire_contents(contents: list[Any]) -> tuple[list[dict[str, Any]], bool]:
     for item in contents:
         if type(item) is not dict:
             return build_contents(contents), False
-        entry = {}
-        for key, value in item.items():
-            if key == "content_price" and value is not None:
-                value = _price_number(value)
-            if value is not None and value != "":
-                entry[key] = value
-        plain = plain and _plain_content(entry)
+        values = item.values()
+        if None in values or "" in values:
+            entry = {key: value for key, value in item.items() if value is not None and value != ""}
+        else:
+            entry = item.copy()
+        if "content_price" in entry:
+            price = entry["content_price"] = _price_number(entry["content_price"])
+            # Exactly int or float (not bool); an int is always finite.
+            plain = plain and (type(price) is int or (type(price) is float and isfinite(price)))
+        if "num_items" in entry:
+            count = entry["num_items"]
+            plain = plain and type(count) is int and count > 0
         wire.append(entry)
     return wire, plain
 
@@ -249,16 +250,3 @@ def _price_of_text(text: str) -> Any:
         return float(Decimal(text))
     except (InvalidOperation, ValueError):
         return text
-
-
-def _plain_content(item: Any) -> bool:
-    if not isinstance(item, dict):
-        return False
-    if "content_price" in item:
-        price = item["content_price"]
-        if isinstance(price, bool) or not isinstance(price, int | float):
-            return False
-        if not math.isfinite(price):
-            return False
-    count = item.get("num_items")
-    return "num_items" not in item or (type(count) is int and count > 0)

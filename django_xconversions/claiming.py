@@ -17,6 +17,7 @@ import datetime as dt
 import sqlite3
 import uuid
 from functools import cache
+from operator import itemgetter
 from typing import Any, cast
 
 from django.db import connection
@@ -41,6 +42,10 @@ _ROW_COLUMNS = (
     "description",
     "contents",
 )
+
+
+# (due time, id): the second and first columns the statement returns.
+_claim_order = itemgetter(1, 0)
 
 
 def returns_rows() -> bool:
@@ -148,24 +153,12 @@ def claim_rows(
         cursor.execute(sql, params)
         fetched = cursor.fetchall()
     # RETURNING comes in no particular order: the claim's order is (due time, id).
-    fetched.sort(key=lambda row: (row[1], row[0]))
+    fetched.sort(key=_claim_order)
     return [
         ClaimedRow(
-            row[0],
-            row[2],
-            row[3] or "",
-            row[4],
-            row[5],
-            row[6],
-            row[7],
-            row[8],
-            row[9],
-            row[10],
-            decimal_value(row[11]),
-            row[12],
-            row[13],
-            row[14],
-            json_contents(row[15]),
+            pk, attempts, tag or "", time, conversion_id, twclid, email, phone, ip, agent,
+            decimal_value(value), currency, number_items, description, json_contents(contents),
         )
-        for row in fetched
-    ]
+        for (pk, _, attempts, tag, time, conversion_id, twclid, email, phone, ip, agent, value,
+             currency, number_items, description, contents) in fetched
+    ]  # fmt: skip

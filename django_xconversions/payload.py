@@ -231,7 +231,7 @@ def valid_time(value: Any) -> bool:
     return True
 
 
-def _is_ip(value: Any) -> bool:
+def is_ip(value: Any) -> bool:
     # Dotted-quad IPv4, the common case, without building an address object.
     if IPV4_PATTERN.fullmatch(value):
         return True
@@ -253,7 +253,7 @@ def _identifier_violations(identifiers: Any) -> list[Violation]:
             if key in HASHED_FIELDS and not is_sha256_hex(value):
                 message = MSG_BAD_HASH.format(field=key, value=value)
                 found.append(Violation("INVALID_PARAMETER", message, key))
-            elif key == "ip_address" and not _is_ip(value):
+            elif key == "ip_address" and not is_ip(value):
                 message = MSG_IP.format(value=value)
                 found.append(Violation("INVALID_PARAMETER", message, "ip_address"))
     if not enough_to_match(
