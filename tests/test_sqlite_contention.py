@@ -2,7 +2,8 @@
 shoppers while its looping sender drains: no server error, the sender never dies, every
 sign-up and paid order reaches the emulator.
 
-run_shop starts the web server and the worker as users start them; the shoppers are
+run_shop starts the web server and the worker as users start them (for the restart, with
+a sender that polls every fraction of a second instead of every 5 s); the shoppers are
 threads with their own sessions (CSRF cookie and token, as a browser sends them)."""
 
 from __future__ import annotations
@@ -30,9 +31,11 @@ from tests.helpers.example_project import (
     example_env,
     free_port,
     manage,
+    quick_sender,
     rows,
     stop,
     wait_listening,
+    with_settings,
 )
 
 pytestmark = pytest.mark.slow
@@ -42,6 +45,9 @@ WAIT = 30
 SHOPPERS = 20
 ORDERS_EACH = 3
 DEADLINE = 60.0
+# The sender's SQLite lock timeout where another process holds the write lock past it
+# (the example's own is 20 s).
+LOCK_TIMEOUT = 0.1
 
 
 class Shop:
@@ -73,10 +79,25 @@ class Shop:
 
 @pytest.fixture
 def shop(tmp_path: Path) -> Iterator[Shop]:
+    """run_shop as ``make run`` starts it."""
+    yield from running_shop(tmp_path, quick=False)
+
+
+@pytest.fixture
+def quick_shop(tmp_path: Path) -> Iterator[Shop]:
+    """run_shop whose sender looks for due rows every fraction of a second (quick_sender)
+    rather than every 5 s: a test waiting for one conversion to be sent waits that long."""
+    yield from running_shop(tmp_path, quick=True)
+
+
+def running_shop(tmp_path: Path, *, quick: bool) -> Iterator[Shop]:
     emulator = EmulatorServer(host="127.0.0.1", port=0)
     seed(emulator, demo_world())
     emulator.start()
     database = tmp_path / "shop.sqlite3"
+    env = example_env(database, X_API_BASE_URL=emulator.url)
+    if quick:
+        env = quick_sender(env, tmp_path)
     port = free_port()
     process = subprocess.Popen(  # noqa: S603
         [
@@ -88,7 +109,7 @@ def shop(tmp_path: Path) -> Iterator[Shop]:
             "--port",
             str(port),
         ],
-        env=example_env(database, X_API_BASE_URL=emulator.url),
+        env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -189,7 +210,8 @@ def test_twenty_shoppers_and_a_looping_sender_on_sqlite(shop: Shop) -> None:
     assert "database is locked" not in shop.output(), shop.output()
 
 
-def test_run_shop_restarts_its_sender_and_says_so(shop: Shop) -> None:
+def test_run_shop_restarts_its_sender_and_says_so(quick_shop: Shop) -> None:
+    shop = quick_shop
     wait_until(lambda: len(shop.live_workers()) == 1, WAIT, "the sender never beat")
     [first] = shop.live_workers()
     os.kill(first, signal.SIGKILL)
@@ -219,15 +241,15 @@ def test_the_sender_outlives_a_database_locked_past_its_timeout(tmp_path: Path) 
     seed(emulator, demo_world())
     emulator.start()
     database = tmp_path / "shop.sqlite3"
-    (tmp_path / "short_lock_timeout.py").write_text(
-        "from example_project.settings import *  # noqa: F403\n"
-        'DATABASES["default"]["OPTIONS"]["timeout"] = 0.3\n'
-        'XCONVERSIONS["LOOP_IDLE_SECONDS"] = 0.1\n'
-    )
     env = example_env(database, X_API_BASE_URL=emulator.url)
     manage(env, "run_shop", "--no-serve", "--no-emulator")
-    env["PYTHONPATH"] = os.pathsep.join([str(tmp_path), str(MANAGE_PY.parent)])
-    env["DJANGO_SETTINGS_MODULE"] = "short_lock_timeout"
+    env = with_settings(
+        env,
+        tmp_path,
+        "short_lock_timeout",
+        f'DATABASES["default"]["OPTIONS"]["timeout"] = {LOCK_TIMEOUT}',
+        'XCONVERSIONS["LOOP_IDLE_SECONDS"] = 0.1',
+    )
     track = (
         "from django_xconversions import track; "
         "track('sign_up', email='{0}@example.com', conversion_id='{0}')"
@@ -253,7 +275,7 @@ def test_the_sender_outlives_a_database_locked_past_its_timeout(tmp_path: Path) 
                 WAIT,
                 "the sender never met the lock",
             )
-            holds_for(lambda: worker.poll() is None, 3, lambda: "".join(lines))
+            holds_for(lambda: worker.poll() is None, 10 * LOCK_TIMEOUT, lambda: "".join(lines))
             lock.execute("COMMIT")
         manage(env, "shell", "-c", track.format("after"))
         wait_until(
