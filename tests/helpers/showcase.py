@@ -97,12 +97,13 @@ def running_shop(workdir: Path | None = None) -> Iterator[Shop]:
         stack.callback(emulator.stop)
         env = example_env(workdir / "shop.sqlite3", X_API_BASE_URL=emulator.url)
         manage(env, "run_shop", "--no-serve", "--no-emulator")
-        _delete_on_x(emulator, DELETED_ON_X)
-        manage(env, "demo_history")  # syncs the tags again
         log = workdir / "servers.log"
         port = free_port()
+        # The web server starts up while the history is recorded (it serves nothing yet).
         server = _spawn(env, log, "runserver", f"127.0.0.1:{port}", "--noreload")
         stack.callback(stop, server)
+        _delete_on_x(emulator, DELETED_ON_X)
+        manage(env, "demo_history")  # syncs the tags again
         worker = _spawn(quick_sender(env, workdir), log, "send_conversions", "--loop")
         stack.callback(stop, worker)
         try:
