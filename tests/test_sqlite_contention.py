@@ -2,9 +2,10 @@
 shoppers while its looping sender drains: no server error, the sender never dies, every
 sign-up and paid order reaches the emulator.
 
-run_shop starts the web server and the worker as users start them (for the restart, with
-a sender that polls every fraction of a second instead of every 5 s); the shoppers are
-threads with their own sessions (CSRF cookie and token, as a browser sends them)."""
+run_shop starts the web server and the worker as users start them (the worker polling
+every fraction of a second instead of every 5 s, so that it drains while the shoppers
+write); the shoppers are threads with their own sessions (CSRF cookie and token, as a
+browser sends them)."""
 
 from __future__ import annotations
 
@@ -79,25 +80,15 @@ class Shop:
 
 @pytest.fixture
 def shop(tmp_path: Path) -> Iterator[Shop]:
-    """run_shop as ``make run`` starts it."""
-    yield from running_shop(tmp_path, quick=False)
-
-
-@pytest.fixture
-def quick_shop(tmp_path: Path) -> Iterator[Shop]:
-    """run_shop whose sender looks for due rows every fraction of a second (quick_sender)
-    rather than every 5 s: a test waiting for one conversion to be sent waits that long."""
-    yield from running_shop(tmp_path, quick=True)
-
-
-def running_shop(tmp_path: Path, *, quick: bool) -> Iterator[Shop]:
+    """run_shop as ``make run`` starts it, its sender looking for due rows every fraction
+    of a second (quick_sender) rather than every 5 s: it drains while the shoppers shop
+    (polling every 5 s, it had sent nothing by the time they were done in a measured
+    run), and a test waiting for a conversion to be sent is not waiting for the poll."""
     emulator = EmulatorServer(host="127.0.0.1", port=0)
     seed(emulator, demo_world())
     emulator.start()
     database = tmp_path / "shop.sqlite3"
-    env = example_env(database, X_API_BASE_URL=emulator.url)
-    if quick:
-        env = quick_sender(env, tmp_path)
+    env = quick_sender(example_env(database, X_API_BASE_URL=emulator.url), tmp_path)
     port = free_port()
     process = subprocess.Popen(  # noqa: S603
         [
@@ -210,8 +201,7 @@ def test_twenty_shoppers_and_a_looping_sender_on_sqlite(shop: Shop) -> None:
     assert "database is locked" not in shop.output(), shop.output()
 
 
-def test_run_shop_restarts_its_sender_and_says_so(quick_shop: Shop) -> None:
-    shop = quick_shop
+def test_run_shop_restarts_its_sender_and_says_so(shop: Shop) -> None:
     wait_until(lambda: len(shop.live_workers()) == 1, WAIT, "the sender never beat")
     [first] = shop.live_workers()
     os.kill(first, signal.SIGKILL)
