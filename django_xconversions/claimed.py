@@ -151,9 +151,23 @@ def json_contents(raw: Any) -> list[dict[str, Any]]:
     if raw is None or raw in ("[]", "null", ""):
         return []
     if isinstance(raw, str):
-        loaded = json.loads(raw)
+        loaded = _json_value(raw)
         return loaded if isinstance(loaded, list) else loaded and [loaded]
     return list(raw)
+
+
+_scan = json.JSONDecoder().raw_decode
+
+
+def _json_value(text: str) -> Any:
+    """``json.loads(text)``, quicker for text the database wrote (no surrounding
+    whitespace): json.loads' own checks cost half as much again as the parse of a
+    few contents items."""
+    try:
+        value, end = _scan(text)
+    except json.JSONDecodeError:
+        end = -1
+    return value if end == len(text) else json.loads(text)
 
 
 def build_event(row: ClaimedRow) -> tuple[dict[str, Any], bool]:

@@ -201,3 +201,33 @@ def test_quick_time_check_is_never_looser_than_valid_time(text: str) -> None:
 @given(text=real_times)
 def test_quick_time_check_knows_every_time_the_engine_formats(text: str) -> None:
     assert claimed.surely_valid_time(text) == payload.valid_time(text) is True
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '[{"content_price": "9.99", "num_items": 2}]',
+        ' [{"a": 1}] ',
+        '[{"a": "\\u00e9\\ud800"}]\n',
+        '{"content_id": "x"}',
+        "1",
+        '"text"',
+        "[]  ",
+        "[1] [2]",
+        "\ufeff[1]",
+        "[1",
+        "NaN",
+    ],
+)
+def test_contents_text_reads_as_json_loads_reads_it(text: str) -> None:
+    def read(reader: Any) -> Any:
+        try:
+            return ("ok", json.dumps(reader(text)))
+        except ValueError as exc:
+            return ("error", type(exc).__name__)
+
+    def by_json_loads(raw: str) -> Any:
+        loaded = json.loads(raw)
+        return loaded if isinstance(loaded, list) else loaded and [loaded]
+
+    assert read(claimed.json_contents) == read(by_json_loads)
