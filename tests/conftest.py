@@ -28,26 +28,17 @@ PIXEL_ID = "o8z6j"
 # Signs a request as the test app and user (the emulator fixture knows both).
 AUTH = OAuth1(CONSUMER_KEY, CONSUMER_SECRET, ACCESS_TOKEN, ACCESS_TOKEN_SECRET)
 
-# How `make test` (tests/run_suite.py) runs the suite on two pytest-xdist workers. Entries
-# are node ids or their prefixes (a module, a test and all its parameters).
-# Marked `serial`: run alone, after the parallel phase. They assert on the order of
-# concurrent requests or on a wall-time bound a fraction of a second above the wait they
-# time, which CPU taken by the other worker can break (the fairness order did).
+# Marked `serial`: `make test` (tests/run_suite.py) runs them alone, after the rest of the
+# suite has run on two pytest-xdist workers. Entries are node ids or their prefixes (a
+# module, a test and all its parameters). These assert on the order in which concurrent
+# requests arrive or on a wall-time bound a fraction of a second above the wait they time:
+# CPU taken by the other worker can break them (the fairness order did). The multi-process
+# load and fault tests (worker processes, PostgreSQL restarts, benches, SQLite lock
+# timeouts, real-time leases) passed two at a time on a loaded machine: they stay parallel.
 SERIAL = (
     "tests/test_fairness.py",
     "tests/test_client.py::test_timeout_is_request_timeout",
     "tests/test_emulator.py::test_scripted_faults_then_ok",
-)
-# In one xdist group, `heavy`: the multi-process load and fault tests (worker processes,
-# PostgreSQL restarts, benches, SQLite lock timeouts, real-time leases) take one worker
-# in turn, so two of them never compete for the two cores; the other worker runs the rest.
-HEAVY = (
-    "tests/test_chaos.py",
-    "tests/test_workers.py",
-    "tests/test_worker_faults.py",
-    "tests/test_sqlite_contention.py",
-    "tests/test_benches.py",
-    "tests/test_leases.py",
 )
 
 
@@ -59,8 +50,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if _listed(item.nodeid, SERIAL):
             item.add_marker(pytest.mark.serial)
-        elif _listed(item.nodeid, HEAVY):
-            item.add_marker(pytest.mark.xdist_group("heavy"))
 
 
 @pytest.fixture(autouse=True)

@@ -1,7 +1,7 @@
 """The whole suite as ``make test`` and tox run it, in two phases:
 
 1. every test not marked ``serial``, on two pytest-xdist workers (each with a PostgreSQL of
-   its own, see tests/pg_plugin.py); the ``heavy`` group's tests one after the other;
+   its own, see tests/pg_plugin.py);
 2. the tests marked ``serial`` (tests/conftest.py lists them), alone: multi-process load
    and fault tests whose deadlines a heavy test on the other core could stretch.
 
@@ -78,7 +78,7 @@ def main(args: list[str]) -> int:
         return ["-m", f"({own}) and {phase}" if own else phase]
 
     phases = {
-        "parallel": ["-n", workers, "--dist", "loadgroup", *marker("not serial")],
+        "parallel": ["-n", workers, *marker("not serial")],
         "serial": marker("serial"),
     }
     try:
