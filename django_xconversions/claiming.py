@@ -158,6 +158,7 @@ def claim_rows(
         ClaimedRow(
             pk, attempts, tag or "", time, conversion_id, twclid, email, phone, ip, agent,
             decimal_value(value), currency, number_items, description, json_contents(contents),
+            contents if type(contents) is str else None,
         )
         for (pk, _, attempts, tag, time, conversion_id, twclid, email, phone, ip, agent, value,
              currency, number_items, description, contents) in fetched

@@ -15,6 +15,8 @@ from hypothesis import strategies as st
 
 from django_xconversions import claimed, payload
 from django_xconversions.claimed import ClaimedRow
+from django_xconversions.client import EventJSON
+from django_xconversions.client.transport import json_text
 from django_xconversions.models import Conversion, EventTag
 from tests.conftest import make_conversions
 
@@ -90,6 +92,95 @@ def test_quick_check_is_never_looser_than_validate(row: ClaimedRow) -> None:
     assert json.dumps(event, sort_keys=True) == json.dumps(expected, sort_keys=True)
     if surely_valid:
         assert payload.validate(event) == []
+
+
+@seed(20261130)
+@hypothesis_settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(row=rows)
+def test_event_text_is_what_the_client_writes_of_the_event(row: ClaimedRow) -> None:
+    event, surely_valid = claimed.build_event(row)
+    text = claimed.wire_event(row)
+    # Written only for events that surely pass validate; then byte for byte the body's.
+    assert (text is not None) == surely_valid
+    if text is not None:
+        assert isinstance(text, EventJSON)
+        assert text == json_text(event).decode()
+
+
+@seed(20261201)
+@hypothesis_settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    row=rows,
+    layout=st.sampled_from(
+        [
+            {},  # as Django writes JSON (and PostgreSQL's jsonb reads back)
+            {"separators": (",", ":")},
+            {"ensure_ascii": False},
+            {"indent": 1},
+        ]
+    ),
+)
+def test_event_text_with_the_stored_contents_sends_what_the_dict_sends(
+    row: ClaimedRow, layout: dict[str, Any]
+) -> None:
+    stored = json.dumps(row.contents, **layout)
+    row = row._replace(contents_text=stored, contents=claimed.json_contents(stored))
+    event, surely_valid = claimed.build_event(row)
+    text = claimed.wire_event(row)
+    assert (text is not None) == surely_valid
+    if text is not None:
+        # Value for value (a price "10.00" may go as 10.00 where the dict gives 10.0).
+        assert json.loads(text) == json.loads(json_text(event))
+
+
+@pytest.mark.parametrize(
+    "stored",
+    [
+        '[{"content_price": "9.99", "num_items": 2}]',
+        '[{"content_price": "014.90"}]',  # no JSON number as it stands
+        '[{"content_price": "1e3"}, {"content_price": "5", "n": {"content_price": "7"}}]',
+        '[{"content_price": "5", "content_price": "6"}]',  # json.loads keeps the last
+        '[{"content_price": "\u0663"}]',  # an Arabic-Indic 3: Decimal reads it
+        json.dumps([{"content_name": "x\\", "content_price": "1"}]),
+        json.dumps([{"content_name": '{"content_price": "2"}', "content_price": "3"}]),
+        json.dumps([{'a": ': '": ', "content_price": 2}]),
+        '{"content_price": "4"}',
+        '[{"content_price": 12345678901234567890.5, "num_items": 1}]',
+    ],
+)
+def test_stored_contents_text_is_passed_on_only_as_python_reads_it(stored: str) -> None:
+    row = ClaimedRow(
+        1, 0, "o87ne", "2022-02-18T01:14:00.603Z", "order:1", "click", "", "", None, "",
+        None, "", None, "", claimed.json_contents(stored), stored,
+    )  # fmt: skip
+    event, surely_valid = claimed.build_event(row)
+    text = claimed.wire_event(row)
+    assert surely_valid and text is not None
+    sent = json.loads(text)
+    assert sent == json.loads(json_text(event))
+    # Prices are numbers, of the value Python converts them to.
+    for item, expected in zip(sent["contents"], event["contents"], strict=True):
+        assert item.get("content_price") == expected.get("content_price")
+        assert not isinstance(item.get("content_price"), str)
+
+
+def test_event_text_of_hostile_values() -> None:
+    row = ClaimedRow(
+        1, 0, "o87ne\u2028", "2022-02-18T01:14:00.603Z", "\U0001f600" * 255, "a\"b\\c" * 40,
+        HASH, HASH.upper(), "2001:db8::1", "\x00\x1f\u00e9</script>" * 200,
+        Decimal("99999999999999.9999"), "JPY", 2**62, "\ud800\t\n" * 100,
+        [
+            {"content_id": "\u202e", "content_price": "0.0001", "num_items": 1, "x": None},
+            {"content_price": 1e308, "content_group_id": "", "nested": {"a": [None, ""]}},
+        ],
+    )  # fmt: skip
+    event, surely_valid = claimed.build_event(row)
+    text = claimed.wire_event(row)
+    assert surely_valid and text is not None and text.isascii()
+    assert text == json_text(event).decode()
+    assert json.loads(text) == json.loads(
+        json.dumps(payload.conversion_to_event(row, "o87ne\u2028"))
+    )
 
 
 def test_a_typical_row_is_surely_valid() -> None:
@@ -231,3 +322,16 @@ def test_contents_text_reads_as_json_loads_reads_it(text: str) -> None:
         return loaded if isinstance(loaded, list) else loaded and [loaded]
 
     assert read(claimed.json_contents) == read(by_json_loads)
+
+
+def test_stored_contents_as_django_writes_them_go_out_as_they_are() -> None:
+    stored = json.dumps([{"content_id": "sku-1", "content_price": "9.90", "num_items": 2}])
+    row = ClaimedRow(
+        1, 0, "o87ne", "2022-02-18T01:14:00.603Z", "order:1", "click", "", "", None, "",
+        None, "", None, "", claimed.json_contents(stored), stored,
+    )  # fmt: skip
+    text = claimed.wire_event(row)
+    assert text is not None
+    assert text.endswith(
+        ',"contents":[{"content_id": "sku-1", "content_price": 9.90, "num_items": 2}]}'
+    )

@@ -19,7 +19,7 @@ from django.test import override_settings
 from requests.structures import CaseInsensitiveDict
 
 from django_xconversions import errors
-from django_xconversions.client import PAGE_SIZE_MAX, XAdsClient
+from django_xconversions.client import PAGE_SIZE_MAX, EventJSON, XAdsClient
 from django_xconversions.emulator import EmulatorServer
 from django_xconversions.errors import ImproperlyConfiguredAccount
 from django_xconversions.ratelimit import (
@@ -568,6 +568,22 @@ def test_a_json_body_is_sent_compact_as_json_before_signing() -> None:
     assert isinstance(body, bytes) and body.isascii() and b", " not in body[:40]
     # What requests' json= sent before, value for value.
     assert json.loads(body) == json.loads(json.dumps({"conversions": [HOSTILE_EVENT]}))
+
+
+def test_events_written_as_json_text_go_in_as_they_are(
+    xads_client: XAdsClient, emulator: EmulatorServer, event_id: str
+) -> None:
+    first, second = conversion(event_id, conversion_id="o-1"), conversion(event_id)
+    text = EventJSON(json.dumps(first, separators=(",", ":")))
+    # Signed and accepted as any JSON body is; a dict beside the text is serialised.
+    assert xads_client.send_conversions(PIXEL_ID, [text, second]).conversions_processed == 2
+    assert emulator.requests[-1]["auth"] == "oauth"
+    client, session = canned_client(canned(200, {"data": {"conversions_processed": 2}}))
+    client.send_conversions("px1", [text, second])
+    _, _, kwargs = session.calls[0]
+    assert kwargs["headers"]["Content-Type"] == "application/json"
+    assert json.loads(kwargs["data"]) == {"conversions": [first, second]}
+    assert kwargs["data"].startswith(b'{"conversions":[' + text.encode() + b",")
 
 
 def test_a_body_json_cannot_carry_is_refused_as_requests_refuses_it() -> None:

@@ -27,7 +27,7 @@ from django_xconversions.client.endpoints import (
     XAdsClient,
 )
 from django_xconversions.client.signing import OAuth1Signer
-from django_xconversions.client.transport import APIResponse
+from django_xconversions.client.transport import APIResponse, EventJSON
 from django_xconversions.ratelimit import RateLimit
 
 __all__ = [
@@ -35,6 +35,7 @@ __all__ = [
     "TAG_IDS_MAX",
     "APIResponse",
     "ConversionsResult",
+    "EventJSON",
     "OAuth1Signer",
     "RateLimit",
     "XAdsClient",

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import quote
 
 import requests
@@ -17,7 +17,13 @@ from requests.auth import AuthBase
 
 from django_xconversions import errors
 from django_xconversions.client.signing import OAuth1Signer, hmac_sha1_signer
-from django_xconversions.client.transport import APIResponse, Transport, TransportOptions
+from django_xconversions.client.transport import (
+    APIResponse,
+    EventJSON,
+    Transport,
+    TransportOptions,
+    json_text,
+)
 from django_xconversions.conf import setting_path, xsettings
 from django_xconversions.errors import ImproperlyConfiguredAccount
 from django_xconversions.payload import MAX_EVENTS_PER_REQUEST, MSG_COUNT_LIMIT
@@ -50,6 +56,21 @@ def _segment(value: str) -> str:
 
 def _object(response: APIResponse) -> dict[str, Any]:
     return dict(response.data) if isinstance(response.data, dict) else {}
+
+
+def _conversions_body(conversions: Sequence[Mapping[str, Any] | EventJSON]) -> bytes:
+    """The request's JSON: events given as dicts serialised (a dict needs no copy), events
+    given as EventJSON put in as they are."""
+    if not any(isinstance(c, EventJSON) for c in conversions):
+        return json_text({"conversions": [_as_dict(c) for c in conversions]})
+    events = ",".join(
+        c if isinstance(c, EventJSON) else json_text(_as_dict(c)).decode() for c in conversions
+    )
+    return f'{{"conversions":[{events}]}}'.encode()
+
+
+def _as_dict(event: Mapping[str, Any] | EventJSON) -> dict[str, Any]:
+    return event if isinstance(event, dict) else dict(cast("Mapping[str, Any]", event))
 
 
 class XAdsClient:
@@ -170,9 +191,10 @@ class XAdsClient:
     # -- conversions -----------------------------------------------------------------------
 
     def send_conversions(
-        self, pixel_id: str, conversions: Sequence[Mapping[str, Any]]
+        self, pixel_id: str, conversions: Sequence[Mapping[str, Any] | EventJSON]
     ) -> ConversionsResult:
-        """POST measurement/conversions/:pixel_id with 1 to 500 events (all or nothing)."""
+        """POST measurement/conversions/:pixel_id with 1 to 500 events (all or nothing),
+        each a dict or its JSON text (EventJSON)."""
         if len(conversions) > MAX_EVENTS_PER_REQUEST:
             raise ValueError(MSG_COUNT_LIMIT)
         if not conversions:
@@ -185,12 +207,7 @@ class XAdsClient:
         else:
             auth = self._oauth("send conversions", pixel_token_would_do=True)
         result = self.transport.send(
-            "POST",
-            path,
-            # Written out at once: a dict needs no copy.
-            json_body={"conversions": [c if type(c) is dict else dict(c) for c in conversions]},
-            auth=auth,
-            headers=headers,
+            "POST", path, body=_conversions_body(conversions), auth=auth, headers=headers
         )
         data = result.data if isinstance(result.data, dict) else {}
         return ConversionsResult(

@@ -32,7 +32,7 @@ from django_xconversions.ratelimit import RateLimit, parse_rate_limit
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
-__all__ = ["APIResponse", "Transport", "TransportOptions"]
+__all__ = ["APIResponse", "EventJSON", "Transport", "TransportOptions", "json_text"]
 
 # The name the README documents for the client's request log.
 logger = logging.getLogger("django_xconversions.client")
@@ -67,6 +67,13 @@ def _query_value(value: Any) -> Any:
 
 def _query(params: Mapping[str, Any] | None) -> dict[str, Any]:
     return {k: _query_value(v) for k, v in (params or {}).items() if v is not None}
+
+
+class EventJSON(str):
+    """The JSON text of one conversion event, written already (the sender writes it
+    straight from a claimed row): ``send_conversions`` puts it in the body as it is."""
+
+    __slots__ = ()
 
 
 def json_text(value: Any) -> bytes:
@@ -153,14 +160,19 @@ class Transport:
         json_body: Any = None,
         auth: AuthBase | None = None,
         headers: Mapping[str, str] | None = None,
+        body: bytes | None = None,
     ) -> APIResponse:
-        """One request to ``path`` (relative to the version); the 2xx answer, or a raise."""
+        """One request to ``path`` (relative to the version); the 2xx answer, or a raise.
+        The JSON body is ``json_body`` serialised, or ``body``, JSON text written already."""
+        if json_body is not None and body is not None:
+            raise ValueError("json_body or body, not both")
         url = self.url(path)
         logged_path = urlsplit(url).path
         timeout = self.timeout
         started = time.monotonic()
         try:
-            body = None if json_body is None else json_text(json_body)
+            if json_body is not None:
+                body = json_text(json_body)
             response = self.session.request(
                 method,
                 url,
