@@ -5,15 +5,17 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import uuid
 from decimal import Decimal
 from typing import Any
 
 import pytest
+from django.utils import timezone
 from hypothesis import HealthCheck, given, seed
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from django_xconversions import claimed, payload
+from django_xconversions import claimed, claiming, payload
 from django_xconversions.claimed import ClaimedRow
 from django_xconversions.client import EventJSON
 from django_xconversions.client.transport import json_text
@@ -235,6 +237,33 @@ def test_rows_read_back_with_the_stored_value_and_contents(
     assert isinstance(fetched.conversion_time, str)
     event, _ = claimed.build_event(fetched)
     assert event == payload.conversion_to_event(stored, purchase_tag.website_tag_id)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "contents",
+    [
+        [{"content_id": "sku-1", "content_price": "14.90", "num_items": 2}],
+        [{"content_name": "Caf\u00e9 cr\u00e8me \u2615", "content_price": 3}],
+        [{"content_id": "x", "content_price": "10.00", "content_group_id": None}],
+    ],
+)
+def test_claimed_rows_are_written_as_json_text_as_their_dicts_are_sent(
+    purchase_tag: EventTag, contents: list[dict[str, Any]]
+) -> None:
+    # The stored contents' own text, as each database gives it back, is passed on.
+    make_conversions(purchase_tag, 3)
+    Conversion.objects.update(contents=contents)
+    (row, *_) = claiming.claim_rows(
+        purchase_tag.pixel_id, 3, due_by=timezone.now(), token=uuid.uuid4(), lease=timezone.now()
+    )
+    assert row.contents_text is not None
+    event, surely_valid = claimed.build_event(row)
+    text = claimed.wire_event(row)
+    assert surely_valid and text is not None
+    assert json.loads(text) == json.loads(json_text(event))
+    if contents[0].get("content_price") == "14.90":  # passed on as stored, unquoted
+        assert '"content_price": 14.90' in text
 
 
 @pytest.mark.django_db
