@@ -35,7 +35,7 @@ from django_xconversions.sqltime import conversion_time_column
 # Stored values have at most this many decimals (Conversion.value).
 VALUE_PLACES = 4
 # A price in text that is a JSON number as it stands (no sign, exponent, leading zero or
-# other digits than ASCII's); and such a price under its key, as Django writes JSON.
+# other digits than ASCII's).
 JSON_DECIMAL = re.compile(r"(?:0|[1-9][0-9]*)(?:\.[0-9]+)?")
 # A price in text under its key, as Django and PostgreSQL write JSON.
 PRICE_KEY = '"content_price": "'
@@ -243,7 +243,10 @@ def wire_event(row: ClaimedRow) -> EventJSON | None:
         wire_contents, plain, text_prices = _wire_contents(contents)
         if not plain:
             return None
-        contents_json = _contents_json(stored_contents, wire_contents, text_prices)
+        try:
+            contents_json = _contents_json(stored_contents, wire_contents, text_prices)
+        except ValueError:  # NaN or an infinity in another field: JSON cannot carry it
+            return None
     identifiers = []
     if twclid:
         identifiers.append(f'{{"twclid":{_text(twclid)}}}')
@@ -378,6 +381,9 @@ def _contents_json(stored: str | None, wire: list[dict[str, Any]], text_prices: 
         or text_prices < 0
         or stored[:1] != "["
         or "\\" in stored
+        # Python reads these literals; X would not (serialising them raises instead).
+        or "NaN" in stored
+        or "Infinity" in stored
         or stored.count('": ') != sum(map(len, wire))
     ):
         return _compact(wire)
