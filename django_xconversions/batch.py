@@ -33,7 +33,7 @@ from django.db.models import BooleanField, Q
 from django.db.models.expressions import RawSQL
 
 from django_xconversions import budget, clock, errors, isolation, observe
-from django_xconversions.claimed import ClaimedRow, build_event
+from django_xconversions.claimed import ClaimedRow, build_event, wire_event
 from django_xconversions.claiming import qualified_column
 from django_xconversions.conf import xsettings
 from django_xconversions.engine_types import Claim, SendSummary
@@ -41,7 +41,7 @@ from django_xconversions.models import AdAccount, Conversion, DeliveryAttempt, P
 from django_xconversions.payload import validate
 
 if TYPE_CHECKING:
-    from django_xconversions.client import ConversionsResult, XAdsClient
+    from django_xconversions.client import ConversionsResult, EventJSON, XAdsClient
 
 # X names the events its account does not hold in two wordings: the reference's JSON
 # example "event_id (abc) does not belong to provided account" and its error table's
@@ -109,11 +109,22 @@ def backoff_seconds(attempt: int) -> float:
 
 
 class _Item:
-    __slots__ = ("event", "row")
+    """A claimed row on its way: its event as sent (the JSON text written from the row,
+    or the dict that passed validate), and the dict built when X's answer must be read
+    against it (a refused batch, a 404)."""
 
-    def __init__(self, row: ClaimedRow, event: dict[str, Any]) -> None:
+    __slots__ = ("_event", "row", "sent")
+
+    def __init__(self, row: ClaimedRow, sent: EventJSON | dict[str, Any]) -> None:
         self.row = row
-        self.event = event
+        self.sent = sent
+        self._event = sent if isinstance(sent, dict) else None
+
+    @property
+    def event(self) -> dict[str, Any]:
+        if self._event is None:
+            self._event = build_event(self.row)[0]
+        return self._event
 
 
 @dataclass(frozen=True)
@@ -146,7 +157,7 @@ def pk_in(ids: list[int]) -> Q | RawSQL:
 def _transmit(client: XAdsClient, pixel_id: str, items: list[_Item]) -> Transmission:
     started = time.monotonic()
     try:
-        result = client.send_conversions(pixel_id, [item.event for item in items])
+        result = client.send_conversions(pixel_id, [item.sent for item in items])
     except (errors.XAdsError, errors.ImproperlyConfiguredAccount) as exc:
         return Transmission(None, exc, time.monotonic() - started)
     return Transmission(result, None, time.monotonic() - started)
@@ -186,8 +197,12 @@ class BatchSender:
         self._items = []
         self._prepared = True
         for row in self.rows:
-            event, surely_valid = build_event(row)
-            problems = [] if surely_valid else validate(event)
+            text = wire_event(row)
+            if text is not None:  # surely valid: written straight from the row
+                self._items.append(_Item(row, text))
+                continue
+            event, _ = build_event(row)
+            problems = validate(event)
             if problems:
                 self._fail([row.pk], Reason.INVALID, "; ".join(p.message for p in problems))
             else:

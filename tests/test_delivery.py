@@ -531,13 +531,18 @@ def test_events_are_built_on_the_sending_threads_not_the_writing_one(
     configure(settings, BATCH_SIZE=50)
     make_conversions(purchase_tag, 200)
     building: set[str] = set()
-    build_event = batch.build_event
+    # Events surely valid are written as JSON text, the others built as dicts.
+    originals = {name: getattr(batch, name) for name in ("build_event", "wire_event")}
 
-    def recording(row: Any) -> Any:
-        building.add(threading.current_thread().name)
-        return build_event(row)
+    def recording(name: str) -> Any:
+        def build(row: Any) -> Any:
+            building.add(threading.current_thread().name)
+            return originals[name](row)
 
-    monkeypatch.setattr(batch, "build_event", recording)
+        return build
+
+    for name in originals:
+        monkeypatch.setattr(batch, name, recording(name))
     assert delivery.send_pending().sent == 200
     assert building and threading.current_thread().name not in building, building
 
