@@ -301,6 +301,9 @@ class Rounds:
         if (
             self.remaining <= 0
             or len(self.ready) >= self.max_in_flight
+            # Outcomes waiting for the writer hold their rows in memory: a writer that
+            # falls behind slows the claims rather than letting the queue grow.
+            or len(self.writing) >= self.max_in_flight
             or time.monotonic() >= self.deadline
         ):
             return False

@@ -23,7 +23,7 @@ from django_xconversions import clock as product_clock
 from django_xconversions.batch import BatchSender
 from django_xconversions.emulator import EmulatorServer
 from django_xconversions.models import AdAccount, Conversion, EventTag
-from tests.helpers import ShiftedClock, wait_until
+from tests.helpers import ShiftedClock, holds_for, wait_until
 
 from .conftest import configure, make_conversions, received_ids
 
@@ -328,3 +328,34 @@ def test_outcomes_queued_behind_a_lost_connection_are_written_on_a_new_one(
     assert statuses() == {"sent": 200}
     twice = {cid for cid, n in Counter(received_ids(emulator)).items() if n == 2}
     assert len(twice) == 100 and len(received_ids(emulator)) == 300
+
+
+def test_a_writer_that_falls_behind_slows_the_claims(
+    settings: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    emulator: EmulatorServer,
+    purchase_tag: EventTag,
+    sender_threads: list[SenderThread],
+) -> None:
+    """Outcomes waiting for the writer hold their rows in memory: at most MAX_IN_FLIGHT of
+    them queue up, then nothing more is claimed until the writer catches up."""
+    configure(settings, BATCH_SIZE=100)
+    make_conversions(purchase_tag, 1000)
+    writer = HeldWriter(monkeypatch, nth=1)
+    sender = start_sender(sender_threads)
+    assert writer.holding.wait(WAIT), "the first outcome was never written"
+    # Four outcomes queue behind the held one's place, the batch claimed before the
+    # queue filled leaves too; a sixth request would mean the queue kept growing.
+    bound = rounds.MAX_IN_FLIGHT + 1
+    wait_until(lambda: len(emulator.requests) >= bound, WAIT, "the batches never left")
+    try:
+        holds_for(
+            lambda: len(emulator.requests) <= bound,
+            1.0,
+            lambda: f"{len(emulator.requests)} requests left with the writer held",
+        )
+    finally:
+        writer.let_go()
+    sender.join()
+    assert sender.error is None, repr(sender.error)
+    assert statuses() == {"sent": 1000}
