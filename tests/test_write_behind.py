@@ -94,10 +94,27 @@ def sender_threads() -> Iterator[list[SenderThread]]:
         sender.thread.join(timeout=WAIT * 3)
 
 
+@pytest.fixture
+def batches_of_100_leased(settings: Any) -> float:
+    """Batches of 100 and a lease of 5 s (the product's clock moves it on); the lease."""
+    configure(settings, BATCH_SIZE=100, LEASE_SECONDS=5.0)
+    return 5.0
+
+
 def start_sender(started: list[SenderThread], **kwargs: Any) -> SenderThread:
     sender = SenderThread(**kwargs)
     started.append(sender)
     return sender.start()
+
+
+def send_again_after_the_lease(
+    clock: ShiftedClock, lease: float, started: list[SenderThread]
+) -> None:
+    """Another run once the lease of rows left in flight has run out: it takes them over."""
+    clock.advance(lease + 1)
+    retry = start_sender(started)
+    retry.join()
+    assert retry.error is None, repr(retry.error)
 
 
 def statuses() -> Counter[str]:
@@ -249,15 +266,14 @@ def test_x_saying_stop_is_written_after_the_outcomes_before_it(
 
 
 def test_a_connection_lost_while_writing_loses_nothing(
-    settings: Any,
+    batches_of_100_leased: float,
     monkeypatch: pytest.MonkeyPatch,
     emulator: EmulatorServer,
     purchase_tag: EventTag,
     clock: ShiftedClock,
     sender_threads: list[SenderThread],
 ) -> None:
-    lease = 5.0
-    configure(settings, BATCH_SIZE=100, LEASE_SECONDS=lease)
+    lease = batches_of_100_leased
     make_conversions(purchase_tag, 100)
     writer = HeldWriter(monkeypatch, nth=1)
     sender = start_sender(sender_threads)
@@ -273,25 +289,21 @@ def test_a_connection_lost_while_writing_loses_nothing(
     # lease runs out; nothing is marked sent that was not, nothing disappears.
     assert statuses() == {"sending": 100}
     assert account_is_free(purchase_tag.account)
-    clock.advance(lease + 1)
-    retry = start_sender(sender_threads)
-    retry.join()
-    assert retry.error is None, repr(retry.error)
+    send_again_after_the_lease(clock, lease, sender_threads)
     assert statuses() == {"sent": 100}
     # At least once: the batch whose outcome was lost reached X twice, nothing else.
     assert Counter(received_ids(emulator)) == {f"order:{n}": 2 for n in range(100)}
 
 
 def test_outcomes_queued_behind_a_lost_connection_are_written_on_a_new_one(
-    settings: Any,
+    batches_of_100_leased: float,
     monkeypatch: pytest.MonkeyPatch,
     emulator: EmulatorServer,
     purchase_tag: EventTag,
     clock: ShiftedClock,
     sender_threads: list[SenderThread],
 ) -> None:
-    lease = 5.0
-    configure(settings, BATCH_SIZE=100, LEASE_SECONDS=lease)
+    lease = batches_of_100_leased
     make_conversions(purchase_tag, 200)
     handed_over: list[BatchSender] = []
     write_behind = rounds.Rounds._write_behind
@@ -321,10 +333,7 @@ def test_outcomes_queued_behind_a_lost_connection_are_written_on_a_new_one(
     # The second outcome was written on a fresh connection; the first waits for its lease.
     assert statuses() == {"sending": 100, "sent": 100}
     assert set(Conversion.objects.filter(status="sending").values_list("pk", flat=True)) == first
-    clock.advance(lease + 1)
-    retry = start_sender(sender_threads)
-    retry.join()
-    assert retry.error is None, repr(retry.error)
+    send_again_after_the_lease(clock, lease, sender_threads)
     assert statuses() == {"sent": 200}
     twice = {cid for cid, n in Counter(received_ids(emulator)).items() if n == 2}
     assert len(twice) == 100 and len(received_ids(emulator)) == 300
