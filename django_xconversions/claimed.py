@@ -25,6 +25,7 @@ from django_xconversions.currencies import ISO_4217_CODES
 from django_xconversions.identifiers import SHA256_HEX, enough_to_match
 from django_xconversions.payload import (
     build_contents,
+    build_identifiers,
     conversion_to_event,
     decimal_text,
     is_ip,
@@ -198,21 +199,16 @@ def build_event(row: ClaimedRow) -> tuple[dict[str, Any], bool]:
      number_items, description, contents, _) = row  # fmt: skip
     if type(time) is not str:
         return conversion_to_event(row, event_id), False
-    identifiers: list[dict[str, str]] = []
-    if twclid:
-        identifiers.append({"twclid": twclid})
-    if email:
-        identifiers.append({"hashed_email": email})
-    if phone:
-        identifiers.append({"hashed_phone_number": phone})
-    if ip:
-        identifiers.append({"ip_address": ip, "user_agent": agent} if agent else {"ip_address": ip})
-    elif agent:
-        identifiers.append({"user_agent": agent})
     event: dict[str, Any] = {
         "conversion_time": time,
         "event_id": event_id,
-        "identifiers": identifiers,
+        "identifiers": build_identifiers(
+            twclid=twclid,
+            hashed_email=email,
+            hashed_phone_number=phone,
+            ip_address=ip or "",
+            user_agent=agent,
+        ),
         "conversion_id": conversion_id,
     }
     if value is not None:
