@@ -33,9 +33,9 @@ WAIT = 10.0  # seconds any step may take before the test gives up on it
 
 
 class HeldWriter:
-    """Holds the outcome write of the ``nth`` batch (1-based) until ``let_go()``."""
+    """Holds the first outcome write until ``let_go()``."""
 
-    def __init__(self, monkeypatch: pytest.MonkeyPatch, nth: int = 1) -> None:
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.holding = threading.Event()
         self.go = threading.Event()
         self.threads: list[str] = []
@@ -46,7 +46,7 @@ class HeldWriter:
         def held_write(sender: BatchSender) -> None:
             self.writes += 1
             self.threads.append(threading.current_thread().name)
-            if self.writes == nth:
+            if self.writes == 1:
                 with connection.cursor() as cursor:
                     cursor.execute("SELECT pg_backend_pid()")
                     self.backend_pid = cursor.fetchone()[0]
@@ -55,6 +55,9 @@ class HeldWriter:
             write(sender)
 
         monkeypatch.setattr(BatchSender, "_write", held_write)
+
+    def wait_held(self) -> None:
+        assert self.holding.wait(WAIT), "the first outcome was never written"
 
     def let_go(self) -> None:
         self.go.set()
@@ -85,6 +88,11 @@ class SenderThread:
         self.thread.join(timeout=WAIT * 3)
         assert not self.thread.is_alive(), "the sender did not finish"
 
+    def finish(self) -> None:
+        """Joined, and ended without an error."""
+        self.join()
+        assert self.error is None, repr(self.error)
+
 
 @pytest.fixture
 def sender_threads() -> Iterator[list[SenderThread]]:
@@ -92,6 +100,16 @@ def sender_threads() -> Iterator[list[SenderThread]]:
     yield started
     for sender in started:
         sender.thread.join(timeout=WAIT * 3)
+
+
+@pytest.fixture
+def writer(monkeypatch: pytest.MonkeyPatch) -> HeldWriter:
+    return HeldWriter(monkeypatch)
+
+
+@pytest.fixture
+def batches_of_100(settings: Any) -> None:
+    configure(settings, BATCH_SIZE=100)
 
 
 @pytest.fixture
@@ -112,9 +130,7 @@ def send_again_after_the_lease(
 ) -> None:
     """Another run once the lease of rows left in flight has run out: it takes them over."""
     clock.advance(lease + 1)
-    retry = start_sender(started)
-    retry.join()
-    assert retry.error is None, repr(retry.error)
+    start_sender(started).finish()
 
 
 def statuses() -> Counter[str]:
@@ -146,15 +162,14 @@ def account_is_free(account: AdAccount) -> bool:
 
 
 def test_the_next_batch_is_claimed_while_an_outcome_is_written(
-    settings: Any,
+    batches_of_100: None,
     monkeypatch: pytest.MonkeyPatch,
     emulator: EmulatorServer,
     purchase_tag: EventTag,
     sender_threads: list[SenderThread],
+    writer: HeldWriter,
 ) -> None:
-    configure(settings, BATCH_SIZE=100)
     make_conversions(purchase_tag, 300)
-    writer = HeldWriter(monkeypatch, nth=1)
     handed_over = threading.Event()
     write_behind = rounds.Rounds._write_behind
 
@@ -176,8 +191,7 @@ def test_the_next_batch_is_claimed_while_an_outcome_is_written(
     monkeypatch.setattr(claiming, "claim_rows", watched_claim)
     before = sessions_of_this_database()
     sender = start_sender(sender_threads)
-    sender.join()
-    assert sender.error is None, repr(sender.error)
+    sender.finish()
     # Written synchronously, the held write would have blocked every later claim.
     assert claims_while_held == [100]
     assert set(writer.threads) == {"xconversions-write_0"}
@@ -192,18 +206,17 @@ def test_the_next_batch_is_claimed_while_an_outcome_is_written(
 
 def test_an_outcome_being_written_keeps_its_lease_and_its_account(
     settings: Any,
-    monkeypatch: pytest.MonkeyPatch,
     emulator: EmulatorServer,
     purchase_tag: EventTag,
     clock: ShiftedClock,
     sender_threads: list[SenderThread],
+    writer: HeldWriter,
 ) -> None:
     lease = 0.6  # renewed every 0.2 s
     configure(settings, BATCH_SIZE=100, LEASE_SECONDS=lease)
     make_conversions(purchase_tag, 100)
-    writer = HeldWriter(monkeypatch, nth=1)
     sender = start_sender(sender_threads)
-    assert writer.holding.wait(WAIT), "the outcome was never written"
+    writer.wait_held()
     # X accepted the batch; its outcome is not written yet. Time passes far beyond the
     # lease: the lease keeper still renews these rows, so no other worker takes them.
     clock.advance(lease * 5)
@@ -220,25 +233,23 @@ def test_an_outcome_being_written_keeps_its_lease_and_its_account(
     # Nor does another worker send for the account before its outcome is committed.
     assert not account_is_free(purchase_tag.account)
     writer.let_go()
-    sender.join()
-    assert sender.error is None, repr(sender.error)
+    sender.finish()
     assert statuses() == {"sent": 100}
     assert account_is_free(purchase_tag.account)
     assert len(received_ids(emulator)) == 100
 
 
 def test_x_saying_stop_is_written_after_the_outcomes_before_it(
-    settings: Any,
+    batches_of_100: None,
     monkeypatch: pytest.MonkeyPatch,
     emulator: EmulatorServer,
     purchase_tag: EventTag,
     sender_threads: list[SenderThread],
+    writer: HeldWriter,
 ) -> None:
-    configure(settings, BATCH_SIZE=100)
     make_conversions(purchase_tag, 300)
     emulator.faults.rate_limit_reset_seconds = 60
     emulator.faults.script(["ok", "429"])
-    writer = HeldWriter(monkeypatch, nth=1)
     sent_when_stopped: list[int] = []
     wait_out = budget.wait_out_rate_limit
 
@@ -248,12 +259,11 @@ def test_x_saying_stop_is_written_after_the_outcomes_before_it(
 
     monkeypatch.setattr(budget, "wait_out_rate_limit", watched_wait_out)
     sender = start_sender(sender_threads)
-    assert writer.holding.wait(WAIT), "the first outcome was never written"
+    writer.wait_held()
     # X's 429 to the second batch arrives while the first batch's outcome is held.
     wait_until(lambda: len(emulator.requests) >= 2, WAIT, "the second batch never left")
     writer.let_go()
-    sender.join()
-    assert sender.error is None, repr(sender.error)
+    sender.finish()
     # The rate limit was written once the first batch's rows were marked sent.
     assert sent_when_stopped == [100]
     assert sender.summary is not None
@@ -267,17 +277,16 @@ def test_x_saying_stop_is_written_after_the_outcomes_before_it(
 
 def test_a_connection_lost_while_writing_loses_nothing(
     batches_of_100_leased: float,
-    monkeypatch: pytest.MonkeyPatch,
     emulator: EmulatorServer,
     purchase_tag: EventTag,
     clock: ShiftedClock,
     sender_threads: list[SenderThread],
+    writer: HeldWriter,
 ) -> None:
     lease = batches_of_100_leased
     make_conversions(purchase_tag, 100)
-    writer = HeldWriter(monkeypatch, nth=1)
     sender = start_sender(sender_threads)
-    assert writer.holding.wait(WAIT), "the outcome was never written"
+    writer.wait_held()
     # The writer's connection is cut (a failover, a restart) before it writes.
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_terminate_backend(%s)", [writer.backend_pid])
@@ -340,19 +349,17 @@ def test_outcomes_queued_behind_a_lost_connection_are_written_on_a_new_one(
 
 
 def test_a_writer_that_falls_behind_slows_the_claims(
-    settings: Any,
-    monkeypatch: pytest.MonkeyPatch,
+    batches_of_100: None,
     emulator: EmulatorServer,
     purchase_tag: EventTag,
     sender_threads: list[SenderThread],
+    writer: HeldWriter,
 ) -> None:
     """Outcomes waiting for the writer hold their rows in memory: at most MAX_IN_FLIGHT of
     them queue up, then nothing more is claimed until the writer catches up."""
-    configure(settings, BATCH_SIZE=100)
     make_conversions(purchase_tag, 1000)
-    writer = HeldWriter(monkeypatch, nth=1)
     sender = start_sender(sender_threads)
-    assert writer.holding.wait(WAIT), "the first outcome was never written"
+    writer.wait_held()
     # Four outcomes queue behind the held one's place, the batch claimed before the
     # queue filled leaves too; a sixth request would mean the queue kept growing.
     bound = rounds.MAX_IN_FLIGHT + 1
@@ -365,6 +372,5 @@ def test_a_writer_that_falls_behind_slows_the_claims(
         )
     finally:
         writer.let_go()
-    sender.join()
-    assert sender.error is None, repr(sender.error)
+    sender.finish()
     assert statuses() == {"sent": 1000}
