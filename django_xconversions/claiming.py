@@ -23,7 +23,7 @@ from typing import Any, cast
 from django.db import connection
 from django.db.models import Field, Model
 
-from django_xconversions.claimed import ClaimedRow, decimal_value, json_contents
+from django_xconversions.claimed import ClaimedRow, decimal_value
 from django_xconversions.models import Conversion, EventTag
 from django_xconversions.sqltime import conversion_time_sql, formats_in_sql
 
@@ -157,8 +157,7 @@ def claim_rows(
     return [
         ClaimedRow(
             pk, attempts, tag or "", time, conversion_id, twclid, email, phone, ip, agent,
-            decimal_value(value), currency, number_items, description, json_contents(contents),
-            contents if type(contents) is str else None,
+            decimal_value(value), currency, number_items, description, contents,
         )
         for (pk, _, attempts, tag, time, conversion_id, twclid, email, phone, ip, agent, value,
              currency, number_items, description, contents) in fetched

@@ -49,7 +49,9 @@ MSG_CONTENT_PRICE = "content_price ({value}) is not a valid number"
 MSG_CONTENT_NUM_ITEMS = "num_items must be a positive number greater than zero"
 MSG_IP = "ip_address ({value}) is not a valid IP address"
 
-_OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
+# ASCII digits only: \d would take any script's digits ("\u0661.1.1.1"), which
+# ipaddress refuses.
+_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
 IPV4_PATTERN = re.compile(rf"{_OCTET}(?:\.{_OCTET}){{3}}")
 # The rule says yyyy-MM-ddTHH:mm:ss.SSSZ, yet the reference's own example is
 # 2017-10-05T00:00:00Z: both documented forms pass (what we build always has .SSS).

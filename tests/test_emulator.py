@@ -300,6 +300,10 @@ INFERRED_400 = [
         {"identifiers": [{"twclid": "x", "ip_address": "999.1.1.1"}]},
         "ip_address (999.1.1.1) is not a valid IP address",
     ),
+    (  # Arabic-Indic digits are digits to a regex's \d, not to an address parser
+        {"identifiers": [{"twclid": "x", "ip_address": "\u0661.1.1.1"}]},
+        "ip_address (\u0661.1.1.1) is not a valid IP address",
+    ),
     (
         {"contents": [{"price": 1}]},
         "Expected one of [content_group_id, content_id, content_name, content_price, "

@@ -29,7 +29,9 @@ DECIMAL_TEXT = re.compile(r"-?\d+(?:\.\d+)?")
 IDENTIFIER_KEYS = frozenset(
     {"twclid", "hashed_email", "hashed_phone_number", "ip_address", "user_agent"}
 )
-_OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
+# ASCII digits only: \d would take any script's digits ("\u0661.1.1.1"), which
+# ipaddress refuses.
+_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
 IPV4 = re.compile(rf"{_OCTET}(?:\.{_OCTET}){{3}}")
 CONTENT_KEYS = frozenset(
     {"content_id", "content_group_id", "content_name", "content_price", "content_type", "num_items"}
