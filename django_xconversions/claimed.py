@@ -278,9 +278,9 @@ def _surely_valid(row: ClaimedRow) -> bool:
      _, _) = row  # fmt: skip
     if not (event_id and type(time) is str and surely_valid_time(time)):
         return False
-    if email and SHA256_HEX.match(email) is None:
+    if email and SHA256_HEX.fullmatch(email) is None:
         return False
-    if phone and SHA256_HEX.match(phone) is None:
+    if phone and SHA256_HEX.fullmatch(phone) is None:
         return False
     # validate's own test, IPv6 included (a dotted quad costs one regex).
     if ip and not is_ip(ip):

@@ -21,9 +21,10 @@ from django.core.validators import EmailValidator
 
 from django_xconversions.conf import setting_path, xsettings
 
-SHA256_HEX = re.compile(r"^[0-9a-fA-F]{64}$")
+# Whole-text patterns (fullmatch): "$" would also take a value ending in a newline.
+SHA256_HEX = re.compile(r"[0-9a-fA-F]{64}")
 # X click ids are URL-safe tokens; the bound keeps junk and abuse out of sessions and rows.
-TWCLID_PATTERN = re.compile(r"^[A-Za-z0-9_\-]{1,255}$")
+TWCLID_PATTERN = re.compile(r"[A-Za-z0-9_\-]{1,255}")
 USER_AGENT_MAX_LENGTH = 1024
 
 _email_validator = EmailValidator()
@@ -34,7 +35,7 @@ def _invalid(identifier: str, rule: str, message: str) -> ValidationError:
 
 
 def is_sha256_hex(value: str) -> bool:
-    return bool(SHA256_HEX.match(value))
+    return SHA256_HEX.fullmatch(value) is not None
 
 
 def sha256_hex(value: str) -> str:
@@ -128,7 +129,7 @@ def hash_phone(phone: str, region: str | None = None) -> str:
 
 def normalize_twclid(twclid: str) -> str:
     """Check a click id; it is sent exactly as X put it in the URL, never hashed."""
-    if not isinstance(twclid, str) or not TWCLID_PATTERN.match(twclid):
+    if not isinstance(twclid, str) or not TWCLID_PATTERN.fullmatch(twclid):
         raise _invalid(
             "twclid",
             "format",

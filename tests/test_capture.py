@@ -115,7 +115,7 @@ def test_an_expired_twclid_is_not_used(
     assert row.twclid == "" and row.hashed_email == hash_email("a@example.com")
 
 
-@pytest.mark.parametrize("bad", ["", "x" * 256, "has space", "<script>", "ünï"])
+@pytest.mark.parametrize("bad", ["", "x" * 256, "has space", "<script>", "ünï", "click\n"])
 def test_an_invalid_twclid_is_ignored(visitor: Client, bad: str) -> None:
     land(visitor, bad)
     assert SESSION_KEY not in visitor.session
