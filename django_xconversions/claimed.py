@@ -231,32 +231,36 @@ def wire_event(row: ClaimedRow) -> EventJSON | None:
             contents_json = _contents_json(text, wire_contents, text_prices)
         except ValueError:  # NaN or an infinity in another field: JSON cannot carry it
             return None
+    # Values _surely_valid has checked to be ASCII letters, digits and punctuation (a
+    # hash, a currency code, a decimal's text, X's time form) are quoted as they are;
+    # others are escaped as the C encoder escapes them.
     identifiers = []
     if twclid:
-        identifiers.append(f'{{"twclid":{_text(twclid)}}}')
+        identifiers.append(f'{{"twclid":{_quote(twclid)}}}')
     if email:
-        identifiers.append(f'{{"hashed_email":{_text(email)}}}')
+        identifiers.append(f'{{"hashed_email":"{email}"}}')
     if phone:
-        identifiers.append(f'{{"hashed_phone_number":{_text(phone)}}}')
+        identifiers.append(f'{{"hashed_phone_number":"{phone}"}}')
     if ip and agent:
-        identifiers.append(f'{{"ip_address":{_text(ip)},"user_agent":{_text(agent)}}}')
+        identifiers.append(f'{{"ip_address":{_quote(ip)},"user_agent":{_quote(agent)}}}')
     elif ip:
-        identifiers.append(f'{{"ip_address":{_text(ip)}}}')
+        identifiers.append(f'{{"ip_address":{_quote(ip)}}}')
     elif agent:
-        identifiers.append(f'{{"user_agent":{_text(agent)}}}')
+        identifiers.append(f'{{"user_agent":{_quote(agent)}}}')
+    quoted_time = f'"{time}"' if time.isascii() else _quote(time)
     parts = [
-        f'{{"conversion_time":{_text(time)},"event_id":{_text(event_id)},'
-        f'"identifiers":[{",".join(identifiers)}],"conversion_id":{_text(conversion_id)}'
+        f'{{"conversion_time":{quoted_time},"event_id":{_quote(event_id)},'
+        f'"identifiers":[{",".join(identifiers)}],"conversion_id":{_quote(conversion_id)}'
     ]
     if value is not None:
-        parts.append(f',"value":{_text(_value_text(value)[0])}')
+        parts.append(f',"value":"{_value_text(value)[0]}"')
     if currency:
-        parts.append(f',"price_currency":{_text(currency)}')
+        parts.append(f',"price_currency":"{currency}"')
     if number_items is not None:
         count = str(number_items) if type(number_items) is int else _compact(number_items)
         parts.append(f',"number_items":{count}')
     if description:
-        parts.append(f',"description":{_text(description)}')
+        parts.append(f',"description":{_quote(description)}')
     if contents_json:
         parts.append(f',"contents":{contents_json}')
     parts.append("}")
@@ -267,8 +271,7 @@ def wire_event(row: ClaimedRow) -> EventJSON | None:
 _compact = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
 
 
-def _text(value: Any) -> str:
-    return encode_basestring_ascii(value) if type(value) is str else _compact(value)
+_quote = encode_basestring_ascii
 
 
 def _surely_valid(row: ClaimedRow) -> bool:
