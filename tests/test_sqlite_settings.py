@@ -3,7 +3,9 @@ transactions, and the example project's and benchmarks' database options."""
 
 from __future__ import annotations
 
+import re
 import types
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,6 +14,11 @@ from django_xconversions import checks
 from tests.helpers.example_project import example_env, manage
 
 IMMEDIATE = {"transaction_mode": "IMMEDIATE", "timeout": 20}
+# The pragmas README's "SQLite" section gives, which the example project and the benches
+# use as they stand.
+README_PRAGMAS = re.search(
+    r'"(PRAGMA journal_mode=WAL;[^"]*)"', (Path(__file__).parents[1] / "README.md").read_text()
+).group(1)
 
 
 def sqlite_warnings(monkeypatch: Any, **databases: dict[str, Any]) -> list[Any]:
@@ -64,15 +71,17 @@ def test_example_project_uses_immediate_transactions_and_wal(tmp_path: Any) -> N
     code = (
         "from django.conf import settings; from django.db import connection; "
         "print(settings.DATABASES['default']['OPTIONS']); "
-        "print(connection.cursor().execute('PRAGMA journal_mode').fetchone()[0])"
+        "print([connection.cursor().execute(f'PRAGMA {name}').fetchone()[0] "
+        "for name in ('journal_mode', 'synchronous', 'temp_store')])"
     )
     output = manage(env, "shell", "-c", code)
-    options, journal = output.strip().splitlines()[-2:]
+    options, pragmas = output.strip().splitlines()[-2:]
     assert eval(options) == {  # noqa: S307 (our own repr of a dict of literals)
         **IMMEDIATE,
-        "init_command": "PRAGMA journal_mode=WAL;",
+        "init_command": README_PRAGMAS,
     }
-    assert journal == "wal"
+    # WAL; synchronous NORMAL (1); temporary files in memory (2): what README advises.
+    assert eval(pragmas) == ["wal", 1, 2]  # noqa: S307
     assert "W020" not in manage(env, "check")
 
 
@@ -86,4 +95,4 @@ def test_bench_settings_use_immediate_transactions_and_wal(monkeypatch: Any) -> 
     sys.modules.pop("bench.settings", None)
     options = bench.DATABASES["default"]["OPTIONS"]
     assert {k: options[k] for k in IMMEDIATE} == IMMEDIATE
-    assert "PRAGMA journal_mode=WAL;" in options["init_command"]
+    assert options["init_command"] == README_PRAGMAS
