@@ -49,15 +49,15 @@ MSG_CONTENT_PRICE = "content_price ({value}) is not a valid number"
 MSG_CONTENT_NUM_ITEMS = "num_items must be a positive number greater than zero"
 MSG_IP = "ip_address ({value}) is not a valid IP address"
 
-# ASCII digits only: \d would take any script's digits ("\u0661.1.1.1"), which
-# ipaddress refuses.
+# ASCII digits only, and whole values (fullmatch): \d would take any script's digits
+# ("\u0661.1.1.1"), which X refuses, and "$" a value ending in a newline.
 _OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
 IPV4_PATTERN = re.compile(rf"{_OCTET}(?:\.{_OCTET}){{3}}")
 # The rule says yyyy-MM-ddTHH:mm:ss.SSSZ, yet the reference's own example is
 # 2017-10-05T00:00:00Z: both documented forms pass (what we build always has .SSS).
-TIME_PATTERN = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{3})?Z$")
+TIME_PATTERN = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{3})?Z")
 # Text values in plain decimal notation ("20.00"): no exponent, no spaces, no NaN.
-DECIMAL_TEXT = re.compile(r"-?\d+(?:\.\d+)?")
+DECIMAL_TEXT = re.compile(r"-?[0-9]+(?:\.[0-9]+)?")
 HASHED_FIELDS = ("hashed_email", "hashed_phone_number")
 
 
@@ -224,7 +224,7 @@ def _is_number(value: Any, *, allow_text: bool) -> bool:
 
 def valid_time(value: Any) -> bool:
     """X's time format, and a real calendar date and time (not 2022-13-45T25:00...)."""
-    if not isinstance(value, str) or not TIME_PATTERN.match(value):
+    if not isinstance(value, str) or not TIME_PATTERN.fullmatch(value):
         return False
     try:
         dt.datetime.fromisoformat(value[:-1])

@@ -46,6 +46,12 @@ DOCUMENTED_400: list[Case] = [
         "for conversion_time",
         "conversion_time",
     ),
+    (  # a regex's "$" also matches before a final newline
+        {"conversion_time": "2022-06-16T01:14:00.603Z\n"},
+        'Expected Time in yyyy-MM-ddTHH:mm:ss.SSSZ, got "2022-06-16T01:14:00.603Z\n" '
+        "for conversion_time",
+        "conversion_time",
+    ),
     ({"event_id": ""}, "Event ID was not found", "event_id"),
     ({"event_id": None}, "Event ID was not found", "event_id"),
 ]
@@ -70,6 +76,13 @@ INFERRED_400: list[Case] = [
         "price_currency",
     ),
     ({"value": "twenty"}, "value (twenty) is not a valid number", "value"),
+    # Digits of other scripts are digits to a regex's \d, not to X.
+    ({"value": "\u0661\u0662.50"}, "value (\u0661\u0662.50) is not a valid number", "value"),
+    (
+        {"identifiers": [{"twclid": "x", "ip_address": "\u0661.1.1.1"}]},
+        "ip_address (\u0661.1.1.1) is not a valid IP address",
+        "ip_address",
+    ),
     (
         {"contents": [{"content_id": "1", "content_price": "100"}]},
         "content_price (100) is not a valid number",

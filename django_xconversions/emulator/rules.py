@@ -21,16 +21,15 @@ MAX_CONVERSIONS = 500
 # The rule says yyyy-MM-ddTHH:mm:ss.SSSZ, while the reference's own example of the field is
 # 2017-10-05T00:00:00Z: both documented forms are accepted, anything else is refused with
 # the rule's message.
-TIME_FORMAT = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{3})?Z")
+# ASCII digits only: \d would take any script's digits ("\u0661.1.1.1"), which X refuses.
+TIME_FORMAT = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{3})?Z")
 SHA256 = re.compile(r"[0-9a-fA-F]{64}")
 # value may be a JSON number or decimal text (X's examples send "20.00"); inferred: plain
 # decimal notation only, no exponent, no spaces.
-DECIMAL_TEXT = re.compile(r"-?\d+(?:\.\d+)?")
+DECIMAL_TEXT = re.compile(r"-?[0-9]+(?:\.[0-9]+)?")
 IDENTIFIER_KEYS = frozenset(
     {"twclid", "hashed_email", "hashed_phone_number", "ip_address", "user_agent"}
 )
-# ASCII digits only: \d would take any script's digits ("\u0661.1.1.1"), which
-# ipaddress refuses.
 _OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
 IPV4 = re.compile(rf"{_OCTET}(?:\.{_OCTET}){{3}}")
 CONTENT_KEYS = frozenset(
