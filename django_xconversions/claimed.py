@@ -22,7 +22,7 @@ from django.db.models import ExpressionWrapper, F, FloatField, QuerySet, TextFie
 
 from django_xconversions.client import EventJSON
 from django_xconversions.currencies import ISO_4217_CODES
-from django_xconversions.identifiers import SHA256_HEX, enough_to_match
+from django_xconversions.identifiers import enough_to_match, is_sha256_hex
 from django_xconversions.payload import (
     build_contents,
     build_identifiers,
@@ -221,7 +221,7 @@ def wire_event(row: ClaimedRow) -> EventJSON | None:
     if type(time) is not str or not _surely_valid(row):
         return None
     contents_json = ""
-    contents = json_contents(stored)
+    contents = row.contents
     if contents:
         wire_contents, plain, text_prices = _wire_contents(contents)
         if not plain:
@@ -281,9 +281,9 @@ def _surely_valid(row: ClaimedRow) -> bool:
      _, _) = row  # fmt: skip
     if not (event_id and type(time) is str and surely_valid_time(time)):
         return False
-    if email and SHA256_HEX.fullmatch(email) is None:
+    if email and not is_sha256_hex(email):
         return False
-    if phone and SHA256_HEX.fullmatch(phone) is None:
+    if phone and not is_sha256_hex(phone):
         return False
     # validate's own test, IPv6 included (a dotted quad costs one regex).
     if ip and not is_ip(ip):
