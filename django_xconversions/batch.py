@@ -33,7 +33,7 @@ from django.db.models import BooleanField, Q
 from django.db.models.expressions import RawSQL
 
 from django_xconversions import budget, clock, errors, isolation, observe
-from django_xconversions.claimed import ClaimedRow, build_event, wire_event
+from django_xconversions.claimed import Claimed, StoredRow, build_event, stored_event, wire_event
 from django_xconversions.claiming import qualified_column
 from django_xconversions.conf import xsettings
 from django_xconversions.engine_types import Claim, SendSummary
@@ -109,13 +109,13 @@ def backoff_seconds(attempt: int) -> float:
 
 
 class _Item:
-    """A claimed row on its way: its event as sent (the JSON text written from the row,
-    or the dict that passed validate), and the dict built when X's answer must be read
-    against it (a refused batch, a 404)."""
+    """A claimed row on its way: its event as sent (the JSON text stored or written from
+    the row, or the dict that passed validate), and the dict read from that text when X's
+    answer must be read against it (a refused batch, a 404)."""
 
     __slots__ = ("_event", "row", "sent")
 
-    def __init__(self, row: ClaimedRow, sent: EventJSON | dict[str, Any]) -> None:
+    def __init__(self, row: Claimed, sent: EventJSON | dict[str, Any]) -> None:
         self.row = row
         self.sent = sent
         self._event = sent if isinstance(sent, dict) else None
@@ -123,8 +123,18 @@ class _Item:
     @property
     def event(self) -> dict[str, Any]:
         if self._event is None:
-            self._event = build_event(self.row)[0]
+            self._event = _read_event(str(self.sent))
         return self._event
+
+
+def _read_event(text: str) -> dict[str, Any]:
+    """The event a text sent to X holds; empty if it holds none (a wire_text written by
+    other means than the capture's): X's messages are then matched to nothing of it."""
+    try:
+        event = json.loads(text)
+    except ValueError:
+        return {}
+    return event if isinstance(event, dict) else {}
 
 
 @dataclass(frozen=True)
@@ -197,6 +207,9 @@ class BatchSender:
         self._items = []
         self._prepared = True
         for row in self.rows:
+            if isinstance(row, StoredRow):  # checked and written as X's text when recorded
+                self._items.append(_Item(row, stored_event(row)))
+                continue
             text = wire_event(row)
             if text is not None:  # surely valid: written straight from the row
                 self._items.append(_Item(row, text))
@@ -433,6 +446,7 @@ class BatchSender:
                 sent_at=now,
                 last_error="",
                 error_reason="",
+                wire_text=None,  # done with: a sent row keeps its fields only
             )
             self.summary.sent += sent
             observe.sent(self.pixel, ids, debug_id=debug_id, written=sent, at=now)
@@ -443,6 +457,7 @@ class BatchSender:
                 error_reason=reason,
                 last_error=message,
                 failed_at=now,
+                wire_text=None,  # sent again only if requeued: then built from its fields
             )
             if failed:
                 self.summary.failed[reason] += failed

@@ -16,18 +16,21 @@ from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 from json.encoder import encode_basestring_ascii
 from math import isfinite
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 from django.db.models import ExpressionWrapper, F, FloatField, QuerySet, TextField
 
 from django_xconversions.client import EventJSON
 from django_xconversions.currencies import ISO_4217_CODES
 from django_xconversions.identifiers import enough_to_match, is_sha256_hex
+from django_xconversions.models import Conversion
 from django_xconversions.payload import (
+    ConversionFields,
     build_contents,
     build_identifiers,
     conversion_to_event,
     decimal_text,
+    format_conversion_time,
     is_ip,
     valid_time,
 )
@@ -74,7 +77,21 @@ class ClaimedRow(NamedTuple):
         return json_contents(self.stored_contents)
 
 
-def fetch(rows: QuerySet[Any]) -> list[ClaimedRow]:
+class StoredRow(NamedTuple):
+    """A claimed conversion whose event was written as X's text when it was recorded
+    (Conversion.wire_text, see ``wire_text_of``): nothing else of it is read to send it."""
+
+    pk: int
+    attempts: int
+    website_tag_id: str
+    wire_text: str
+
+
+# A claimed conversion as the claim reads it.
+Claimed = ClaimedRow | StoredRow
+
+
+def fetch(rows: QuerySet[Any]) -> list[Claimed]:
     """Read ``rows`` (a Conversion queryset) as ClaimedRow tuples."""
     fetched = rows.annotate(
         x_time=conversion_time_column(),
@@ -98,8 +115,14 @@ def fetch(rows: QuerySet[Any]) -> list[ClaimedRow]:
         "number_items",
         "description",
         "x_contents",
+        "wire_text",
     )
-    return [ClaimedRow._make((*row[:10], decimal_value(row[10]), *row[11:])) for row in fetched]
+    return [
+        StoredRow(row[0], row[1], row[2] or "", row[15])
+        if row[15]
+        else ClaimedRow._make((*row[:10], decimal_value(row[10]), *row[11:15]))
+        for row in fetched
+    ]
 
 
 def decimal_value(raw: Any) -> Decimal | None:
@@ -208,7 +231,7 @@ def build_event(row: ClaimedRow) -> tuple[dict[str, Any], bool]:
     contents = row.contents
     if contents:
         event["contents"], plain, _ = _wire_contents(contents)
-    return event, plain and _surely_valid(row)
+    return event, plain and bool(event_id) and _surely_valid(row)
 
 
 def wire_event(row: ClaimedRow) -> EventJSON | None:
@@ -216,7 +239,67 @@ def wire_event(row: ClaimedRow) -> EventJSON | None:
     byte, when that event surely passes ``payload.validate``; None when not sure (build
     and validate it then). Written straight from the row's fields, without the dict: half
     the CPU of building the dict and serialising it, on every event of every batch."""
-    (_, _, event_id, time, conversion_id, twclid, email, phone, ip, agent, value, currency,
+    if not row.website_tag_id:
+        return None
+    members = wire_members(row)
+    return None if members is None else with_event_id(members, row.website_tag_id)
+
+
+# Where the event_id goes into an event's text without it: after the first member, the
+# conversion time, which in X's form (surely_valid_time) is always 24 ASCII characters.
+EVENT_ID_AT = len('{"conversion_time":""') + 24
+
+
+def with_event_id(members: str, event_id: str) -> EventJSON:
+    """An event's text from ``wire_members``' text and the event tag's id."""
+    return EventJSON(
+        f'{members[:EVENT_ID_AT]},"event_id":{_quote(event_id)}{members[EVENT_ID_AT:]}'
+    )
+
+
+def stored_event(row: StoredRow) -> EventJSON:
+    """The event as its text was written when it was recorded, with the tag's id."""
+    return with_event_id(row.wire_text, row.website_tag_id)
+
+
+def wire_text_of(conversion: ConversionFields) -> str | None:
+    """What Conversion.wire_text holds for ``conversion`` about to be written: its event's
+    text but for the event_id, from the values as the database will return them; None
+    when the event does not surely pass ``payload.validate`` (it is checked when sent)."""
+    when = conversion.conversion_time
+    contents = conversion.contents
+    row = ClaimedRow(
+        0,
+        0,
+        "",
+        format_conversion_time(when) if isinstance(when, dt.datetime) else when,
+        conversion.conversion_id,
+        conversion.twclid,
+        conversion.hashed_email,
+        conversion.hashed_phone,
+        _stored_address(conversion.ip_address),
+        conversion.user_agent,
+        conversion.value,
+        conversion.currency,
+        conversion.number_items,
+        conversion.description,
+        # As the JSON field writes it, so that it is read back as this text (SQLite).
+        json.dumps(contents) if contents else None,
+    )
+    return wire_members(row)
+
+
+def _stored_address(address: str | None) -> str | None:
+    # IPv6 is stored (and read back) in its compressed form.
+    return cast("str | None", _ADDRESS_FIELD.get_prep_value(address))
+
+
+_ADDRESS_FIELD = Conversion._meta.get_field("ip_address")
+
+
+def wire_members(row: ClaimedRow) -> str | None:
+    """``wire_event``'s text without the event_id member; None when not sure."""
+    (_, _, _, time, conversion_id, twclid, email, phone, ip, agent, value, currency,
      number_items, description, stored) = row  # fmt: skip
     if type(time) is not str or not _surely_valid(row):
         return None
@@ -247,9 +330,8 @@ def wire_event(row: ClaimedRow) -> EventJSON | None:
         identifiers.append(f'{{"ip_address":{_quote(ip)}}}')
     elif agent:
         identifiers.append(f'{{"user_agent":{_quote(agent)}}}')
-    quoted_time = f'"{time}"' if time.isascii() else _quote(time)
     parts = [
-        f'{{"conversion_time":{quoted_time},"event_id":{_quote(event_id)},'
+        f'{{"conversion_time":"{time}",'
         f'"identifiers":[{",".join(identifiers)}],"conversion_id":{_quote(conversion_id)}'
     ]
     if value is not None:
@@ -275,11 +357,11 @@ _quote = encode_basestring_ascii
 
 
 def _surely_valid(row: ClaimedRow) -> bool:
-    """The rules of ``payload.validate`` but the contents', in a form quick for typed
-    rows; never looser (False: not sure)."""
-    (_, _, event_id, time, _, twclid, email, phone, ip, agent, value, currency, number_items,
+    """The rules of ``payload.validate`` but the contents' and the event_id's, in a form
+    quick for typed rows; never looser (False: not sure)."""
+    (_, _, _, time, _, twclid, email, phone, ip, agent, value, currency, number_items,
      _, _) = row  # fmt: skip
-    if not (event_id and type(time) is str and surely_valid_time(time)):
+    if not (type(time) is str and surely_valid_time(time)):
         return False
     if email and not is_sha256_hex(email):
         return False

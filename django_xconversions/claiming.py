@@ -23,7 +23,7 @@ from typing import Any, cast
 from django.db import connection
 from django.db.models import Field, Model
 
-from django_xconversions.claimed import ClaimedRow, decimal_value
+from django_xconversions.claimed import Claimed, ClaimedRow, StoredRow, decimal_value
 from django_xconversions.models import Conversion, EventTag
 from django_xconversions.sqltime import conversion_time_sql, formats_in_sql
 
@@ -110,6 +110,9 @@ def _statement(vendor: str) -> tuple[str, list[Any]]:
     # On SQLite the due time is read as its text (which sorts as the time does) rather than
     # parsed into a datetime for each row.
     due_key = f"{table}.{due}" if vendor == "postgresql" else f"{table}.{due} || ''"
+    wire_text = f"{table}.{_column('wire_text')}"
+    # Not "IS NULL": in an UPDATE's RETURNING, SQLite 3.40 answers it wrongly.
+    without_text = f"COALESCE({wire_text}, '') = ''"
     returning = ", ".join(
         [
             f"{table}.{pk}",
@@ -117,8 +120,10 @@ def _statement(vendor: str) -> tuple[str, list[Any]]:
             f"{table}.{_column('attempts')}",
             f"(SELECT {website_tag_id} FROM {tag_table} "  # noqa: S608
             f"WHERE {tag_table}.{tag_pk} = {table}.{_column('event_tag')})",
-            time_sql,
-            *columns,
+            wire_text,
+            # A row with its event's text needs none of its fields: reading them would
+            # cost a batch a tenth of its time.
+            *(f"CASE WHEN {without_text} THEN {field} END" for field in [time_sql, *columns]),
         ]
     )
     # No status guard on the outer UPDATE: PostgreSQL rechecks the subquery's conditions
@@ -137,7 +142,7 @@ def _prepared(name: str, value: Any) -> Any:
 
 def claim_rows(
     pixel_id: int, count: int, *, due_by: dt.datetime, token: uuid.UUID, lease: dt.datetime
-) -> list[ClaimedRow]:
+) -> list[Claimed]:
     """Mark up to ``count`` due rows of the pixel ``sending`` under ``token`` until
     ``lease``; return them in claim order. Only where ``returns_rows()``."""
     sql, time_params = _statement(connection.vendor)
@@ -155,10 +160,12 @@ def claim_rows(
     # RETURNING comes in no particular order: the claim's order is (due time, id).
     fetched.sort(key=_claim_order)
     return [
-        ClaimedRow(
+        StoredRow(pk, attempts, tag or "", wire_text)
+        if wire_text
+        else ClaimedRow(
             pk, attempts, tag or "", time, conversion_id, twclid, email, phone, ip, agent,
             decimal_value(value), currency, number_items, description, contents,
         )
-        for (pk, _, attempts, tag, time, conversion_id, twclid, email, phone, ip, agent, value,
-             currency, number_items, description, contents) in fetched
+        for (pk, _, attempts, tag, wire_text, time, conversion_id, twclid, email, phone, ip,
+             agent, value, currency, number_items, description, contents) in fetched
     ]  # fmt: skip

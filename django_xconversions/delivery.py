@@ -46,7 +46,7 @@ from django.db.models import (
 from django_xconversions import budget, claiming, clock, errors
 from django_xconversions import claimed as claimed_rows
 from django_xconversions.batch import AccountStopped, BatchSender, pause_account
-from django_xconversions.claimed import ClaimedRow
+from django_xconversions.claimed import Claimed
 from django_xconversions.client import XAdsClient
 from django_xconversions.conf import setting_path, xsettings
 from django_xconversions.connections import client_with
@@ -167,7 +167,7 @@ def claim(
         # first one.
         lease = lease_from_now()
         if count <= 0:
-            rows: list[ClaimedRow] = []
+            rows: list[Claimed] = []
         elif claiming.returns_rows():
             rows = claiming.claim_rows(pixel.pk, count, due_by=due_by, token=token, lease=lease)
         else:
@@ -180,7 +180,7 @@ def claim(
 
 def _claim_then_read(
     pixel: Pixel, count: int, *, due_by: dt.datetime, token: uuid.UUID, lease: dt.datetime
-) -> list[ClaimedRow]:
+) -> list[Claimed]:
     """The claim where UPDATE ... RETURNING is not available: update, then read back."""
     due = Conversion.objects.due(due_by).filter(pixel=pixel).order_by("next_attempt_at", "pk")
     # FOR UPDATE OF the conversion rows only (no join is locked).

@@ -9,7 +9,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from django_xconversions.claimed import ClaimedRow
+from django_xconversions.claimed import Claimed
 
 __all__ = ["Claim", "SendSummary"]
 
@@ -19,7 +19,7 @@ class Claim:
     """Rows marked ``sending`` under one claim token."""
 
     token: uuid.UUID
-    rows: list[ClaimedRow]
+    rows: list[Claimed]
     # A claim within the budget that the budget held short: when it allows more.
     wait_until: dt.datetime | None = None
 

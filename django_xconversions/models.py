@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -236,11 +237,47 @@ class EventTag(models.Model):
         return f"{self.name} ({self.key or self.website_tag_id})"
 
 
+# The fields X's event is built from (the event tag's id aside): a row's wire_text was
+# written from exactly these values.
+EVENT_FIELDS = frozenset(
+    {
+        "conversion_time",
+        "conversion_id",
+        "twclid",
+        "hashed_email",
+        "hashed_phone",
+        "ip_address",
+        "user_agent",
+        "value",
+        "currency",
+        "number_items",
+        "description",
+        "contents",
+    }
+)
+_EVENT_SCALARS = tuple(sorted(EVENT_FIELDS - {"contents"}))
+
+
 class ConversionQuerySet(models.QuerySet["Conversion"]):
     def due(self, now: Any = None) -> ConversionQuerySet:
         return self.filter(
             status=Conversion.Status.PENDING, next_attempt_at__lte=now or timezone.now()
         )
+
+    def update(self, **kwargs: Any) -> int:
+        # Values written by expression cannot be turned into the event here: the event
+        # is built from the fields again when sent (bulk_update comes through here too).
+        if EVENT_FIELDS.intersection(kwargs) and "wire_text" not in kwargs:
+            kwargs["wire_text"] = None
+        return super().update(**kwargs)
+
+    def bulk_create(
+        self, objs: Iterable[Conversion], *args: Any, **kwargs: Any
+    ) -> list[Conversion]:
+        objs = list(objs)
+        for conversion in objs:
+            conversion.drop_stale_wire_text()
+        return super().bulk_create(objs, *args, **kwargs)
 
 
 class Conversion(models.Model):
@@ -334,6 +371,16 @@ class Conversion(models.Model):
     source_id = models.CharField(max_length=64, blank=True)
     source = GenericForeignKey("source_type", "source_id")
 
+    # The event as X's JSON text, but for its event_id (the tag's, read when sent),
+    # written by the capture (tracking.py) for an event that surely passes validation,
+    # so that sending passes it on instead of building and checking it again. Null when
+    # not known: the row was written some other way, or its event fields changed since
+    # (see drop_stale_wire_text), or it was sent or failed (sent rows keep no copy).
+    # Null rather than blank so that adding the column rewrites no table.
+    wire_text = models.TextField(null=True, blank=True, editable=False)  # noqa: DJ001
+    # The event fields' values wire_text was written from (set_wire_text).
+    _wire_source: tuple[Any, ...] | None = None
+
     objects = ConversionQuerySet.as_manager()
 
     class Meta:
@@ -404,6 +451,40 @@ class Conversion(models.Model):
         # Held rows have no tag yet: their key says where they are bound.
         route = self.event_tag_id if self.event_tag_id is not None else self.event_key
         return f"{route}:{self.conversion_id} ({self.status})"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        written = kwargs.get("update_fields")
+        deferred = self.get_deferred_fields()
+        if written is None and deferred:
+            # Django writes the fields that were loaded.
+            loaded = {f.attname for f in self._meta.concrete_fields if not f.primary_key}
+            written = loaded - deferred
+        if written is None:
+            self.drop_stale_wire_text()
+        elif EVENT_FIELDS.intersection(written):
+            if "wire_text" in deferred or EVENT_FIELDS & deferred:
+                self.wire_text = None  # not compared: that would read the deferred fields
+            else:
+                self.drop_stale_wire_text()
+            kwargs["update_fields"] = {*written, "wire_text"}
+        super().save(*args, **kwargs)
+
+    def set_wire_text(self, text: str | None) -> None:
+        """Keep ``text`` as this row's wire_text, written from its event fields as they
+        are now; a later change to any of them drops it when the row is written."""
+        self.wire_text = text
+        self._wire_source = self._event_values() if text is not None else None
+
+    def drop_stale_wire_text(self) -> None:
+        """Forget wire_text unless set_wire_text gave it for the event fields as they
+        are now (a row read from the database and written again, or copied, or changed
+        since, is built from its fields when sent)."""
+        if self.wire_text is not None and self._wire_source != self._event_values():
+            self.wire_text = None
+
+    def _event_values(self) -> tuple[Any, ...]:
+        # The contents as text: a snapshot, where the list itself may be changed in place.
+        return (*(getattr(self, name) for name in _EVENT_SCALARS), repr(self.contents))
 
 
 class DeliveryAttempt(models.Model):

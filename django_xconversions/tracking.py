@@ -31,7 +31,7 @@ from django.http import HttpRequest
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
-from django_xconversions import context, identifiers, immediate, observe, routing
+from django_xconversions import claimed, context, identifiers, immediate, observe, routing
 from django_xconversions.conf import setting_path, xsettings
 from django_xconversions.currencies import is_iso_4217
 from django_xconversions.models import Conversion
@@ -484,13 +484,17 @@ def _conversion(
         fields.update(
             status=Conversion.Status.HELD, error_reason=route.reason, last_error=route.message
         )
-    return Conversion(
+    conversion = Conversion(
         event_tag=tag,
         pixel=tag.pixel if tag is not None else None,
         conversion_id=conversion_id or uuid.uuid4().hex,
         conversion_time=when,
         **fields,
     )
+    if not refusal:
+        # Checked and written as X's text now, so that sending passes it on.
+        conversion.set_wire_text(claimed.wire_text_of(conversion))
+    return conversion
 
 
 # A routed conversion is unique per (event tag, conversion_id); a held one, with no tag

@@ -17,6 +17,8 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 from django.utils import timezone
 
+from django_xconversions.claimed import with_event_id
+from django_xconversions.client.transport import json_text
 from django_xconversions.models import AdAccount, Conversion, EventTag, Pixel
 from django_xconversions.payload import conversion_to_event, validate
 from tests.pg_plugin import _pg_bin
@@ -113,6 +115,18 @@ def test_seeded_rows_are_rich_valid_and_share_or_spread_their_due_time(due: str)
             "ip_address",
             "user_agent",
         }
+        # With the event's text, as the capture writes it: the event the fields give.
+        assert row.wire_text is not None
+        sent = with_event_id(row.wire_text, tag.website_tag_id)
+        assert json.loads(sent) == json.loads(json_text(event))
+
+
+@pytest.mark.django_db
+def test_legacy_rows_are_seeded_without_their_events_text() -> None:
+    common = load_bench_common()
+    common.seed(demo_tag(), 5, "r", rows="legacy")
+    rows = list(Conversion.objects.all())
+    assert len(rows) == 5 and all(row.wire_text is None and row.contents for row in rows)
 
 
 def test_drain_bench_measures_engine_plain_loop_and_raw_limit(tmp_path: Path) -> None:

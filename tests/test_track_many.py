@@ -94,10 +94,13 @@ def test_rows_are_stored_as_track_stores_them(shop_tags: dict[str, EventTag]) ->
     [item] = items(1)
     [many] = track_many([item])
     one = track(**{**item, "conversion_id": "by-track"})
-    differ = {"id", "conversion_id", "created_at", "updated_at", "next_attempt_at"}
+    differ = {"id", "conversion_id", "created_at", "updated_at", "next_attempt_at", "wire_text"}
     assert {k: v for k, v in vars(many).items() if k not in differ and not k.startswith("_")} == {
         k: v for k, v in vars(one).items() if k not in differ and not k.startswith("_")
     }
+    # The event's text too, but for the conversion_id it carries.
+    assert many.wire_text and one.wire_text
+    assert many.wire_text.replace(many.conversion_id, "") == one.wire_text.replace("by-track", "")
     assert many.hashed_email == hash_email("buyer0@example.com")
 
 
