@@ -73,7 +73,7 @@ def qualified_column(name: str) -> str:
 
 
 @cache
-def _statement(vendor: str) -> tuple[str, list[Any]]:
+def _statement(vendor: str) -> tuple[str, list[Any], bool]:
     """The claim's SQL for ``vendor`` and the parameters its select list needs.
 
     Identifiers come from the models' meta and every value is a parameter.
@@ -95,22 +95,26 @@ def _statement(vendor: str) -> tuple[str, list[Any]]:
     # The statuses are the model's constants, written into the SQL so that the planner
     # sees the partial index's own condition.
     pending = f"'{Conversion.Status.PENDING.value}'"
+    picked_columns = f"{pk}, {_column('wire_text')}" if vendor == "postgresql" else pk
     picked = (
-        f"SELECT {pk} FROM {table} WHERE {status} = {pending} AND {_column('pixel')} = %s "  # noqa: S608
-        f"AND {due} <= %s ORDER BY {due}, {pk} LIMIT %s"
+        f"SELECT {picked_columns} FROM {table} WHERE {status} = {pending} "  # noqa: S608
+        f"AND {_column('pixel')} = %s AND {due} <= %s ORDER BY {due}, {pk} LIMIT %s"
     )
-    if vendor == "postgresql":
-        # FOR UPDATE SKIP LOCKED: workers never wait on each other's rows. = ANY(ARRAY())
-        # runs the subquery once; an IN (subquery) may be re-run per outer row and then
-        # claim more than LIMIT rows.
-        which = f"{pk} = ANY(ARRAY({picked} FOR UPDATE SKIP LOCKED))"
-    else:
-        # SQLite runs the statement under its single write lock.
-        which = f"{pk} IN ({picked})"
     # On SQLite the due time is read as its text (which sorts as the time does) rather than
     # parsed into a datetime for each row.
     due_key = f"{table}.{due}" if vendor == "postgresql" else f"{table}.{due} || ''"
-    wire_text = f"{table}.{_column('wire_text')}"
+    claim_token, lease = _column("claim_token"), _column("lease_expires_at")
+    sending = f"{status} = '{Conversion.Status.SENDING.value}'"
+    if vendor == "postgresql":
+        # The picked rows' event text is read from the CTE (the row before the UPDATE)
+        # and dropped from the row: the claim's new row version, written to the heap and
+        # the WAL, is half the size. A row that goes back to pending (a retry, a worker
+        # that died) is built from its fields.
+        wire_text = f"picked.{_column('wire_text')}"
+        set_text = f", {_column('wire_text')} = NULL"
+    else:
+        wire_text = f"{table}.{_column('wire_text')}"
+        set_text = ""
     # Not "IS NULL": in an UPDATE's RETURNING, SQLite 3.40 answers it wrongly.
     without_text = f"COALESCE({wire_text}, '') = ''"
     returning = ", ".join(
@@ -126,14 +130,24 @@ def _statement(vendor: str) -> tuple[str, list[Any]]:
             *(f"CASE WHEN {without_text} THEN {field} END" for field in [time_sql, *columns]),
         ]
     )
-    # No status guard on the outer UPDATE: PostgreSQL rechecks the subquery's conditions
-    # on each row it locks, and SQLite would scan every pending row to apply one.
+    if vendor == "postgresql":
+        # FOR UPDATE SKIP LOCKED: workers never wait on each other's rows. MATERIALIZED:
+        # the pick runs once (rechecking its conditions on each row it locks).
+        sql = (
+            f"WITH picked AS MATERIALIZED ({picked} FOR UPDATE SKIP LOCKED) "  # noqa: S608
+            f"UPDATE {table} SET {sending}, {claim_token} = %s, {lease} = %s{set_text} "
+            # The = ANY(ARRAY()) finds the rows by primary key, whatever the join's plan.
+            f"FROM picked WHERE {table}.{pk} = ANY(ARRAY(SELECT {pk} FROM picked)) "
+            f"AND {table}.{pk} = picked.{pk} RETURNING {returning}"
+        )
+        return sql, time_params, True
+    # SQLite runs the statement under its single write lock. No status guard on the
+    # outer UPDATE: SQLite would scan every pending row to apply one.
     sql = (
-        f"UPDATE {table} SET {status} = '{Conversion.Status.SENDING.value}', "  # noqa: S608
-        f"{_column('claim_token')} = %s, {_column('lease_expires_at')} = %s "
-        f"WHERE {which} RETURNING {returning}"
+        f"UPDATE {table} SET {sending}, {claim_token} = %s, {lease} = %s "  # noqa: S608
+        f"WHERE {pk} IN ({picked}) RETURNING {returning}"
     )
-    return sql, time_params
+    return sql, time_params, False
 
 
 def _prepared(name: str, value: Any) -> Any:
@@ -145,15 +159,11 @@ def claim_rows(
 ) -> list[Claimed]:
     """Mark up to ``count`` due rows of the pixel ``sending`` under ``token`` until
     ``lease``; return them in claim order. Only where ``returns_rows()``."""
-    sql, time_params = _statement(connection.vendor)
-    params = [
-        _prepared("claim_token", token),
-        _prepared("lease_expires_at", lease),
-        pixel_id,
-        _prepared("next_attempt_at", due_by),
-        count,
-        *time_params,  # RETURNING comes last in the text too
-    ]
+    sql, time_params, picks_first = _statement(connection.vendor)
+    marking = [_prepared("claim_token", token), _prepared("lease_expires_at", lease)]
+    picking = [pixel_id, _prepared("next_attempt_at", due_by), count]
+    # In the order of the text; RETURNING comes last.
+    params = [*(picking + marking if picks_first else marking + picking), *time_params]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         fetched = cursor.fetchall()

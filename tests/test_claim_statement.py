@@ -23,7 +23,12 @@ HASH = "e586883b2b4faf78d48300a79e0e15138d664cdf796ffb86e533170a9893eda8"
 
 
 def claim_sql(captured: CaptureQueriesContext) -> list[str]:
-    return [q["sql"] for q in captured if q["sql"].startswith("UPDATE") and "RETURNING" in q["sql"]]
+    # UPDATE ... RETURNING, after the CTE that picks the rows on PostgreSQL.
+    return [
+        q["sql"]
+        for q in captured
+        if q["sql"].startswith(("UPDATE", "WITH")) and "RETURNING" in q["sql"]
+    ]
 
 
 @pytest.mark.parametrize(
