@@ -23,7 +23,7 @@ from django.db.models import ExpressionWrapper, F, FloatField, QuerySet, TextFie
 from django_xconversions.client import EventJSON
 from django_xconversions.currencies import ISO_4217_CODES
 from django_xconversions.identifiers import enough_to_match, is_sha256_hex
-from django_xconversions.models import Conversion
+from django_xconversions.models import EVENT_FIELDS, Conversion
 from django_xconversions.payload import (
     ConversionFields,
     build_contents,
@@ -91,6 +91,10 @@ class StoredRow(NamedTuple):
 Claimed = ClaimedRow | StoredRow
 
 
+# Fields read through the annotations below rather than as stored.
+_READ_AS = {"conversion_time": "x_time", "value": "x_value", "contents": "x_contents"}
+
+
 def fetch(rows: QuerySet[Any]) -> list[Claimed]:
     """Read ``rows`` (a Conversion queryset) as ClaimedRow tuples."""
     fetched = rows.annotate(
@@ -103,18 +107,7 @@ def fetch(rows: QuerySet[Any]) -> list[Claimed]:
         "pk",
         "attempts",
         "event_tag__website_tag_id",
-        "x_time",
-        "conversion_id",
-        "twclid",
-        "hashed_email",
-        "hashed_phone",
-        "ip_address",
-        "user_agent",
-        "x_value",
-        "currency",
-        "number_items",
-        "description",
-        "x_contents",
+        *(_READ_AS.get(name, name) for name in EVENT_FIELDS),
         "wire_text",
     )
     return [

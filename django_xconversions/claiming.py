@@ -24,24 +24,12 @@ from django.db import connection
 from django.db.models import Field, Model
 
 from django_xconversions.claimed import Claimed, ClaimedRow, StoredRow, decimal_value
-from django_xconversions.models import Conversion, EventTag
+from django_xconversions.models import EVENT_FIELDS, Conversion, EventTag
 from django_xconversions.sqltime import conversion_time_sql, formats_in_sql
 
 # What the select list reads after id, due time, attempts, event id and X's time text,
 # in ClaimedRow's order.
-_ROW_COLUMNS = (
-    "conversion_id",
-    "twclid",
-    "hashed_email",
-    "hashed_phone",
-    "ip_address",
-    "user_agent",
-    "value",
-    "currency",
-    "number_items",
-    "description",
-    "contents",
-)
+_ROW_COLUMNS = EVENT_FIELDS[1:]
 
 
 # (due time, id): the second and first columns the statement returns.

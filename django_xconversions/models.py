@@ -237,25 +237,25 @@ class EventTag(models.Model):
         return f"{self.name} ({self.key or self.website_tag_id})"
 
 
-# The fields X's event is built from (the event tag's id aside): a row's wire_text was
-# written from exactly these values.
-EVENT_FIELDS = frozenset(
-    {
-        "conversion_time",
-        "conversion_id",
-        "twclid",
-        "hashed_email",
-        "hashed_phone",
-        "ip_address",
-        "user_agent",
-        "value",
-        "currency",
-        "number_items",
-        "description",
-        "contents",
-    }
+# The fields X's event is built from (the event tag's id aside), in the order the
+# sending path reads them (claimed.ClaimedRow): a row's wire_text was written from
+# exactly these values.
+EVENT_FIELDS = (
+    "conversion_time",
+    "conversion_id",
+    "twclid",
+    "hashed_email",
+    "hashed_phone",
+    "ip_address",
+    "user_agent",
+    "value",
+    "currency",
+    "number_items",
+    "description",
+    "contents",
 )
-_EVENT_SCALARS = tuple(sorted(EVENT_FIELDS - {"contents"}))
+_EVENT_NAMES = frozenset(EVENT_FIELDS)
+_EVENT_SCALARS = tuple(name for name in EVENT_FIELDS if name != "contents")
 
 
 class ConversionQuerySet(models.QuerySet["Conversion"]):
@@ -267,7 +267,7 @@ class ConversionQuerySet(models.QuerySet["Conversion"]):
     def update(self, **kwargs: Any) -> int:
         # Values written by expression cannot be turned into the event here: the event
         # is built from the fields again when sent (bulk_update comes through here too).
-        if EVENT_FIELDS.intersection(kwargs) and "wire_text" not in kwargs:
+        if _EVENT_NAMES.intersection(kwargs) and "wire_text" not in kwargs:
             kwargs["wire_text"] = None
         return super().update(**kwargs)
 
@@ -461,8 +461,8 @@ class Conversion(models.Model):
             written = loaded - deferred
         if written is None:
             self.drop_stale_wire_text()
-        elif EVENT_FIELDS.intersection(written):
-            if "wire_text" in deferred or EVENT_FIELDS & deferred:
+        elif _EVENT_NAMES.intersection(written):
+            if "wire_text" in deferred or _EVENT_NAMES & deferred:
                 self.wire_text = None  # not compared: that would read the deferred fields
             else:
                 self.drop_stale_wire_text()
