@@ -96,7 +96,8 @@ _READ_AS = {"conversion_time": "x_time", "value": "x_value", "contents": "x_cont
 
 
 def fetch(rows: QuerySet[Any]) -> list[Claimed]:
-    """Read ``rows`` (a Conversion queryset) as ClaimedRow tuples."""
+    """Read ``rows`` (a Conversion queryset) as the claim returns them: a StoredRow for a
+    row with its event's text, else a ClaimedRow of its fields."""
     fetched = rows.annotate(
         x_time=conversion_time_column(),
         # No field converters: the value arrives as the driver gives it (a float on
