@@ -376,7 +376,8 @@ class Conversion(models.Model):
     # so that sending passes it on instead of building and checking it again. Null when
     # not known: the row was written some other way, or its event fields changed since
     # (see drop_stale_wire_text), or it was sent or failed (sent rows keep no copy).
-    # Null rather than blank so that adding the column rewrites no table.
+    # Null rather than blank so that adding the column rewrites no table. A release that
+    # changes how events are written must set it to null in a migration.
     wire_text = models.TextField(null=True, blank=True, editable=False)  # noqa: DJ001
     # The event fields' values wire_text was written from (set_wire_text).
     _wire_source: tuple[Any, ...] | None = None
