@@ -283,12 +283,12 @@ def wire_text_of(conversion: ConversionFields) -> str | None:
     return wire_members(row)
 
 
+_ADDRESS_FIELD = Conversion._meta.get_field("ip_address")
+
+
 def _stored_address(address: str | None) -> str | None:
     # IPv6 is stored (and read back) in its compressed form.
     return cast("str | None", _ADDRESS_FIELD.get_prep_value(address))
-
-
-_ADDRESS_FIELD = Conversion._meta.get_field("ip_address")
 
 
 def wire_members(row: ClaimedRow) -> str | None:

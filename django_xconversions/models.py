@@ -463,8 +463,10 @@ class Conversion(models.Model):
         if written is None:
             self.drop_stale_wire_text()
         elif _EVENT_NAMES.intersection(written):
-            if "wire_text" in deferred or _EVENT_NAMES & deferred:
-                self.wire_text = None  # not compared: that would read the deferred fields
+            if deferred:
+                # Read from the database, so never given by set_wire_text (and comparing
+                # would read the deferred fields).
+                self.wire_text = None
             else:
                 self.drop_stale_wire_text()
             kwargs["update_fields"] = {*written, "wire_text"}
